@@ -1,0 +1,32 @@
+"""Model loading: the bundled teaching model, or any TransformerLens model from the local cache."""
+
+from __future__ import annotations
+
+import torch
+
+from interpwidgets.models.pretrained import load_pretrained
+from interpwidgets.models.teaching import build_teaching_model, load_teaching_model
+
+TEACHING_NAMES = (None, "teaching", "interpwidgets-teaching")
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_model(name: str | None = None, device: str | torch.device | None = None):
+    """A TransformerLens `TransformerBridge` in eval mode, on the GPU when there is one.
+
+    `name=None` gives the bundled teaching model (offline, no download); otherwise a TransformerLens
+    model name or alias ("gpt2", "pythia-70m", ...) loaded from the local Hugging Face cache, or the
+    path of a folder written by `save_pretrained`.
+    """
+    device = torch.device(device) if device is not None else default_device()
+    if name in TEACHING_NAMES:
+        return load_teaching_model(device)
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a model name string or None, got {type(name).__name__}.")
+    return load_pretrained(name, device)
+
+
+__all__ = ["build_teaching_model", "default_device", "load_model"]

@@ -1,0 +1,136 @@
+"""Train the bundled teaching model on the generated corpus.
+
+    python -m interpwidgets.zoo.train [--steps 7000] [--cooldown 1000] [--seed 0] [--resume CKPT]
+
+Schedule: linear warm-up, then a constant learning rate for `--steps`, then a linear cool-down over
+`--cooldown` steps. Each step's batch is a function of (seed, step) alone, so a run resumed from a
+stable-phase checkpoint is identical to an uninterrupted one. Writes checkpoints (atomically) and a
+JSON-lines log to `--out`, and on completion the weights, config and log into the package assets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from interpwidgets.models.teaching import ASSETS, CONFIG_FILE, TEACHING_CONFIG, WEIGHTS_FILE, build_teaching_model
+from interpwidgets.zoo import corpus
+from interpwidgets.zoo.evaluate import evaluate
+
+
+def training_batch(tokenizer, seed: int, step: int, batch: int, seq_len: int) -> torch.Tensor:
+    """[batch, seq_len] ids: rows of BOS-separated documents, each row starting with BOS."""
+    rng = random.Random(seed * 1_000_003 + step)
+    bos = tokenizer.bos_token_id
+    rows = []
+    for _ in range(batch):
+        row: list[int] = []
+        while len(row) < seq_len:
+            docs = [corpus.random_document(rng) for _ in range(8)]
+            for ids in tokenizer(docs, add_special_tokens=False)["input_ids"]:
+                row += [bos] + ids
+        rows.append(row[:seq_len])
+    return torch.tensor(rows)
+
+
+def learning_rate(step: int, args: argparse.Namespace) -> float:
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    if step < args.steps:
+        return args.lr
+    return args.lr * max(0.05, 1 - (step - args.steps) / max(1, args.cooldown))
+
+
+def save_atomic(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=7000, help="steps at the constant learning rate")
+    parser.add_argument("--cooldown", type=int, default=1000)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--keep-every", type=int, default=500, help="keep a stable-phase checkpoint this often")
+    parser.add_argument("--out", default="artifacts/teaching")
+    parser.add_argument("--resume", help="checkpoint to continue from")
+    parser.add_argument("--no-install", action="store_true", help="do not write the result into the package")
+    args = parser.parse_args()
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    model = build_teaching_model(seed=args.seed)
+    net = model.original_model
+    optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.05)
+    start = 0
+    if args.resume:
+        state = torch.load(args.resume, weights_only=True)
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = state["step"]
+    total = args.steps + args.cooldown
+    log = open(out / "train_log.jsonl", "a")
+    started = time.time()
+    bar = tqdm(range(start, total), initial=start, total=total, desc="training teaching model")
+    for step in bar:
+        net.train()
+        tokens = training_batch(model.tokenizer, args.seed, step, args.batch, args.seq_len)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, args)
+        logits = net(tokens)
+        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimizer.step()
+        done = step + 1
+        if done % args.eval_every == 0 or done == total:
+            net.eval()
+            scores = evaluate(model, n=128)
+            record = {"step": done, "loss": loss.item(), "lr": learning_rate(step, args),
+                      "minutes": (time.time() - started) / 60, **scores}
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            bar.set_postfix(loss=f"{loss.item():.3f}", ioi=f"{scores['ioi_logit_diff']:.2f}",
+                            ind=f"{scores['induction_accuracy']:.2f}", br=f"{scores['brackets_accuracy']:.2f}")
+            state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": done}
+            save_atomic(state, out / "last.pt")
+            if done <= args.steps and done % args.keep_every == 0:
+                shutil.copy(out / "last.pt", out / f"stable_{done}.pt")
+    log.close()
+    if not args.no_install:
+        install(net, args, out)
+
+
+def install(net: torch.nn.Module, args: argparse.Namespace, out: Path) -> None:
+    """Write the trained weights, their config and the training log into the package assets."""
+    from safetensors.torch import save_file
+
+    ASSETS.mkdir(parents=True, exist_ok=True)
+    tmp = WEIGHTS_FILE.with_suffix(".tmp")
+    save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(tmp))
+    os.replace(tmp, WEIGHTS_FILE)
+    config = {"architecture": TEACHING_CONFIG, "overrides": {}, "training": {
+        k: getattr(args, k) for k in ("steps", "cooldown", "warmup", "lr", "batch", "seq_len", "seed")}}
+    CONFIG_FILE.write_text(json.dumps(config, indent=2))
+    shutil.copy(out / "train_log.jsonl", ASSETS / "train_log.jsonl")
+
+
+if __name__ == "__main__":
+    main()
