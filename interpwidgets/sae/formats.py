@@ -1,0 +1,219 @@
+"""SAELens on-disk format: a folder with `cfg.json` and `sae_weights.safetensors`.
+
+Weights: W_enc [d_in, d_sae], W_dec [d_sae, d_out], b_enc [d_sae], b_dec [d_out]; `threshold [d_sae]`
+for JumpReLU; `b_gate`, `r_mag`, `b_mag` (and no b_enc) for gated. cfg.json follows SAELens 6:
+top-level `architecture`, `d_in`, `d_sae`, `dtype`, `device`, `apply_b_dec_to_input`,
+`normalize_activations`, `reshape_activations` (+ `k` for topk, `d_out` for transcoders) and a
+`metadata` object with `hook_name`, `hook_name_out`, `model_name`, `sae_lens_version`. Our own
+architecture and training facts go in `metadata["interpwidgets"]`. Pre-6 configs (hook names and
+`activation_fn_str` at top level) load too.
+
+Architecture names in SAELens: relu -> "standard" ("transcoder"), jumprelu and batchtopk ->
+"jumprelu" ("jumprelu_transcoder"; a BatchTopK dictionary is a JumpReLU with one shared threshold at
+inference), topk -> "topk", gated -> "gated". SAELens has no TopK or gated transcoder: those save in
+the same layout with `d_out`, and load here but not in SAELens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from interpwidgets.sae.base import SAE, SAEConfig, build_sae
+
+CFG_FILE = "cfg.json"
+WEIGHTS_FILE = "sae_weights.safetensors"
+FORMAT_VERSION = "6.0.0"  # the SAELens cfg.json layout we write (metadata.sae_lens_version)
+
+_SAVE_NAME = {"relu": "standard", "topk": "topk", "batchtopk": "jumprelu", "jumprelu": "jumprelu", "gated": "gated"}
+_TRANSCODER_SAVE_NAME = {"relu": "transcoder", "batchtopk": "jumprelu_transcoder", "jumprelu": "jumprelu_transcoder"}
+_LOAD_NAME = {
+    "standard": ("relu", False), "topk": ("topk", False), "batchtopk": ("batchtopk", False),
+    "jumprelu": ("jumprelu", False), "gated": ("gated", False), "transcoder": ("relu", True),
+    "jumprelu_transcoder": ("jumprelu", True),
+}
+_UNSUPPORTED_NORMALISATION = ("constant_norm_rescale", "layer_norm")
+
+
+class SAEFormatError(ValueError):
+    """A file or folder that is not a dictionary we can read."""
+
+
+def saelens_architecture(sae: SAE) -> str:
+    """The SAELens `architecture` string this dictionary is saved under."""
+    arch = sae.cfg.architecture
+    if sae.is_transcoder:
+        return _TRANSCODER_SAVE_NAME.get(arch, arch)
+    return _SAVE_NAME[arch]
+
+
+def saelens_state_dict(sae: SAE) -> dict[str, torch.Tensor]:
+    """The dictionary's weights under SAELens's parameter names (float32, contiguous, on CPU)."""
+    state = {name: p.detach().float().cpu().contiguous() for name, p in sae.state_dict().items()}
+    if sae.cfg.architecture == "gated":
+        state["b_gate"] = state.pop("b_enc")
+    return state
+
+
+def saelens_cfg(sae: SAE, dtype: str = "float32") -> dict[str, Any]:
+    """The cfg.json contents for `sae` (`dtype` is the dtype SAELens loads the weights in)."""
+    c = sae.cfg
+    cfg: dict[str, Any] = {
+        "architecture": saelens_architecture(sae), "d_in": c.d_in, "d_sae": c.d_sae, "dtype": dtype, "device": "cpu",
+        "apply_b_dec_to_input": bool(c.apply_b_dec_to_input), "normalize_activations": "none",
+        "reshape_activations": "none",
+    }
+    if c.architecture == "topk":
+        cfg.update(k=c.k, rescale_acts_by_decoder_norm=False)
+    if c.is_transcoder:
+        cfg["d_out"] = c.d_out
+    cfg["metadata"] = {
+        "sae_lens_version": FORMAT_VERSION, "sae_lens_training_version": FORMAT_VERSION,
+        "model_name": c.model_name, "hook_name": c.hook_name, "hook_name_out": c.hook_name_out,
+        "hook_head_index": None, "prepend_bos": True,
+        "interpwidgets": {"architecture": c.architecture, "k": c.k, "metadata": c.metadata},
+    }
+    return cfg
+
+
+def _write_atomic(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(sae: SAE, path: str | os.PathLike, storage_dtype: torch.dtype = torch.float32) -> Path:
+    """Write `sae` to the folder `path` in SAELens format; returns the folder.
+
+    Each file is written to a temporary name and renamed into place, so an interrupted save never
+    leaves a half-written file. `storage_dtype=torch.float16` halves the size on disk (loading
+    always gives float32 parameters).
+    """
+    from safetensors.torch import save_file
+
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"{folder} exists and is not a folder; choose another path to save the SAE to.")
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.to(storage_dtype) for k, v in saelens_state_dict(sae).items()}
+    text = json.dumps(saelens_cfg(sae), indent=2)
+    _write_atomic(folder / WEIGHTS_FILE, lambda tmp: save_file(state, tmp))
+    _write_atomic(folder / CFG_FILE, lambda tmp: Path(tmp).write_text(text))
+    return folder
+
+
+def _read_cfg(folder: Path) -> dict[str, Any]:
+    cfg_path = folder / CFG_FILE
+    if not cfg_path.is_file():
+        raise SAEFormatError(f"{folder} has no {CFG_FILE}: not an SAELens-format SAE folder.")
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SAEFormatError(f"{cfg_path} is not valid JSON ({err}); the file is corrupt.") from err
+    if not isinstance(cfg, dict):
+        raise SAEFormatError(f"{cfg_path} holds a JSON {type(cfg).__name__}, not an object.")
+    return cfg
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise SAEFormatError(f"{path} is missing: the SAE folder has a config but no weights.")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise SAEFormatError(f"{path} is not a readable safetensors file ({err}); the file is corrupt.") from err
+
+
+def config_from_saelens(cfg: dict[str, Any], **overrides) -> SAEConfig:
+    """Our `SAEConfig` from an SAELens cfg.json dict (versions 5 and 6); `overrides` win."""
+    meta = cfg.get("metadata") or {}
+    ours = meta.get("interpwidgets") or {}
+    name = cfg.get("architecture", "standard")
+    if name == "standard" and cfg.get("activation_fn_str", cfg.get("activation_fn")) == "topk":
+        name = "topk"  # SAELens 5 stored TopK as a standard SAE with a topk activation
+    if name not in _LOAD_NAME:
+        raise SAEFormatError(f"SAE architecture {name!r} is not supported; supported: {sorted(_LOAD_NAME)}.")
+    architecture, transcoder = _LOAD_NAME[name]
+    architecture = ours.get("architecture", architecture)
+    norm = cfg.get("normalize_activations", "none")
+    if norm in _UNSUPPORTED_NORMALISATION:
+        raise SAEFormatError(
+            f"normalize_activations={norm!r} rescales each input at run time, which interpwidgets does not do; "
+            "use an SAE with normalisation folded into its weights ('none' or 'expected_average_only_in')."
+        )
+    k = ours.get("k") or cfg.get("k") or (cfg.get("activation_fn_kwargs") or {}).get("k")
+    values = dict(
+        d_in=cfg.get("d_in"), d_sae=cfg.get("d_sae"), architecture=architecture,
+        hook_name=meta.get("hook_name") or cfg.get("hook_name") or cfg.get("hook_point") or "",
+        hook_name_out=meta.get("hook_name_out") or cfg.get("hook_name_out"),
+        d_out=cfg.get("d_out"), k=int(k) if k is not None and architecture in ("topk", "batchtopk") else None,
+        apply_b_dec_to_input=False if transcoder else bool(cfg.get("apply_b_dec_to_input", True)),
+        model_name=meta.get("model_name") or cfg.get("model_name"), metadata=dict(ours.get("metadata") or {}),
+    )
+    values.update(overrides)
+    if transcoder and not values["hook_name_out"]:
+        raise SAEFormatError(
+            f"This {name!r} dictionary does not say which hook it writes; pass hook_name_out='blocks.L.hook_mlp_out' (or the right hook)."
+        )
+    try:
+        return SAEConfig(**values)
+    except (TypeError, ValueError) as err:
+        raise SAEFormatError(f"cfg.json describes an invalid SAE: {err}") from err
+
+
+def _fold_saelens_extras(cfg: dict[str, Any], state: dict[str, torch.Tensor]) -> None:
+    """Fold SAELens options we do not model separately into the plain weights (in place)."""
+    scale = state.pop("scaling_factor", state.pop("finetuning_scaling_factor", None))
+    if scale is not None:  # features are scaled before decoding: f * s @ W_dec
+        state["W_dec"] = state["W_dec"] * scale[:, None]
+    if cfg.get("rescale_acts_by_decoder_norm"):  # topk: pre * |W_dec|, decode f / |W_dec|
+        norms = state["W_dec"].norm(dim=-1)
+        state["W_enc"] = state["W_enc"] * norms
+        state["b_enc"] = state["b_enc"] * norms
+        state["W_dec"] = state["W_dec"] / norms[:, None]
+
+
+def sae_from_state(cfg: SAEConfig, state: dict[str, torch.Tensor], source: str) -> SAE:
+    """Build the dictionary for `cfg` and fill it from `state`, checking every name and shape."""
+    sae = build_sae(cfg)
+    expected = sae.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise SAEFormatError(f"{source}: weights do not match a {cfg.architecture} dictionary (missing {missing}, unexpected {unexpected}).")
+    for name, tensor in expected.items():
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            raise SAEFormatError(f"{source}: {name} has shape {tuple(state[name].shape)}, expected {tuple(tensor.shape)} from its config.")
+        if not torch.isfinite(state[name]).all():
+            raise SAEFormatError(f"{source}: {name} contains NaN or inf; the weights are corrupt.")
+    sae.load_state_dict({k: v.float() for k, v in state.items()})
+    return sae.eval()
+
+
+def load_saelens(path: str | os.PathLike, **overrides) -> SAE:
+    """Read an SAELens-format folder (ours or SAELens's); `overrides` replace config fields (e.g. hook_name_out)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder; an SAELens SAE is a folder with {CFG_FILE} and {WEIGHTS_FILE}.")
+    raw = _read_cfg(folder)
+    cfg = config_from_saelens(raw, **overrides)
+    state = _read_weights(folder / WEIGHTS_FILE)
+    if cfg.architecture == "gated" and "b_gate" in state:
+        state["b_enc"] = state.pop("b_gate")
+    _fold_saelens_extras(raw, state)
+    if cfg.architecture == "batchtopk" and "threshold" not in state:
+        raise SAEFormatError(f"{folder}: a BatchTopK dictionary needs its inference threshold, which is missing.")
+    return sae_from_state(cfg, state, str(folder))

@@ -1,0 +1,51 @@
+"""The dictionaries shipped for the bundled teaching model (trained by `train_pretrained`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from interpwidgets.models.teaching import ASSETS
+from interpwidgets.sae.formats import CFG_FILE, load_saelens
+from interpwidgets.sae.sets import SAESet
+
+SAE_ASSETS = ASSETS / "saes"
+EVALUATION_FILE = SAE_ASSETS / "evaluation.json"
+TEACHING_MODEL_NAME = "interpwidgets-teaching"
+
+
+def asset_folder_name(hook_name: str) -> str:
+    """Folder name for a dictionary reading `hook_name` ("blocks.0.ln2.hook_normalized" -> "blocks_0_ln2_hook_normalized")."""
+    return hook_name.replace(".", "_")
+
+
+def pretrained(model=None, device: str | torch.device | None = None) -> SAESet:
+    """The shipped SAEs and transcoders for the teaching model, as an `SAESet`.
+
+    Per layer L of the 4: residual SAEs ("blocks.L.hook_resid_post"), attention-output SAEs
+    ("blocks.L.hook_attn_out"), MLP-output SAEs ("blocks.L.hook_mlp_out") and MLP transcoders
+    ("blocks.L.ln2.hook_normalized" -> "blocks.L.hook_mlp_out"). With `model`, checks that it is the
+    teaching model and puts the dictionaries on its device (else on `device`, default CPU).
+    """
+    folders = sorted(p for p in SAE_ASSETS.glob("*") if (p / CFG_FILE).is_file()) if SAE_ASSETS.is_dir() else []
+    if not folders:
+        raise FileNotFoundError(
+            f"No bundled SAEs found in {SAE_ASSETS}. Reinstall interpwidgets, or train them with "
+            "`python -m interpwidgets.sae.train_pretrained`."
+        )
+    if model is not None:
+        name = getattr(model.cfg, "model_name", None)
+        if name != TEACHING_MODEL_NAME:
+            raise ValueError(
+                f"The bundled SAEs were trained on the teaching model ({TEACHING_MODEL_NAME!r}), not {name!r}; "
+                "load SAEs for other models with iw.sae.load(path)."
+            )
+        device = device or model.cfg.device
+    saes = SAESet.of(load_saelens(folder) for folder in folders)
+    return saes.to(torch.device(device or "cpu"))
+
+
+def bundled_folder(hook_name: str) -> Path:
+    """Where the bundled dictionary reading `hook_name` lives."""
+    return SAE_ASSETS / asset_folder_name(hook_name)

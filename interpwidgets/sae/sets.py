@@ -1,0 +1,79 @@
+"""`SAESet`: the dictionaries for one model, keyed by the hook each one reads."""
+
+from __future__ import annotations
+
+import re
+
+from interpwidgets.sae.base import SAE
+
+_LAYER = re.compile(r"^blocks\.(\d+)\.")
+
+
+def hook_layer(hook_name: str) -> int:
+    """The block index in a TransformerLens hook name ("blocks.3.hook_resid_post" -> 3)."""
+    match = _LAYER.match(hook_name)
+    if match is None:
+        raise ValueError(f"Hook name {hook_name!r} does not name a block (expected 'blocks.<layer>.<hook>').")
+    return int(match.group(1))
+
+
+class SAESet(dict):
+    """A dict `{input hook name: SAE}` with views by kind, each a list ordered by layer.
+
+    Keys follow TransformerLens hook names: residual SAEs under "blocks.L.hook_resid_post",
+    attention-output SAEs under "blocks.L.hook_attn_out", MLP-output SAEs under
+    "blocks.L.hook_mlp_out", and MLP transcoders under "blocks.L.ln2.hook_normalized" (the MLP input;
+    they write "blocks.L.hook_mlp_out").
+    """
+
+    def __setitem__(self, hook_name: str, sae: SAE) -> None:
+        if sae.cfg.hook_name != hook_name:
+            raise KeyError(f"An SAESet is keyed by each dictionary's input hook: got key {hook_name!r} for an SAE reading {sae.cfg.hook_name!r}.")
+        super().__setitem__(hook_name, sae)
+
+    @classmethod
+    def of(cls, saes) -> "SAESet":
+        """An SAESet from an iterable of SAEs (each keyed by its `cfg.hook_name`)."""
+        out = cls()
+        for sae in saes:
+            if sae.cfg.hook_name in out:
+                raise ValueError(f"Two dictionaries read the same hook {sae.cfg.hook_name!r}; an SAESet holds one per hook.")
+            out[sae.cfg.hook_name] = sae
+        return out
+
+    def _kind(self, suffix: str, transcoder: bool) -> list[SAE]:
+        found = [s for name, s in self.items() if name.endswith(suffix) and s.is_transcoder == transcoder]
+        return sorted(found, key=lambda s: hook_layer(s.cfg.hook_name))
+
+    @property
+    def resid(self) -> list[SAE]:
+        """Residual-stream SAEs (reading hook_resid_post / hook_resid_pre / hook_resid_mid), by layer."""
+        return sorted(
+            (s for name, s in self.items() if ".hook_resid_" in name and not s.is_transcoder),
+            key=lambda s: hook_layer(s.cfg.hook_name),
+        )
+
+    @property
+    def attn(self) -> list[SAE]:
+        """Attention-output SAEs (reading hook_attn_out), by layer."""
+        return self._kind(".hook_attn_out", transcoder=False)
+
+    @property
+    def mlp(self) -> list[SAE]:
+        """MLP-output SAEs (reading hook_mlp_out), by layer."""
+        return self._kind(".hook_mlp_out", transcoder=False)
+
+    @property
+    def transcoders(self) -> list[SAE]:
+        """Transcoders, by layer (for the teaching model: MLP input -> MLP output)."""
+        return sorted((s for s in self.values() if s.is_transcoder), key=lambda s: hook_layer(s.cfg.hook_name))
+
+    def to(self, *args, **kwargs) -> "SAESet":
+        """Move every dictionary (in place, like `nn.Module.to`); returns self."""
+        for sae in self.values():
+            sae.to(*args, **kwargs)
+        return self
+
+    def __repr__(self) -> str:
+        rows = ",\n  ".join(f"{name!r}: {sae.extra_repr()}" for name, sae in self.items())
+        return f"SAESet({{\n  {rows}\n}})" if rows else "SAESet({})"

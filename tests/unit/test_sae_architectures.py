@@ -1,0 +1,117 @@
+"""Each architecture implements the shared dictionary interface with the documented algebra."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from interpwidgets.sae import ARCHITECTURES, SAEConfig, build_sae
+
+
+def perturbed(architecture: str, transcoder: bool = False, seed: int = 0):
+    """A small dictionary with every parameter moved off its initial value (so biases matter)."""
+    cfg = SAEConfig(
+        d_in=8, d_sae=32, architecture=architecture, k=4 if architecture in ("topk", "batchtopk") else None,
+        hook_name="blocks.0.ln2.hook_normalized" if transcoder else "blocks.0.hook_resid_post",
+        hook_name_out="blocks.0.hook_mlp_out" if transcoder else None, d_out=6 if transcoder else None,
+    )
+    sae = build_sae(cfg, seed=seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
+            if p is getattr(sae, "threshold", None):
+                p.abs_()
+    return sae
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("transcoder", [False, True])
+def test_shapes_and_decode_is_affine(architecture, transcoder):
+    sae = perturbed(architecture, transcoder)
+    d_out = 6 if transcoder else 8
+    assert sae.W_enc.shape == (8, 32) and sae.W_dec.shape == (32, d_out)
+    assert sae.b_enc.shape == (32,) and sae.b_dec.shape == (d_out,)
+    x = torch.randn(3, 5, 8)
+    f = sae.encode(x)
+    assert f.shape == (3, 5, 32) and sae(x).shape == (3, 5, d_out)
+    torch.testing.assert_close(sae.decode(f), f @ sae.W_dec + sae.b_dec)
+    assert sae.is_transcoder == transcoder
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_active_features_equal_their_pre_activations(architecture):
+    """f == (f != 0) * encode_pre(x): on the active set the encoder is affine (what circuits rely on)."""
+    sae = perturbed(architecture)
+    x = torch.randn(64, 8)
+    f = sae.encode(x)
+    assert (f != 0).any(), "test needs some active features"
+    assert (f >= 0).all()
+    torch.testing.assert_close(f, (f != 0) * sae.encode_pre(x))
+
+
+@pytest.mark.parametrize("architecture", [a for a in ARCHITECTURES if a != "gated"])
+def test_b_dec_is_subtracted_from_sae_input_but_not_transcoder_input(architecture):
+    sae = perturbed(architecture)
+    x = torch.randn(4, 8)
+    torch.testing.assert_close(sae.encode_pre(x), (x - sae.b_dec) @ sae.W_enc + sae.b_enc)
+    tc = perturbed(architecture, transcoder=True)
+    torch.testing.assert_close(tc.encode_pre(x), x @ tc.W_enc + tc.b_enc)
+
+
+def test_topk_keeps_exactly_k_positive_latents_per_token():
+    sae = perturbed("topk")
+    with torch.no_grad():
+        sae.b_enc.fill_(10.0)  # every pre-activation positive: exactly k survive
+    f = sae.encode(torch.randn(16, 8))
+    assert (f.ne(0).sum(-1) == 4).all()
+
+
+def test_batchtopk_training_keeps_k_per_token_on_average_and_inference_uses_threshold():
+    sae = perturbed("batchtopk")
+    with torch.no_grad():
+        sae.threshold.zero_()  # as built: the moving average starts at 0
+    x = torch.randn(50, 8)
+    out = sae.training_outputs(x, x, 0.0)
+    assert out["feature_acts"].ne(0).sum() <= 4 * 50
+    assert sae.threshold.min() == sae.threshold.max() and sae.threshold[0] > 0
+    pre = sae.encode_pre(x)
+    torch.testing.assert_close(sae.encode(x), pre * (pre > sae.threshold))
+
+
+def test_gated_gate_decides_and_magnitude_path_sets_value():
+    sae = perturbed("gated")
+    x = torch.randn(32, 8)
+    expected = (sae.gate_pre(x) > 0) * torch.relu(sae.encode_pre(x))
+    torch.testing.assert_close(sae.encode(x), expected)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_fold_scale_makes_scaled_training_act_on_raw_inputs(architecture):
+    """A dictionary trained on x*s reconstructs y*s; after folding it maps raw x to raw y, same features."""
+    sae = perturbed(architecture)
+    x = torch.randn(16, 8)
+    s = 3.7
+    f_scaled, y_scaled = sae.encode(x * s), sae(x * s)
+    sae.fold_input_output_scale(s, s)
+    torch.testing.assert_close(sae.encode(x), f_scaled)
+    torch.testing.assert_close(sae(x), y_scaled / s)
+
+
+def test_jumprelu_threshold_receives_gradient_from_l0_penalty():
+    sae = perturbed("jumprelu")
+    with torch.no_grad():
+        sae.threshold.fill_(0.05)
+    x = torch.randn(256, 8)
+    out = sae.training_outputs(x, x, 1.0)
+    out["sparsity_loss"].backward()
+    assert sae.threshold.grad is not None and (sae.threshold.grad < 0).any()  # raising thresholds lowers L0
+
+
+@pytest.mark.parametrize("bad", [
+    dict(architecture="softmax"), dict(d_sae=0), dict(architecture="topk", k=None), dict(architecture="topk", k=99),
+    dict(d_out=5), dict(hook_name_out="blocks.0.hook_mlp_out", apply_b_dec_to_input=True),
+])
+def test_invalid_configs_are_rejected_with_a_message(bad):
+    with pytest.raises(ValueError, match=r"."):
+        SAEConfig(**{"d_in": 8, "d_sae": 16, **bad})
