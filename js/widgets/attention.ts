@@ -1,0 +1,344 @@
+// AttentionPatterns: head thumbnails of one layer, one head's query x key pattern on canvas, or a text view
+// (hover a token to see its attention over the others). Patterns are fetched lazily from the kernel:
+// "thumbnails" for a layer (max-pooled, uint8), "pattern" for one head (uint8, lower triangle, deflated).
+// Python side: interpwidgets/widgets/attention.py.
+
+import "../lib/base.css";
+import "./attention.css";
+import type { RenderProps } from "../lib/anywidget";
+import { decodeArray } from "../lib/buffers";
+import { matrixBitmap, sizeCanvas, drawBitmap } from "../lib/canvas";
+import { type ColourScale, colourOf, cssColour, legend, sequentialScale, textColourOn } from "../lib/colour";
+import { h, select, setChildren } from "../lib/dom";
+import { displayToken, formatNumber, quoteToken } from "../lib/format";
+import { MatrixView } from "../lib/matrix";
+import { Requester } from "../lib/messaging";
+import { connectSelection } from "../lib/selection";
+import { control, createShell } from "../lib/shell";
+import { tokenFromEvent, tokenSpan } from "../lib/tokens";
+
+const THUMB_PX = 64;
+const MATRIX_PX = 520;
+const PATTERN_CACHE = 24;
+
+interface Thumbnails {
+  size: number;
+  values: Float32Array; // [heads, size, size]
+  domainMax: number;
+  units: string;
+}
+
+interface Pattern {
+  n: number;
+  values: Float32Array; // [n, n]; NaN where the pattern is masked (keys after the query)
+  domainMax: number;
+  units: string;
+}
+
+type Direction = "from" | "to";
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+function expectNumber(value: unknown, what: string): number {
+  if (typeof value !== "number" || !Number.isFinite(value)) throw new TypeError(`reply lacks ${what}`);
+  return value;
+}
+
+async function decodeThumbnails(reply: Record<string, unknown>, heads: number): Promise<Thumbnails> {
+  const array = await decodeArray(reply.thumbnails);
+  const [count, rows, cols] = array.shape;
+  if (array.shape.length !== 3 || count !== heads || rows !== cols) throw new RangeError(`thumbnails of shape [${array.shape}]`);
+  return { size: rows, values: array.data, domainMax: expectNumber(reply.domain_max, "domain_max"), units: String(reply.units) };
+}
+
+/** Unpacks a head's pattern: "tril" holds rows q = 0..n-1 of keys 0..q back to back; "full" holds n x n. */
+async function decodePattern(reply: Record<string, unknown>, n: number): Promise<Pattern> {
+  const array = await decodeArray(reply.pattern);
+  const values = new Float32Array(n * n);
+  if (reply.layout === "tril") {
+    if (array.data.length !== (n * (n + 1)) / 2) throw new RangeError(`lower-triangular pattern of ${array.data.length} values for ${n} tokens`);
+    values.fill(NaN);
+    let source = 0;
+    for (let q = 0; q < n; q++) {
+      values.set(array.data.subarray(source, source + q + 1), q * n);
+      source += q + 1;
+    }
+  } else {
+    if (array.data.length !== n * n) throw new RangeError(`pattern of ${array.data.length} values for ${n} tokens`);
+    values.set(array.data);
+  }
+  return { n, values, domainMax: expectNumber(reply.domain_max, "domain_max"), units: String(reply.units) };
+}
+
+async function render({ model, el, signal, host }: RenderProps): Promise<void> {
+  const tokens = model.get("tokens") as string[];
+  const n = tokens.length;
+  const nLayers = model.get("n_layers") as number;
+  const nHeads = model.get("n_heads") as number;
+  const shell = createShell(el, `Attention patterns \u00b7 ${n} tokens`, "iw-attention", signal, () => { drawGrid(); drawMain(); });
+  const requester = new Requester(model, shell.status, signal, shell.root);
+  const selection = await connectSelection(model, host, signal);
+
+  let layer = model.get("layer") as number;
+  let head = model.get("head") as number;
+  let pinned: number | null = null;
+  let direction: Direction = "from";
+  let thumbnails: Thumbnails | null = null;
+  let pattern: Pattern | null = null;
+  const thumbnailCache = new Map<string, Thumbnails>();
+  const patternCache = new Map<string, Pattern>();
+
+  const weighting = () => model.get("weighting") as string;
+  const view = () => model.get("view") as string;
+
+  // toolbar
+  const layerSelect = select(range(nLayers).map((l) => [String(l), String(l)]), String(layer), "layer");
+  const weightings = model.get("weightings") as string[];
+  const weightingSelect = select(
+    weightings.map((w) => [w, w === "value" ? "value-weighted \u2016\u03b1\u00b7f(x)\u2016" : "attention"]), weighting(), "weights");
+  weightingSelect.disabled = weightings.length < 2;
+  const viewSelect = select([["matrix", "matrix"], ["text", "text"]], view(), "view");
+  const directionSelect = select([["from", "attention from the token"], ["to", "attention to the token"]], direction, "direction");
+  const directionControl = control("Hover shows", directionSelect);
+  shell.toolbar.append(control("Layer", layerSelect), control("Weights", weightingSelect), control("View", viewSelect), directionControl);
+
+  const grid = h("div", { className: "iw-heads", attrs: { role: "group", "aria-label": "heads" } });
+  const main = h("div", { className: "iw-main" });
+  shell.body.append(grid, main);
+
+  const scaleFor = (data: { domainMax: number; units: string }): ColourScale =>
+    sequentialScale(shell.theme(), data.domainMax, data.units);
+
+  // ---- data loading (coalesced: only the latest layer / head asked for is fetched after the current one)
+  async function loadThumbnails(): Promise<void> {
+    const key = `${weighting()}/${layer}`;
+    let data = thumbnailCache.get(key);
+    if (!data) {
+      const reply = await requester.request<Record<string, unknown>>("thumbnails", { layer, weighting: weighting() }, "thumbnails");
+      if (reply.status !== "ok") return;
+      try {
+        data = await decodeThumbnails(reply.result, nHeads);
+      } catch (error) {
+        shell.status.showError(`could not read the thumbnails: ${(error as Error).message}`);
+        return;
+      }
+      thumbnailCache.set(key, data);
+    }
+    if (key !== `${weighting()}/${layer}`) return;
+    thumbnails = data;
+    drawGrid();
+  }
+
+  async function loadPattern(): Promise<void> {
+    const key = `${weighting()}/${layer}/${head}`;
+    let data = patternCache.get(key);
+    if (!data) {
+      const reply = await requester.request<Record<string, unknown>>("pattern", { layer, head, weighting: weighting() }, "pattern");
+      if (reply.status !== "ok") return;
+      try {
+        data = await decodePattern(reply.result, n);
+      } catch (error) {
+        shell.status.showError(`could not read the pattern: ${(error as Error).message}`);
+        return;
+      }
+      patternCache.set(key, data);
+      if (patternCache.size > PATTERN_CACHE) patternCache.delete(patternCache.keys().next().value!);
+    }
+    if (key !== `${weighting()}/${layer}/${head}`) return;
+    pattern = data;
+    drawMain();
+  }
+
+  function refresh(): void {
+    thumbnails = thumbnailCache.get(`${weighting()}/${layer}`) ?? null;
+    pattern = patternCache.get(`${weighting()}/${layer}/${head}`) ?? null;
+    drawGrid();
+    drawMain();
+    void loadThumbnails();
+    void loadPattern();
+  }
+
+  function show(nextLayer: number, nextHead: number, share: boolean): void {
+    if (nextLayer === layer && nextHead === head) return;
+    layer = nextLayer;
+    head = nextHead;
+    layerSelect.value = String(layer);
+    model.set("layer", layer);
+    model.set("head", head);
+    model.save_changes();
+    if (share) selection.set({ layer, head });
+    refresh();
+  }
+
+  // ---- head thumbnails
+  function drawGrid(): void {
+    const scale = thumbnails ? scaleFor(thumbnails) : null;
+    setChildren(grid, ...range(nHeads).map((index) => {
+      const canvas = h("canvas");
+      const ctx = sizeCanvas(canvas, THUMB_PX, THUMB_PX);
+      if (thumbnails && scale) {
+        const size = thumbnails.size;
+        drawBitmap(ctx, matrixBitmap(thumbnails.values, size, size, scale, index * size * size), 0, 0, THUMB_PX, THUMB_PX);
+      }
+      const button = h("button", {
+        className: `iw-head${index === head ? " iw-selected" : ""}`,
+        attrs: { "aria-pressed": String(index === head), "data-head": String(index) },
+        title: `layer ${layer}, head ${index}`,
+      }, canvas, h("span", {}, `L${layer}H${index}`));
+      button.addEventListener("click", () => show(layer, index, true));
+      return button;
+    }));
+  }
+
+  // ---- the selected head
+  function drawMain(): void {
+    directionControl.hidden = view() !== "text";
+    if (!pattern) {
+      setChildren(main, h("div", { className: "iw-placeholder" }, `layer ${layer}, head ${head}: loading\u2026`));
+      setChildren(shell.footer);
+      return;
+    }
+    if (view() === "text") drawText(pattern);
+    else drawMatrix(pattern);
+  }
+
+  const valueAt = (data: Pattern, query: number, key: number) => data.values[query * data.n + key];
+
+  function drawMatrix(data: Pattern): void {
+    const scale = scaleFor(data);
+    const labels = tokens.map(displayToken);
+    const matrix = new MatrixView({ rows: n, cols: n, rowLabels: labels, colLabels: labels, maxWidth: MATRIX_PX, maxHeight: MATRIX_PX, maxCell: 28 });
+    const bitmap = matrixBitmap(data.values, n, n, scale);
+    const redraw = () => matrix.draw(bitmap, (ctx, cellW, cellH) => {
+      if (pinned === null) return;
+      ctx.strokeStyle = cssColour(shell.theme().foreground);
+      ctx.lineWidth = 1;
+      ctx.strokeRect(0.5, pinned * cellH + 0.5, n * cellW - 1, Math.max(1, cellH - 1));
+    });
+    redraw();
+    matrix.onHover((cell, event) => {
+      if (!cell) return shell.tooltip.hide();
+      const value = valueAt(data, cell.row, cell.col);
+      shell.tooltip.show(event, [
+        `query ${quoteToken(tokens[cell.row], cell.row)}`,
+        `key ${quoteToken(tokens[cell.col], cell.col)}`,
+        `L${layer}H${head} ${data.units}: ${Number.isNaN(value) ? "masked" : formatNumber(value)}`,
+      ]);
+    });
+    matrix.onClick((cell) => {
+      if (!cell) return;
+      pinned = pinned === cell.row ? null : cell.row;
+      selection.set({ token: pinned });
+      redraw();
+    });
+    setChildren(main, h("div", { className: "iw-caption" }, `L${layer}H${head}: rows are queries, columns keys`), matrix.el);
+    setChildren(shell.footer, legend(scale), h("span", { className: "iw-hint" }, "hover: value \u00b7 click a row: select its token"));
+  }
+
+  function drawText(data: Pattern): void {
+    const spans = tokens.map((token, index) => tokenSpan(token, index));
+    const text = h("div", { className: "iw-text", attrs: { "data-layer": String(layer), "data-head": String(head) } }, ...spans);
+    const legendSlot = h("span");
+    const weightsOf = (focus: number) => range(n).map((other) =>
+      direction === "from" ? valueAt(data, focus, other) : valueAt(data, other, focus));
+
+    const colour = (focus: number | null) => {
+      if (focus === null) {
+        spans.forEach((span) => { span.style.background = ""; span.style.color = ""; span.classList.remove("iw-focus"); });
+        setChildren(legendSlot);
+        return;
+      }
+      const weights = weightsOf(focus);
+      const rowMax = Math.max(0, ...weights.filter((w) => !Number.isNaN(w)));
+      const scale = sequentialScale(shell.theme(), rowMax, `${data.units} (scale: this token's maximum)`);
+      spans.forEach((span, index) => {
+        const weight = weights[index];
+        span.classList.toggle("iw-focus", index === focus);
+        if (Number.isNaN(weight)) { span.style.background = ""; span.style.color = ""; return; }
+        const rgb = colourOf(scale, weight);
+        span.style.background = cssColour(rgb);
+        span.style.color = textColourOn(rgb);
+      });
+      setChildren(legendSlot, legend(scale));
+    };
+
+    text.addEventListener("mouseover", (event) => {
+      const hit = tokenFromEvent(event, text);
+      if (!hit) return;
+      const focus = pinned ?? hit.index;
+      colour(focus);
+      if (pinned !== null) {
+        const value = direction === "from" ? valueAt(data, pinned, hit.index) : valueAt(data, hit.index, pinned);
+        const [from, to] = direction === "from" ? [pinned, hit.index] : [hit.index, pinned];
+        shell.tooltip.show(event as MouseEvent, [
+          `${quoteToken(tokens[from], from)} \u2192 ${quoteToken(tokens[to], to)}`,
+          `L${layer}H${head} ${data.units}: ${Number.isNaN(value) ? "masked" : formatNumber(value)}`,
+        ]);
+      } else {
+        const weights = weightsOf(focus);
+        const top = range(n).filter((i) => !Number.isNaN(weights[i])).sort((a, b) => weights[b] - weights[a]).slice(0, 3);
+        shell.tooltip.show(event as MouseEvent, [
+          `${quoteToken(tokens[focus], focus)} ${direction === "from" ? "attends to" : "is attended by"}:`,
+          ...top.map((i) => `  ${quoteToken(tokens[i], i)}  ${formatNumber(weights[i])}`),
+        ]);
+      }
+    });
+    text.addEventListener("mouseleave", () => { shell.tooltip.hide(); colour(pinned); });
+    text.addEventListener("click", (event) => {
+      const hit = tokenFromEvent(event, text);
+      if (!hit) return;
+      pinned = pinned === hit.index ? null : hit.index;
+      selection.set({ token: pinned });
+      colour(pinned);
+    });
+    colour(pinned);
+    setChildren(main, h("div", { className: "iw-caption" }, `L${layer}H${head}: hover a token to see its attention; click to pin it`), text);
+    setChildren(shell.footer, legendSlot);
+  }
+
+  // ---- controls and links
+  layerSelect.addEventListener("change", () => show(Number(layerSelect.value), head, true));
+  weightingSelect.addEventListener("change", () => {
+    model.set("weighting", weightingSelect.value);
+    model.save_changes();
+    refresh();
+  });
+  viewSelect.addEventListener("change", () => {
+    model.set("view", viewSelect.value);
+    model.save_changes();
+    drawMain();
+  });
+  directionSelect.addEventListener("change", () => {
+    direction = directionSelect.value as Direction;
+    drawMain();
+  });
+  const adoptTraits = () => {
+    weightingSelect.value = weighting();
+    viewSelect.value = view();
+    const nextLayer = model.get("layer") as number;
+    const nextHead = model.get("head") as number;
+    if (nextLayer !== layer || nextHead !== head) show(nextLayer, nextHead, true);
+    else refresh();
+  };
+  model.on("change:layer", adoptTraits);
+  model.on("change:head", adoptTraits);
+  model.on("change:weighting", adoptTraits);
+  model.on("change:view", adoptTraits);
+  selection.onChange(() => {
+    const nextLayer = selection.get("layer");
+    const nextHead = selection.get("head");
+    const token = selection.get("token");
+    const validLayer = nextLayer !== null && nextLayer < nLayers ? nextLayer : layer;
+    const validHead = nextHead !== null && nextHead < nHeads ? nextHead : head;
+    const nextPinned = token !== null && token < n ? token : null;
+    if (nextPinned !== pinned) {
+      pinned = nextPinned;
+      if (validLayer === layer && validHead === head) drawMain();
+    }
+    show(validLayer, validHead, false);
+  });
+
+  refresh();
+}
+
+export default { render };

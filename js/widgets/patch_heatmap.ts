@@ -1,0 +1,227 @@
+// PatchHeatmap: a patching result (layer x position, layer x head, layer x head x position, path-patching
+// sweeps) as a diverging heatmap centred on 0. Click a cell: the kernel intervenes on that component and the
+// widget shows the metric before/after and the top predictions. Shift-click selects several cells, then one
+// action applies them together. Python side: interpwidgets/widgets/patch_heatmap.py.
+
+import "../lib/base.css";
+import "./patch_heatmap.css";
+import type { RenderProps } from "../lib/anywidget";
+import { type NDArray, decodeArray } from "../lib/buffers";
+import type { CanvasCell } from "../lib/canvas";
+import { matrixBitmap } from "../lib/canvas";
+import { cssColour, divergingScale, legend } from "../lib/colour";
+import { h, select, setChildren } from "../lib/dom";
+import { formatNumber } from "../lib/format";
+import { MatrixView } from "../lib/matrix";
+import { Requester } from "../lib/messaging";
+import { type SelectionKey, connectSelection } from "../lib/selection";
+import { control, createShell } from "../lib/shell";
+import { tokenSpan } from "../lib/tokens";
+
+type Index = number[];
+
+interface Predictions {
+  tokens: string[];
+  probs: unknown;
+}
+
+interface Outcome {
+  cells: Index[];
+  action: string;
+  description: string;
+  metric_before: number;
+  metric_after: number;
+  top_before: Predictions;
+  top_after: Predictions;
+}
+
+const ACTION_LABELS: Record<string, string> = { zero: "zero-ablate", mean: "mean-ablate", patch: "patch (corrupt \u2192 clean)" };
+const SELECTION_AXES: Record<string, SelectionKey> = { layer: "layer", head: "head", position: "token", pos: "token", token: "token", feature: "feature" };
+
+/** The flat (row, col) layout: the last axis runs along columns, all earlier axes along rows. */
+class Grid {
+  readonly rows: number;
+  readonly cols: number;
+  constructor(readonly shape: number[]) {
+    this.cols = shape[shape.length - 1];
+    this.rows = shape.slice(0, -1).reduce((a, b) => a * b, 1);
+  }
+  index({ row, col }: CanvasCell): Index {
+    const leading: number[] = [];
+    let rest = row;
+    for (const size of this.shape.slice(0, -1).reverse()) {
+      leading.unshift(rest % size);
+      rest = Math.floor(rest / size);
+    }
+    return [...leading, col];
+  }
+  cell(index: Index): CanvasCell {
+    let row = 0;
+    this.shape.slice(0, -1).forEach((size, axis) => { row = row * size + index[axis]; });
+    return { row, col: index[index.length - 1] };
+  }
+  flat(index: Index): number {
+    const { row, col } = this.cell(index);
+    return row * this.cols + col;
+  }
+}
+
+const sameIndex = (a: Index, b: Index) => a.length === b.length && a.every((v, i) => v === b[i]);
+
+async function render({ model, el, signal, host }: RenderProps): Promise<void> {
+  const axes = model.get("axes") as string[];
+  const labels = model.get("labels") as string[][];
+  const units = model.get("units") as string;
+  const shell = createShell(el, model.get("title") as string, "iw-patch", signal, () => draw());
+  const requester = new Requester(model, shell.status, signal, shell.root);
+  const selection = await connectSelection(model, host, signal);
+
+  let values: NDArray;
+  try {
+    values = await decodeArray(model.get("values"));
+  } catch (error) {
+    shell.status.showError(`could not read the result: ${(error as Error).message}`);
+    return;
+  }
+  const grid = new Grid(values.shape);
+  const describe = (index: Index) => index.map((i, axis) => `${axes[axis]} ${labels[axis][i]}`).join(" \u00b7 ");
+  const rowLabels = Array.from({ length: grid.rows }, (_, row) =>
+    grid.index({ row, col: 0 }).slice(0, -1).map((i, axis) => labels[axis][i]).join(" "));
+  const colLabels = labels[labels.length - 1];
+  const maxCells = model.get("max_cells") as number;
+
+  let chosen: Index[] = [];
+  let applied: Index[] = [];
+
+  // toolbar
+  const actions = model.get("actions") as string[];
+  const actionSelect = select(actions.map((a) => [a, ACTION_LABELS[a] ?? a]), model.get("action") as string, "action");
+  const applyButton = h("button", { className: "iw-button iw-apply" }, "apply to selected");
+  const clearButton = h("button", { className: "iw-button iw-clear" }, "clear");
+  shell.toolbar.append(control("On click", actionSelect), applyButton, clearButton,
+    h("span", { className: "iw-hint" }, `click: intervene \u00b7 shift-click: select several (up to ${maxCells})`));
+
+  const matrix = new MatrixView({
+    rows: grid.rows, cols: grid.cols, rowLabels, colLabels, maxWidth: 640, maxHeight: 560, maxCell: 44, minLabelCell: 10,
+  });
+  const axisCaption = h("div", { className: "iw-caption" },
+    `rows: ${axes.slice(0, -1).join(" \u00d7 ") || "\u2014"} \u00b7 columns: ${axes[axes.length - 1]}`);
+  const outcomePanel = h("div", { className: "iw-outcome", attrs: { "aria-live": "polite" } },
+    h("div", { className: "iw-hint" }, "Click a cell to intervene on that component in the kernel."));
+  shell.body.append(h("div", {}, axisCaption, matrix.el), outcomePanel);
+
+  function updateButtons(): void {
+    applyButton.textContent = `apply to ${chosen.length} selected`;
+    applyButton.disabled = chosen.length === 0;
+    clearButton.disabled = chosen.length === 0;
+  }
+
+  function draw(): void {
+    let absMax = 0;
+    for (const v of values.data) if (Number.isFinite(v)) absMax = Math.max(absMax, Math.abs(v));
+    const scale = divergingScale(shell.theme(), absMax, units);
+    const theme = shell.theme();
+    matrix.draw(matrixBitmap(values.data, grid.rows, grid.cols, scale), (ctx, cellW, cellH) => {
+      const outline = (index: Index, dashed: boolean) => {
+        const { row, col } = grid.cell(index);
+        ctx.setLineDash(dashed ? [3, 2] : []);
+        ctx.strokeRect(col * cellW + 1, row * cellH + 1, Math.max(1, cellW - 2), Math.max(1, cellH - 2));
+      };
+      ctx.lineWidth = 2;
+      ctx.strokeStyle = cssColour(theme.foreground);
+      applied.forEach((index) => outline(index, false));
+      chosen.forEach((index) => outline(index, true));
+      ctx.setLineDash([]);
+    });
+    setChildren(shell.footer, legend(scale), h("span", { className: "iw-hint" }, `0 = no effect; colour: ${units}`));
+    updateButtons();
+  }
+
+  function share(index: Index): void {
+    const update: Partial<Record<SelectionKey, number | null>> = {};
+    axes.forEach((axis, i) => {
+      const key = SELECTION_AXES[axis];
+      if (key) update[key] = index[i];
+    });
+    if (Object.keys(update).length) selection.set(update);
+  }
+
+  async function intervene(cells: Index[]): Promise<void> {
+    const action = actionSelect.value;
+    applied = cells;
+    draw();
+    const reply = await requester.request<Outcome>("intervene", { cells, action }, "intervene");
+    if (reply.status !== "ok") return;
+    try {
+      await showOutcome(reply.result);
+    } catch (error) {
+      shell.status.showError(`could not read the outcome: ${(error as Error).message}`);
+    }
+  }
+
+  async function predictionsTable(title: string, predictions: Predictions, className: string): Promise<HTMLElement> {
+    const probs = (await decodeArray(predictions.probs)).data;
+    if (probs.length !== predictions.tokens.length) throw new RangeError("top predictions and probabilities differ in length");
+    return h("div", { className },
+      h("div", { className: "iw-top-title" }, title),
+      ...predictions.tokens.map((token, i) => h("div", { className: "iw-top-row" },
+        tokenSpan(token, i),
+        h("div", { className: "iw-bar-track" }, h("div", { className: "iw-bar", style: { width: `${Math.round(probs[i] * 100)}%` } })),
+        h("span", { className: "iw-prob" }, formatNumber(probs[i])))));
+  }
+
+  async function showOutcome(outcome: Outcome): Promise<void> {
+    const delta = outcome.metric_after - outcome.metric_before;
+    const [before, after] = await Promise.all([
+      predictionsTable("top predictions, clean", outcome.top_before, "iw-top-before"),
+      predictionsTable(`after ${ACTION_LABELS[outcome.action] ?? outcome.action}`, outcome.top_after, "iw-top-after"),
+    ]);
+    setChildren(outcomePanel,
+      h("div", { className: "iw-outcome-title" }, `${ACTION_LABELS[outcome.action] ?? outcome.action}: ${outcome.description}`),
+      h("div", { className: "iw-metric" },
+        `${units}: `,
+        h("span", { className: "iw-metric-before" }, formatNumber(outcome.metric_before)),
+        " \u2192 ",
+        h("span", { className: "iw-metric-after" }, formatNumber(outcome.metric_after)),
+        " (\u0394 ",
+        h("span", { className: delta < 0 ? "iw-delta-neg" : "iw-delta-pos" }, formatNumber(delta)),
+        ")"),
+      h("div", { className: "iw-tops" }, before, after));
+  }
+
+  matrix.onHover((cell, event) => {
+    if (!cell) return shell.tooltip.hide();
+    const index = grid.index(cell);
+    shell.tooltip.show(event, [describe(index), `${units}: ${formatNumber(values.data[grid.flat(index)])}`]);
+  });
+  matrix.onClick((cell, event) => {
+    if (!cell) return;
+    const index = grid.index(cell);
+    share(index);
+    if (event.shiftKey) {
+      const at = chosen.findIndex((other) => sameIndex(other, index));
+      if (at >= 0) chosen.splice(at, 1);
+      else if (chosen.length < maxCells) chosen.push(index);
+      else shell.status.showError(`at most ${maxCells} cells can be selected at once`);
+      draw();
+      return;
+    }
+    void intervene([index]);
+  });
+  applyButton.addEventListener("click", () => {
+    if (chosen.length) void intervene(chosen.slice());
+  });
+  clearButton.addEventListener("click", () => { chosen = []; draw(); });
+  shell.root.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") { chosen = []; draw(); }
+  });
+  actionSelect.addEventListener("change", () => {
+    model.set("action", actionSelect.value);
+    model.save_changes();
+  });
+  model.on("change:action", () => { actionSelect.value = model.get("action") as string; });
+
+  draw();
+}
+
+export default { render };
