@@ -1,0 +1,45 @@
+"""Circuits: sparse feature circuits, linear computation graphs with transcoders, feature editing.
+
+    c = iw.circuits.feature_circuit(model, saes, task, method="ig")       # Marks et al. 2024
+    r = iw.circuits.faithfulness(model, saes, task, c)                    # .faithfulness .completeness
+    g = iw.circuits.linear_graph(model, saes, tokens)                     # Ge et al. 2024
+    a = g.attribute(iw.circuits.LogitTarget(answer, wrong))               # exact, sums to the target
+    h = iw.circuits.hierarchical_attribution(g, target, depth=3)          # a Circuit
+    with iw.circuits.ablate_features(model, saes, {"blocks.1.hook_resid_post": [3, 7]}): ...
+
+Importing this package is cheap: everything loads on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "Circuit": "graph", "Node": "graph", "Edge": "graph", "node_id": "graph",
+    "feature_circuit": "feature_circuit",
+    "node_effects": "effects", "NodeEffects": "effects",
+    "edge_effects": "edges",
+    "faithfulness": "faithfulness", "faithfulness_curve": "faithfulness",
+    "Faithfulness": "faithfulness", "FaithfulnessCurve": "faithfulness",
+    "linear_graph": "linear_graph", "LinearGraph": "linear_graph", "Attribution": "linear_graph",
+    "FeatureTarget": "linear_graph", "LogitTarget": "linear_graph",
+    "hierarchical_attribution": "hierarchical",
+    "qk_attribution": "qk", "QKAttribution": "qk",
+    "ablate_features": "editing", "LinearProbe": "editing", "probe_activations": "editing",
+    "spurious_cue_dataset": "spurious", "SpuriousCueDataset": "spurious",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"interpwidgets.circuits.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'interpwidgets.circuits' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+__all__ = sorted(_EXPORTS)

@@ -1,0 +1,126 @@
+"""Edge effects between nodes of a feature circuit (Marks et al. 2024, section 2 and appendix).
+
+The effect of an upstream node u on the metric through a downstream node d is
+
+    IE(u -> d) ~ dm/dd . dd/du . (u_patch - u_clean),
+
+with dm/dd the gradient used for the node effects (clean for atp, path-averaged for ig) and dd/du
+the direct Jacobian at clean: every path from u to d through another site is cut by holding that
+site's nodes at their clean values. That makes edges join only successive components (e.g.
+resid L-1 -> attn L -> mlp L -> resid L, resid L-1 -> resid L), as in the paper, without subtracting
+indirect paths afterwards. Computed in one forward pass where each site's output is rebuilt from
+detached copies of its nodes ("leaves"), then one backward pass per downstream node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from interpwidgets.circuits import runs
+from interpwidgets.circuits.effects import NodeEffects
+from interpwidgets.circuits.sites import Site, check_metric
+
+METRIC = "metric"
+
+
+@dataclass(frozen=True)
+class NodeRef:
+    """A node by site name, column (feature index, or n_features for the error) and position (None: summed)."""
+
+    site: str
+    column: int
+    position: int | None
+
+
+class LeafPass:
+    """The clean forward pass with every site's output rebuilt from detached node leaves.
+
+    connected[site] = (f, err) computed from the site's input, still connected to upstream leaves;
+    leaves[site] = (f, err) detached copies requiring grad, from which the site's output is rebuilt.
+    `metric` is the metric of this pass (its gradient reaches only the last sites directly).
+    """
+
+    def __init__(self, model, sites: Sequence[Site], tokens: torch.Tensor, metric: runs.Metric, readout: str | None):
+        self.connected: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.leaves: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+        def make(site: Site):
+            def hook(x, hook):
+                f, err = site.split(x)
+                self.connected[site.name] = (f, err)
+                leaf_f, leaf_err = f.detach().requires_grad_(True), err.detach().requires_grad_(True)
+                self.leaves[site.name] = (leaf_f, leaf_err)
+                return site.join(leaf_f, leaf_err)
+            return hook
+
+        with torch.enable_grad():
+            self.metric = check_metric(metric(runs.forward(model, tokens, [(s.hook, make(s)) for s in sites], readout)))
+
+
+def edge_effects(
+    model,
+    effects: NodeEffects,
+    nodes: Sequence[NodeRef],
+    tokens: torch.Tensor,
+    metric: runs.Metric,
+    readout: str | None = None,
+    progress: bool = True,
+) -> dict[tuple[NodeRef | str, NodeRef | str], float]:
+    """`{(upstream, downstream): weight}` for every pair of `nodes` with a direct path, and
+    `{(node, "metric"): weight}` for the nodes that reach the metric directly.
+
+    All nodes must share one aggregation (all with a position, or all summed: position None).
+    """
+    if not nodes:
+        return {}
+    summed = {n.position is None for n in nodes}
+    if len(summed) != 1:
+        raise ValueError("Edge effects need all nodes per position or all summed over positions, not a mix.")
+    summed = summed.pop()
+    order = {s.name: i for i, s in enumerate(effects.sites)}
+    by_site: dict[str, list[NodeRef]] = {}
+    for n in nodes:
+        by_site.setdefault(n.site, []).append(n)
+    deltas = {name: effects.deltas(name) for name in by_site}
+    leaf_pass = LeafPass(model, effects.sites, tokens, metric, readout)
+
+    def weights_from(target: torch.Tensor, downstream: NodeRef | str) -> dict:
+        ups = [name for name in by_site if downstream == METRIC or order[name] < order[downstream.site]]
+        if not ups:
+            return {}
+        inputs = [t for name in ups for t in leaf_pass.leaves[name]]
+        grads = torch.autograd.grad(target, inputs, retain_graph=True, allow_unused=True)
+        out = {}
+        for i, name in enumerate(ups):
+            gf, ge = grads[2 * i], grads[2 * i + 1]
+            df, de = deltas[name]
+            per_pos = torch.cat([
+                (gf * df).sum(0) if gf is not None else df.new_zeros(df.shape[1:]),
+                ((ge * de).sum(-1).sum(0) if ge is not None else de.new_zeros(de.shape[1]))[:, None],
+            ], dim=-1)  # [seq, n_columns]
+            for u in by_site[name]:
+                w = per_pos[:, u.column].sum() if summed else per_pos[u.position, u.column]
+                out[(u, downstream)] = float(w.detach())
+        return out
+
+    result: dict = {}
+    with torch.enable_grad():
+        for d in tqdm(nodes, desc="edges", disable=not progress, leave=False):
+            if d.site == "embed":
+                continue
+            site = effects.site(d.site)
+            f, err = leaf_pass.connected[d.site]
+            g = effects.grads[d.site]  # dm/dx [batch, seq, d_model]
+            positions = slice(None) if d.position is None else slice(d.position, d.position + 1)
+            if d.column < site.n_features:
+                left = g[:, positions] @ site.sae.W_dec[d.column]  # dm/df_j [batch, pos]
+                target = (left * f[:, positions, d.column]).sum()
+            else:
+                target = (g[:, positions] * err[:, positions]).sum()
+            result.update(weights_from(target, d))
+        result.update(weights_from(leaf_pass.metric, METRIC))
+    return result
