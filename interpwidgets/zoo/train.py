@@ -69,11 +69,14 @@ def main() -> None:
     parser.add_argument("--keep-every", type=int, default=500, help="keep a stable-phase checkpoint this often")
     parser.add_argument("--out", default="artifacts/teaching")
     parser.add_argument("--resume", help="checkpoint to continue from")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     parser.add_argument("--no-install", action="store_true", help="do not write the result into the package")
     args = parser.parse_args()
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model = build_teaching_model(seed=args.seed)
     net = model.original_model
