@@ -103,12 +103,13 @@ class SAE(nn.Module):
     (subclasses add their own, e.g. `threshold [d_sae]`). Subclasses implement `activation`.
 
     Training interface used by `interpwidgets.sae.training`: `training_outputs`, `post_step`,
-    `remove_parallel_decoder_grad`, and the class attribute `normalize_decoder` (keep decoder rows
-    at unit norm during training).
+    `remove_parallel_decoder_grad`, and the class attributes `normalize_decoder` (keep decoder rows
+    at unit norm during training) and `lr_scale` (learning-rate multipliers by parameter name).
     """
 
     architecture: ClassVar[str] = ""
     normalize_decoder: ClassVar[bool] = True
+    lr_scale: ClassVar[dict[str, float]] = {}  # per-parameter learning-rate multipliers for training
 
     def __init__(self, cfg: SAEConfig):
         super().__init__()

@@ -56,6 +56,9 @@ class _JumpReLU(torch.autograd.Function):
 @register
 class JumpReLUSAE(SAE):
     architecture = "jumprelu"
+    # Adam moves a parameter about lr per step whatever its gradient; thresholds must travel O(1)
+    # in normalised units within a short run, so they learn faster than the weights.
+    lr_scale = {"threshold": 20.0}
 
     def __init__(self, cfg):
         super().__init__(cfg)

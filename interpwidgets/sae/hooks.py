@@ -1,0 +1,40 @@
+"""Checks and reshaping between TransformerLens hook activations and dictionary inputs."""
+
+from __future__ import annotations
+
+import difflib
+
+import torch
+
+
+def check_hook(model, hook_name: str) -> None:
+    """Raise a KeyError naming close matches when `model` has no hook called `hook_name`."""
+    hooks = model.hook_dict
+    if hook_name not in hooks:
+        near = difflib.get_close_matches(hook_name, list(hooks), n=3)
+        hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
+        raise KeyError(f"The model has no hook named {hook_name!r}.{hint}")
+
+
+def as_dictionary_input(activation: torch.Tensor, width: int, hook_name: str) -> torch.Tensor:
+    """`activation [..., width]` as is, or a per-head hook `[..., n_heads, d_head]` flattened to `[..., width]`."""
+    if activation.shape[-1] == width:
+        return activation
+    if activation.ndim >= 2 and activation.shape[-2] * activation.shape[-1] == width:
+        return activation.flatten(-2)
+    raise ValueError(
+        f"Hook {hook_name!r} gives activations of shape {tuple(activation.shape)}, but the dictionary expects width "
+        f"{width}: this SAE was made for a different hook or model. Use an SAE whose d_in matches the hook."
+    )
+
+
+def check_fits(model, sae) -> None:
+    """Raise unless `sae` reads and writes hooks that exist in `model` with matching widths."""
+    for name, width in ((sae.cfg.hook_name, sae.cfg.d_in), (sae.cfg.output_hook, sae.cfg.d_out)):
+        check_hook(model, name)
+    with torch.no_grad():
+        names = {sae.cfg.hook_name, sae.cfg.output_hook}
+        tokens = torch.zeros(1, 2, dtype=torch.long, device=model.cfg.device)
+        _, cache = model.run_with_cache(tokens, names_filter=list(names))
+    as_dictionary_input(cache[sae.cfg.hook_name], sae.cfg.d_in, sae.cfg.hook_name)
+    as_dictionary_input(cache[sae.cfg.output_hook], sae.cfg.d_out, sae.cfg.output_hook)

@@ -1,0 +1,265 @@
+"""`train` (from a model and hook) and `train_on_activations` (from activations you already have).
+
+    sae = iw.sae.train(model, "blocks.1.hook_resid_post", architecture="topk", d_sae=1024, k=32)
+    tc  = iw.sae.train(model, "blocks.1.ln2.hook_normalized", hook_name_out="blocks.1.hook_mlp_out")
+    sae = iw.sae.train_on_activations(acts, total_tokens=10**6)          # acts: [n, d_in]
+
+Activations pass through a shuffling buffer (`buffer.py`) before batching. With `checkpoint_dir`,
+the training state is written atomically every `checkpoint_every` steps and at the end; calling
+again with the same folder resumes from it (deterministic sources — the corpus, a token tensor, an
+activation tensor — continue from where the checkpoint was taken, less the rows that sat in the
+buffer). Ctrl-C or bad activations (NaN/inf) stop training and leave the last checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import fields, replace
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from interpwidgets.sae.base import SAE, SAEConfig
+from interpwidgets.sae.buffer import shuffled_batches
+from interpwidgets.sae.hooks import as_dictionary_input, check_hook
+from interpwidgets.sae.sets import hook_layer
+from interpwidgets.sae.trainer import CHECKPOINT_FILE, NonFiniteActivationsError, TrainConfig, Trainer
+
+ChunkSource = Callable[[int], Iterator[torch.Tensor]]  # start chunk -> chunks [n, d_in + d_out]
+CORPUS_SEED = 101  # SAE data differs from the teaching model's training stream (seed 0)
+
+
+def _config(config: TrainConfig | None, overrides: dict) -> TrainConfig:
+    names = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise TypeError(f"Unknown training option(s) {unknown}; valid: {sorted(names)}.")
+    config = replace(config or TrainConfig(), **overrides)
+    if config.architecture not in ("topk", "batchtopk"):
+        config = replace(config, k=None)
+    return config
+
+
+def _fit(trainer: Trainer, source: ChunkSource, d_in: int, checkpoint_dir: Path | None, progress: bool, desc: str) -> SAE:
+    """Run `trainer` to its last step on batches mixed from `source`; checkpoint along the way."""
+    cfg = trainer.cfg
+
+    def counted() -> Iterator[torch.Tensor]:
+        for chunk in source(trainer.source_position):
+            trainer.source_position += 1
+            yield chunk
+
+    batches = shuffled_batches(counted(), cfg.batch_size, max(cfg.buffer_tokens, 2 * cfg.batch_size), trainer.generator)
+    bar = tqdm(total=cfg.steps, initial=trainer.step_count, desc=desc, disable=not progress, dynamic_ncols=True)
+    checkpoint = checkpoint_dir / CHECKPOINT_FILE if checkpoint_dir else None
+    if trainer.done:
+        bar.close()
+        return trainer.result()
+    try:
+        for batch in batches:
+            if trainer.done:
+                break
+            metrics = trainer.step(batch[:, :d_in], batch[:, d_in:])
+            bar.update(1)
+            if trainer.step_count % 10 == 0 or trainer.done:
+                bar.set_postfix(L0=f"{metrics['l0']:.1f}", MSE=f"{metrics['mse']:.4g}",
+                                EV=f"{metrics['explained_variance']:.3f}", dead=f"{metrics['dead_fraction']:.2f}")
+            if checkpoint and (trainer.step_count % cfg.checkpoint_every == 0 or trainer.done):
+                trainer.save_checkpoint(checkpoint_dir)
+    except NonFiniteActivationsError as err:
+        kept = f"the last good checkpoint ({checkpoint}) is kept" if checkpoint and checkpoint.exists() else "no checkpoint was written"
+        raise NonFiniteActivationsError(f"{err} Training stopped; {kept}. Check the model/hook or the activation source.") from None
+    finally:
+        bar.close()
+    if not trainer.done:
+        warnings.warn(
+            f"The activation source ran out after {trainer.step_count} of {cfg.steps} steps; the dictionary is "
+            "returned as trained so far (its learning rate never decayed). Give more activations or lower total_tokens.",
+            stacklevel=3,
+        )
+    return trainer.result()
+
+
+def _start(sae_cfg: SAEConfig, cfg: TrainConfig, checkpoint_dir, resume: bool, device) -> tuple[Trainer, Path | None]:
+    folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if folder is not None and resume and (folder / CHECKPOINT_FILE).exists():
+        trainer = Trainer.from_checkpoint(folder, device)
+        if trainer.sae.cfg.to_dict() != sae_cfg.to_dict() or trainer.cfg != cfg:
+            raise ValueError(
+                f"The checkpoint in {folder} was written for a different dictionary or training configuration; "
+                "pass the same settings to resume, a new checkpoint_dir, or resume=False to start over."
+            )
+        return trainer, folder
+    return Trainer(sae_cfg, cfg, device), folder
+
+
+# ---- training from activations -----------------------------------------------------------------
+def _tensor_source(x: torch.Tensor, y: torch.Tensor | None, chunk_rows: int) -> ChunkSource:
+    data = x if y is None else torch.cat([x, y], dim=-1)
+    n_chunks = max(1, -(-len(data) // chunk_rows))
+
+    def source(start: int) -> Iterator[torch.Tensor]:
+        for i in itertools.count(start):  # cycles through the rows in order; the buffer shuffles
+            j = i % n_chunks
+            chunk = data[j * chunk_rows:(j + 1) * chunk_rows]
+            yield chunk if y is not None else torch.cat([chunk, chunk], dim=-1)
+
+    return source
+
+
+def _iterator_source(items: Iterable) -> tuple[ChunkSource, int, int, bool]:
+    it = iter(items)
+    try:
+        first = next(it)
+    except StopIteration:
+        raise ValueError("The activation iterator is empty.") from None
+
+    def pair(item) -> torch.Tensor:
+        x, y = item if isinstance(item, (tuple, list)) else (item, item)
+        return torch.cat([x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])], dim=-1).float()
+
+    first_pair = first if isinstance(first, (tuple, list)) else (first, first)
+    d_in, d_out = first_pair[0].shape[-1], first_pair[1].shape[-1]
+
+    def source(start: int) -> Iterator[torch.Tensor]:  # a live iterator cannot be rewound: `start` is ignored
+        yield pair(first)
+        for item in it:
+            yield pair(item)
+
+    return source, d_in, d_out, isinstance(first, (tuple, list))
+
+
+def train_on_activations(
+    activations: torch.Tensor | Iterable,
+    targets: torch.Tensor | None = None,
+    *,
+    hook_name: str = "",
+    hook_name_out: str | None = None,
+    model_name: str | None = None,
+    config: TrainConfig | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+    **options,
+) -> SAE:
+    """Train a dictionary on activations you already have.
+
+    activations: a tensor `[n, d_in]` (or `[..., d_in]`), or an iterable of such tensors or of
+        `(x [b, d_in], y [b, d_out])` pairs (a transcoder's inputs and targets).
+    targets: for a tensor input, the aligned transcoder targets `[n, d_out]` (None for an SAE).
+    options: any `TrainConfig` field (architecture, d_sae, k, total_tokens, lr, ...).
+    Returns the trained dictionary in eval mode; it acts on raw activations.
+    """
+    cfg = _config(config, options)
+    if isinstance(activations, torch.Tensor):
+        x = activations.reshape(-1, activations.shape[-1]).float()
+        y = None if targets is None else targets.reshape(-1, targets.shape[-1]).float()
+        if y is not None and len(y) != len(x):
+            raise ValueError(f"activations ({len(x)} rows) and targets ({len(y)} rows) must align row for row.")
+        if not torch.isfinite(x).all() or (y is not None and not torch.isfinite(y).all()):
+            raise NonFiniteActivationsError("The activations contain NaN or inf; nothing was trained or written.")
+        d_in, d_out = x.shape[-1], (y if y is not None else x).shape[-1]
+        source = _tensor_source(x, y, cfg.batch_size)
+        device = device or x.device
+        paired = y is not None
+    else:
+        source, d_in, d_out, paired = _iterator_source(activations)
+        device = device or "cpu"
+    if paired and hook_name_out is None:
+        raise ValueError("Training a transcoder (inputs with separate targets): name the hook it writes with hook_name_out=.")
+    sae_cfg = SAEConfig(d_in=d_in, d_sae=cfg.d_sae, architecture=cfg.architecture, hook_name=hook_name,
+                        hook_name_out=hook_name_out, d_out=d_out, k=cfg.k, model_name=model_name)
+    trainer, folder = _start(sae_cfg, cfg, checkpoint_dir, resume, device)
+    return _fit(trainer, source, d_in, folder, progress, desc=f"{cfg.architecture} {hook_name or 'SAE'}")
+
+
+# ---- training from a model ------------------------------------------------------------------------
+def token_rows(model, tokens, context_size: int) -> torch.Tensor | None:
+    """Token rows `[n, context_size]` from a tensor or a list of strings (None for the corpus)."""
+    if tokens is None or (isinstance(tokens, str) and tokens == "corpus"):
+        return None
+    if isinstance(tokens, torch.Tensor):
+        if tokens.ndim != 2 or tokens.dtype not in (torch.long, torch.int, torch.int32):
+            raise ValueError(f"tokens must be an integer tensor [batch, seq], got {tuple(tokens.shape)} {tokens.dtype}.")
+        return tokens.long()
+    if isinstance(tokens, (list, tuple)) and all(isinstance(t, str) for t in tokens):
+        bos = model.tokenizer.bos_token_id
+        flat: list[int] = []
+        for ids in model.tokenizer(list(tokens), add_special_tokens=False)["input_ids"]:
+            flat += [bos, *ids]
+        n = max(1, len(flat) // context_size)
+        width = min(context_size, len(flat))
+        return torch.tensor(flat[: n * width]).view(n, width)
+    raise TypeError("tokens must be None/'corpus' (the teaching corpus), a token tensor [batch, seq], or a list of strings.")
+
+
+def token_batches(model, rows: torch.Tensor | None, batch: int, context_size: int, seed: int, start: int) -> Iterator[torch.Tensor]:
+    """Endless `[batch, seq]` token batches: from `rows` (cycled) or, when None, the teaching corpus."""
+    if rows is None:
+        from interpwidgets.zoo.train import training_batch
+
+        for step in itertools.count(start):
+            yield training_batch(model.tokenizer, seed, step, batch, context_size)
+    n = max(1, -(-len(rows) // batch))
+    for i in itertools.count(start):
+        yield rows[(i % n) * batch:((i % n) + 1) * batch]
+
+
+@torch.no_grad()
+def hook_activations(model, tokens: torch.Tensor, hooks: list[str]) -> dict[str, torch.Tensor]:
+    """`{hook: activations [batch, seq, ...]}` for `tokens [batch, seq]`, stopping after the last block needed."""
+    layers = [hook_layer(h) if h.startswith("blocks.") else None for h in hooks]
+    stop = None if None in layers else max(layers) + 1
+    if stop is not None and stop >= model.cfg.n_layers:
+        stop = None
+    _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=list(hooks), stop_at_layer=stop)
+    return {h: cache[h] for h in hooks}
+
+
+def train(
+    model,
+    hook_name: str,
+    tokens=None,
+    *,
+    hook_name_out: str | None = None,
+    context_size: int = 128,
+    model_batch_size: int = 32,
+    corpus_seed: int = CORPUS_SEED,
+    config: TrainConfig | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    **options,
+) -> SAE:
+    """Train an SAE on `model`'s activations at `hook_name` (a transcoder with `hook_name_out`).
+
+    tokens: None or "corpus" (the teaching corpus generator, seed `corpus_seed`), a token tensor
+        `[n, seq]` (cycled as often as `total_tokens` needs), or a list of strings (packed into
+        rows of `context_size`, each document after a BOS).
+    options: any `TrainConfig` field (architecture, d_sae, k, total_tokens, lr, ...).
+    """
+    cfg = _config(config, options)
+    check_hook(model, hook_name)
+    out_hook = hook_name_out or hook_name
+    if hook_name_out is not None:
+        check_hook(model, hook_name_out)
+    rows = token_rows(model, tokens, context_size)
+    probe = hook_activations(model, torch.zeros(1, 2, dtype=torch.long), [hook_name, out_hook])
+    d_in, d_out = probe[hook_name][0, 0].numel(), probe[out_hook][0, 0].numel()  # per-head hooks are flattened
+
+    def source(start: int) -> Iterator[torch.Tensor]:
+        for batch in token_batches(model, rows, model_batch_size, context_size, corpus_seed, start):
+            acts = hook_activations(model, batch, [hook_name, out_hook])
+            x = as_dictionary_input(acts[hook_name], d_in, hook_name).reshape(-1, d_in)
+            y = as_dictionary_input(acts[out_hook], d_out, out_hook).reshape(-1, d_out)
+            yield torch.cat([x, y], dim=-1).float()
+
+    sae_cfg = SAEConfig(d_in=d_in, d_sae=cfg.d_sae, architecture=cfg.architecture, hook_name=hook_name,
+                        hook_name_out=hook_name_out, d_out=d_out, k=cfg.k, model_name=model.cfg.model_name)
+    trainer, folder = _start(sae_cfg, cfg, checkpoint_dir, resume, model.cfg.device)
+    return _fit(trainer, source, d_in, folder, progress, desc=f"{cfg.architecture} {hook_name}")
