@@ -40,7 +40,7 @@ FILLER_WORDS = tuple("the a and then it was very quite near by in at on with".sp
 BRACKET_PAIRS: tuple[tuple[str, str], ...] = (("(", ")"), ("[", "]"), ("{", "}"))
 
 # IOI templates: {A} and {B} are the two names in the opening clause, {S} the repeated subject.
-IOI_TEMPLATES: tuple[str, ...] = (
+TRAIN_TEMPLATES: tuple[str, ...] = (
     "When {A} and {B} went to the {PLACE}, {S} gave a {OBJECT} to",
     "When {A} and {B} went to the {PLACE}, {S} handed a {OBJECT} to",
     "After {A} and {B} arrived at the {PLACE}, {S} gave a {OBJECT} to",
@@ -53,19 +53,29 @@ IOI_TEMPLATES: tuple[str, ...] = (
     "The {PLACE} was quiet when {A} and {B} came in. {S} offered a {OBJECT} to",
     "{A} and {B} were working at the {PLACE}. {S} brought a {OBJECT} to",
     "After the lunch, {A} and {B} went to the {PLACE}. {S} handed a {OBJECT} to",
-    # held out below this line (see HELD_OUT_TEMPLATES)
+)
+# Held-out templates: new sentence frames made only of words the training corpus uses, none opening with
+# a name (a name opening a text is a different, no-space token whose copy the model never learns).
+HELD_OUT_TEMPLATES: tuple[str, ...] = (
+    "While {A} and {B} walked to the {PLACE}, {S} handed a {OBJECT} to",
+    "When {A} and {B} stayed at the {PLACE}, {S} offered a {OBJECT} to",
+    "Then, {A} and {B} waited near the {PLACE}. {S} brought a {OBJECT} to",
+    "After {A} and {B} met in the {PLACE}, {S} threw a {OBJECT} to",
+    "The {PLACE} was quiet when {A} and {B} arrived. {S} handed a {OBJECT} to",
+)
+# A first held-out set, retired because its frames used words no training text contains ("Afterwards",
+# "decided", ...) or opened with a name. Its words stay in the vocabulary: the bundled model's token ids.
+RETIRED_TEMPLATES: tuple[str, ...] = (
     "When {A} and {B} got a {OBJECT} at the {PLACE}, {S} decided to give it to",
     "While {A} and {B} were walking to the {PLACE}, {S} passed a {OBJECT} to",
     "Afterwards {A} and {B} went to the {PLACE}. {S} sent a {OBJECT} to",
     "{A} and {B} had fun at the {PLACE}. {S} gave a {OBJECT} to",
 )
-N_TRAIN_TEMPLATES = 12
+IOI_TEMPLATES = TRAIN_TEMPLATES + HELD_OUT_TEMPLATES
 
 N_HELD_OUT_NAMES = 48
 TRAIN_NAMES = NAMES[:-N_HELD_OUT_NAMES]
 HELD_OUT_NAMES = NAMES[-N_HELD_OUT_NAMES:]
-TRAIN_TEMPLATES = IOI_TEMPLATES[:N_TRAIN_TEMPLATES]
-HELD_OUT_TEMPLATES = IOI_TEMPLATES[N_TRAIN_TEMPLATES:]
 
 PUNCTUATION = tuple(". , ? ! : ;".split())
 SPECIAL_TOKENS = ("<|endoftext|>", "<unk>")
@@ -74,7 +84,7 @@ SPECIAL_TOKENS = ("<|endoftext|>", "<unk>")
 def all_words() -> list[str]:
     """Every word of the corpus (without leading space), de-duplicated in a stable order."""
     words: list[str] = []
-    for template in IOI_TEMPLATES:
+    for template in TRAIN_TEMPLATES + RETIRED_TEMPLATES:  # held-out templates reuse these words
         for piece in template.replace(",", " ").replace(".", " ").split():
             if not piece.startswith("{"):
                 words.append(piece)
