@@ -1,8 +1,8 @@
 // Decoding the binary arrays the kernel sends (see interpwidgets/widgets/encoding.py for the wire format).
 //
 // An array travels as {dtype, shape, scale?, offset?, compression?, data}: `data` is a binary buffer of
-// little-endian float16 values, or of uint8 codes q meaning offset + scale * q; "deflate" means the bytes
-// are zlib-compressed. Reply payloads refer to message buffers as {"$buffer": index}.
+// little-endian float16 values or of uint8 codes; a stored value q means offset + scale * q; "deflate"
+// means the bytes are zlib-compressed. Reply payloads refer to message buffers as {"$buffer": index}.
 
 export interface WireArray {
   dtype: "float16" | "uint8";
@@ -75,16 +75,16 @@ export async function decodeArray(value: unknown): Promise<NDArray> {
   if (value.compression === "deflate") bytes = await inflate(bytes);
   const size = value.shape.reduce((a, b) => a * b, 1);
   const data = new Float32Array(size);
+  const scale = value.scale ?? 1;
+  const offset = value.offset ?? 0;
   if (value.dtype === "float16") {
     if (bytes.byteLength !== size * 2) throw new RangeError(`float16 array of shape [${value.shape}] has ${bytes.byteLength} bytes`);
     const aligned = bytes.byteOffset % 2 === 0 ? bytes : bytes.slice();
     const halves = new Uint16Array(aligned.buffer, aligned.byteOffset, size);
     const table = halfToFloatTable();
-    for (let i = 0; i < size; i++) data[i] = table[halves[i]];
+    for (let i = 0; i < size; i++) data[i] = offset + scale * table[halves[i]];
   } else {
     if (bytes.byteLength !== size) throw new RangeError(`uint8 array of shape [${value.shape}] has ${bytes.byteLength} bytes`);
-    const scale = value.scale ?? 1;
-    const offset = value.offset ?? 0;
     for (let i = 0; i < size; i++) data[i] = offset + scale * bytes[i];
   }
   return { shape: value.shape, data };

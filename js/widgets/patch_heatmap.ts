@@ -29,6 +29,7 @@ interface Outcome {
   cells: Index[];
   action: string;
   description: string;
+  base: string;
   metric_before: number;
   metric_after: number;
   top_before: Predictions;
@@ -179,7 +180,7 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
     setChildren(outcomePanel,
       h("div", { className: "iw-outcome-title" }, `${ACTION_LABELS[outcome.action] ?? outcome.action}: ${outcome.description}`),
       h("div", { className: "iw-metric" },
-        `${units}: `,
+        `metric on the ${outcome.base} prompts: `,
         h("span", { className: "iw-metric-before" }, formatNumber(outcome.metric_before)),
         " \u2192 ",
         h("span", { className: "iw-metric-after" }, formatNumber(outcome.metric_after)),
@@ -192,7 +193,8 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
   matrix.onHover((cell, event) => {
     if (!cell) return shell.tooltip.hide();
     const index = grid.index(cell);
-    shell.tooltip.show(event, [describe(index), `${units}: ${formatNumber(values.data[grid.flat(index)])}`]);
+    const value = values.data[grid.flat(index)];
+    shell.tooltip.show(event, [describe(index), Number.isNaN(value) ? "not measured" : `${units}: ${formatNumber(value)}`]);
   });
   matrix.onClick((cell, event) => {
     if (!cell) return;

@@ -1,0 +1,121 @@
+"""`InterpWidget`: the base of every interpwidgets widget (see README.md in this folder).
+
+It adds to `anywidget.AnyWidget`:
+- a `selection` trait shared with linked widgets (`selection.py`);
+- request/response messaging: methods decorated with `@handles("name")` answer front-end requests;
+  every message is checked (`messages.py`), and any failure becomes an error reply shown in the widget,
+  never a traceback in the kernel (the last one is kept in `widget.last_error`);
+- rejected trait updates from the front end are answered with an error and the front end is re-synced;
+- a static `text/html` preview in the mime bundle (`_static_html`, see `static_html.py`).
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import anywidget
+from traitlets import TraitError
+
+from interpwidgets.widgets.encoding import pack_buffers
+from interpwidgets.widgets.messages import RequestError, error_response, parse_request, response
+from interpwidgets.widgets.selection import Selection, SelectionTrait
+from interpwidgets.widgets.static_html import esc, frame
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+MAX_ERROR_LENGTH = 600
+
+Handler = Callable[[Any, dict[str, Any]], Any]
+F = TypeVar("F", bound=Handler)
+
+
+def handles(method: str) -> Callable[[F], F]:
+    """Marks a widget method as the handler of front-end requests named `method`.
+
+    The handler gets the request's params (a dict, not yet validated: check them with the helpers in
+    `messages.py`) and returns a JSON-able result in which bytes values become binary buffers. Raise
+    `RequestError` for a request it cannot serve.
+    """
+
+    def mark(function: F) -> F:
+        function._iw_handles = method  # type: ignore[attr-defined]
+        return function
+
+    return mark
+
+
+class InterpWidget(anywidget.AnyWidget):
+    """Base class: set `_esm` / `_css` to the widget's bundle in `STATIC` and write the handlers."""
+
+    selection = SelectionTrait().tag(sync=True)
+    _handlers: ClassVar[dict[str, Handler]] = {}
+    #: traits the front end may change; updates of any other trait are refused
+    _front_end_writable: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._handlers = {
+            function._iw_handles: function
+            for klass in reversed(cls.__mro__)
+            for function in vars(klass).values()
+            if callable(function) and hasattr(function, "_iw_handles")
+        }
+
+    def __init__(self, *, selection: Selection | None = None, **kwargs: Any) -> None:
+        super().__init__(selection=selection if selection is not None else Selection(), **kwargs)
+        self.last_error: str | None = None
+        self.on_msg(self._on_front_end_message)
+
+    # ---- messaging
+    def _on_front_end_message(self, _widget: Any, content: Any, _buffers: list[bytes]) -> None:
+        reply, buffers = self.handle_message(content)
+        self.send(reply, buffers)
+
+    def handle_message(self, content: Any) -> tuple[dict[str, Any], list[bytes]]:
+        """The reply (and its buffers) to one front-end message; never raises."""
+        request_id: str | None = None
+        try:
+            request = parse_request(content, self._handlers)
+            request_id = request.id
+            result, buffers = pack_buffers(self._handlers[request.method](self, request.params))
+            return response(request_id, result), buffers
+        except RequestError as error:
+            return error_response(error.request_id or request_id, _clip(str(error))), []
+        except Exception as error:  # noqa: BLE001 - a widget answers with its error instead of raising in the kernel
+            self.last_error = traceback.format_exc()
+            message = f"{type(error).__name__}: {error} (traceback in the widget's `last_error`)"
+            return error_response(request_id, _clip(message)), []
+
+    def send_error(self, message: str) -> None:
+        """Shows `message` in every view of this widget."""
+        self.send(error_response(None, _clip(message)))
+
+    def set_state(self, sync_data: dict[str, Any]) -> None:
+        """Trait updates from the front end; invalid ones are refused with a message and undone there."""
+        refused = sorted(set(sync_data) - self._front_end_writable)
+        try:
+            if refused:
+                raise TraitError(f"the front end may not change {refused}")
+            super().set_state(sync_data)
+        except TraitError as error:
+            self.send_error(f"rejected update of {sorted(sync_data)}: {error}")
+            self.send_state([key for key in sync_data if key in self.keys])
+
+    # ---- static preview
+    def _static_html(self) -> str:
+        """Self-contained HTML for viewers that cannot run the widget (override in each widget)."""
+        raise NotImplementedError
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        data, metadata = super()._repr_mimebundle_(**kwargs)
+        try:
+            data["text/html"] = self._static_html()
+        except Exception as error:  # noqa: BLE001 - the live widget must show even if its preview fails
+            data["text/html"] = frame(type(self).__name__, f"<p>{esc(f'no static preview: {error}')}</p>")
+        return data, metadata
+
+
+def _clip(message: str) -> str:
+    return message if len(message) <= MAX_ERROR_LENGTH else message[: MAX_ERROR_LENGTH - 1] + "\u2026"

@@ -1,0 +1,151 @@
+"""`PatchHeatmap`: a patching result as a heatmap whose cells run interventions in the kernel.
+
+Any `PatchResult` draws the same way (activation patching over layer x position, layer x head,
+layer x head x position; path-patching sweeps over senders): the last axis runs along the columns, the
+others along the rows. A click on a cell calls ``result.intervene([cell], action)`` and the widget shows
+the metric before and after with the top predictions; shift-click selects several cells for one action.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from traitlets import Dict, Int, List, TraitError, Unicode, validate
+
+from interpwidgets.widgets.base import STATIC, InterpWidget, handles
+from interpwidgets.widgets.encoding import as_numpy, float16_array
+from interpwidgets.widgets.messages import RequestError, check_keys, get_choice, get_indices
+from interpwidgets.widgets.selection import Selection
+from interpwidgets.widgets.static_html import diverging_rgb, esc, frame, legend, png_data_uri
+
+ACTIONS = ("zero", "mean", "patch")
+MAX_CELLS = 16
+
+
+class PatchHeatmap(InterpWidget):
+    """Draws `result` (a `PatchResult`); clicking a cell applies `action` ("zero", "mean" or "patch") to it.
+
+    PatchHeatmap(iw.patching.activation_patch(model, task, site="z"))
+
+    "zero" / "mean" ablate the cell's components on the clean prompts; "patch" patches them as the sweep
+    did. The widget shows the task metric before and after, and the first prompt's top predictions.
+    """
+
+    _esm = STATIC / "patch_heatmap.js"
+    _css = STATIC / "patch_heatmap.css"
+    _front_end_writable = frozenset({"action"})
+
+    values = Dict(read_only=True).tag(sync=True)
+    axes = List(Unicode(), read_only=True).tag(sync=True)
+    labels = List(List(Unicode()), read_only=True).tag(sync=True)
+    units = Unicode(read_only=True).tag(sync=True)
+    title = Unicode().tag(sync=True)
+    actions = List(Unicode(), read_only=True).tag(sync=True)
+    action = Unicode("zero").tag(sync=True)
+    max_cells = Int(MAX_CELLS, read_only=True).tag(sync=True)
+
+    def __init__(
+        self,
+        result: Any,
+        *,
+        action: str = "zero",
+        title: str | None = None,
+        units: str | None = None,
+        selection: Selection | None = None,
+    ) -> None:
+        self.result = result
+        values = as_numpy(result.values)
+        axes = [str(axis) for axis in result.axes]
+        if values.ndim != len(axes) or values.ndim == 0:
+            raise ValueError(f"result.values has shape {values.shape} but result.axes is {tuple(axes)}.")
+        labels = [[str(label) for label in result.labels[axis]] for axis in axes]
+        for axis, size, names in zip(axes, values.shape, labels):
+            if len(names) != size:
+                raise ValueError(f"axis {axis!r} has {size} entries but {len(names)} labels.")
+        self._values = values
+        super().__init__(selection=selection)
+        self.set_trait("values", float16_array(values))
+        self.set_trait("axes", axes)
+        self.set_trait("labels", labels)
+        self.set_trait("units", units or _units_of(result))
+        self.set_trait("actions", list(ACTIONS))
+        self.action = action
+        self.title = title or _title_of(result)
+
+    @validate("action")
+    def _check_action(self, proposal: dict[str, Any]) -> str:
+        if proposal["value"] not in ACTIONS:
+            raise TraitError(f"action must be one of {list(ACTIONS)}, got {proposal['value']!r}")
+        return proposal["value"]
+
+    @handles("intervene")
+    def _intervene(self, params: dict[str, Any]) -> dict[str, Any]:
+        """{cells: [[i, j, ...], ...], action} -> the metric before/after and the top predictions."""
+        check_keys(params, {"cells", "action"})
+        cells = get_indices(params, "cells", self._values.shape, self.max_cells)
+        action = get_choice(params, "action", self.actions)
+        outcome = self.result.intervene(cells, action=action)
+        before, after = float(outcome.metric_before), float(outcome.metric_after)
+        if not (math.isfinite(before) and math.isfinite(after)):
+            raise RequestError(f"the intervention gave a non-finite metric ({before} -> {after})")
+        return {
+            "cells": [list(cell) for cell in cells],
+            "action": action,
+            "description": ", ".join(outcome.components),
+            "base": outcome.base,
+            "metric_before": before,
+            "metric_after": after,
+            "top_before": _predictions(outcome.top_before),
+            "top_after": _predictions(outcome.top_after),
+        }
+
+    def _static_html(self) -> str:
+        values = self._values.reshape(-1, self._values.shape[-1])
+        finite = values[np.isfinite(values)]
+        abs_max = float(np.abs(finite).max()) if finite.size else 1.0
+        rows, cols = values.shape
+        cell_w, cell_h = max(4, min(36, 600 // cols)), max(4, min(24, 480 // rows))
+        row_names = [" ".join(names) for names in _row_label_parts(self.labels[:-1], self._values.shape[:-1])]
+        col_names = self.labels[-1]
+        left, top = 110, 70
+        step_r, step_c = max(1, math.ceil(11 / cell_h)), max(1, math.ceil(11 / cell_w))
+        width, height = left + cols * cell_w + 4, top + rows * cell_h + 4
+        text = []
+        for r in range(0, rows, step_r):
+            y = top + (r + 0.5) * cell_h
+            text.append(f'<text x="{left - 4}" y="{y:.1f}" text-anchor="end" dominant-baseline="middle">{esc(row_names[r])}</text>')
+        for c in range(0, cols, step_c):
+            x = left + (c + 0.5) * cell_w
+            text.append(f'<text transform="translate({x:.1f},{top - 4}) rotate(-60)">{esc(col_names[c])}</text>')
+        uri = png_data_uri(diverging_rgb(values, abs_max))
+        svg = (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'style="font-size:10px;fill:currentColor;overflow:visible">'
+            f'<image href="{uri}" x="{left}" y="{top}" width="{cols * cell_w}" height="{rows * cell_h}" '
+            f'preserveAspectRatio="none" style="image-rendering:pixelated"/>{"".join(text)}</svg>'
+        )
+        row_axes = " \u00d7 ".join(self.axes[:-1]) or "\u2014"
+        caption = f"rows: {row_axes} \u00b7 columns: {self.axes[-1]}"
+        body = f"<div>{esc(caption)}</div>{svg}{legend('diverging', -abs_max, abs_max, self.units)}"
+        return frame(self.title, body)
+
+
+def _row_label_parts(labels: list[list[str]], shape: tuple[int, ...]) -> list[list[str]]:
+    return [[labels[axis][i] for axis, i in enumerate(index)] for index in np.ndindex(*shape)] if shape else [[]]
+
+
+def _predictions(top: Sequence[tuple[str, float]]) -> dict[str, Any]:
+    tokens = [str(token) for token, _ in top]
+    probs = np.array([float(prob) for _, prob in top], dtype=np.float32)
+    return {"tokens": tokens, "probs": float16_array(probs)}
+
+
+def _units_of(result: Any) -> str:
+    return "normalised metric (0 = corrupt, 1 = clean)" if result.normalized else "metric"
+
+
+def _title_of(result: Any) -> str:
+    return f"{result.method.capitalize()} patching \u00b7 {result.site} ({result.direction})"

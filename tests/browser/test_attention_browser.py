@@ -1,0 +1,135 @@
+"""AttentionPatterns in JupyterLab: renders, hover values match the kernel, head/layer/weighting changes fetch
+from the kernel, tokens are text (no XSS), malformed messages are answered with an error in the widget."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+PROMPT = "When Mary and John went to the store, John gave a drink to"
+QUERY, KEY = 5, 2
+XSS_TOKENS = ["<img src=x onerror=alert(1)>", "<b>bold</b>", "&amp;", " plain"]
+
+CELLS = [
+    "import json, torch\nimport interpwidgets as iw\nfrom interpwidgets.models import build_teaching_model\n"
+    "model = build_teaching_model(seed=0)",
+    f"patterns = iw.widgets.AttentionPatterns(model, {PROMPT!r})\npatterns",
+    # the kernel's own values for the cells the test hovers
+    "data = patterns.data\n"
+    f"print('IW-VALUES', json.dumps({{f'{{w}}/{{l}}/{{h}}': float(data.head(l, h, w)[{QUERY}, {KEY}]) "
+    "for w in ('attention', 'value') for l in range(4) for h in range(4)}))",
+    f"tokens = {XSS_TOKENS!r}\n"
+    "pattern = torch.tril(torch.ones(2, 4, 4))\npattern = pattern / pattern.sum(-1, keepdim=True)\n"
+    "xss = iw.widgets.AttentionPatterns(pattern=pattern, tokens=tokens, view='text')\nxss",
+]
+
+
+@pytest.fixture(scope="module")
+def notebook(notebook_page):
+    return notebook_page("attention", CELLS)
+
+
+@pytest.fixture(scope="module")
+def kernel_values(notebook) -> dict[str, float]:
+    output = notebook.page.locator(".jp-OutputArea-output", has_text="IW-VALUES")
+    output.wait_for()
+    return json.loads(output.inner_text().split("IW-VALUES", 1)[1])
+
+
+def widget(notebook, index: int = 0):
+    return notebook.page.locator(".iw-attention").nth(index)
+
+
+def wait_idle(root) -> None:
+    root.locator("xpath=self::*[@data-iw-status='idle']").wait_for()
+
+
+def hover_value(notebook, root, query: int, key: int, n: int) -> float:
+    canvas = root.locator(".iw-matrix canvas")
+    box = canvas.bounding_box()
+    cell = box["width"] / n
+    notebook.page.mouse.move(box["x"] + (key + 0.5) * cell, box["y"] + (query + 0.5) * cell)
+    tooltip = root.locator(".iw-tooltip")
+    tooltip.wait_for(state="visible")
+    text = tooltip.inner_text()
+    assert f"query {query} " in text and f"key {key} " in text
+    return float(re.search(r": (\S+)$", text.strip()).group(1).replace("\u2212", "-"))
+
+
+def shown_head(root, layer: int, head: int) -> None:
+    root.locator(".iw-caption", has_text=f"L{layer}H{head}:").wait_for()
+    wait_idle(root)
+
+
+def test_renders_heads_and_pattern(notebook, screenshot):
+    root = widget(notebook)
+    root.locator(".iw-matrix canvas").wait_for()
+    wait_idle(root)
+    assert root.locator(".iw-head").count() == 4
+    assert root.locator(".iw-head[aria-pressed='true']").get_attribute("data-head") == "0"
+    assert root.locator(".iw-legend").count() == 1
+    assert root.locator(".iw-error").is_hidden()
+    screenshot(root, "attention_matrix")
+
+
+def test_hover_shows_the_kernels_value(notebook, kernel_values):
+    root = widget(notebook)
+    shown_head(root, 0, 0)
+    n = root.locator(".iw-row-labels > span").count()
+    assert n == 15
+    assert hover_value(notebook, root, QUERY, KEY, n) == pytest.approx(kernel_values["attention/0/0"], abs=6e-3)
+
+
+def test_picking_head_layer_and_weighting_fetches_from_the_kernel(notebook, kernel_values, screenshot):
+    root = widget(notebook)
+    root.locator(".iw-head[data-head='2']").click()
+    shown_head(root, 0, 2)
+    assert hover_value(notebook, root, QUERY, KEY, 15) == pytest.approx(kernel_values["attention/0/2"], abs=6e-3)
+
+    root.get_by_label("layer").select_option("2")
+    shown_head(root, 2, 2)
+    root.locator(".iw-head[data-head='1']").click()
+    shown_head(root, 2, 1)
+    assert hover_value(notebook, root, QUERY, KEY, 15) == pytest.approx(kernel_values["attention/2/1"], abs=6e-3)
+
+    root.get_by_label("weights").select_option("value")
+    root.locator(".iw-legend-units", has_text="value-weighted").wait_for()
+    wait_idle(root)
+    expected = kernel_values["value/2/1"]
+    top = max(v for k, v in kernel_values.items() if k.startswith("value/2/"))
+    assert hover_value(notebook, root, QUERY, KEY, 15) == pytest.approx(expected, abs=top / 255 + 0.01 * abs(expected))
+    screenshot(root, "attention_value_weighted")
+
+
+def test_tokens_render_as_text(notebook, screenshot):
+    root = widget(notebook, 1)
+    root.locator(".iw-text .iw-token").first.wait_for()
+    wait_idle(root)
+    shown = root.locator(".iw-text .iw-token").all_inner_texts()
+    assert shown == XSS_TOKENS
+    assert root.locator("img, b").count() == 0
+    root.locator(".iw-text .iw-token").nth(3).hover()
+    tooltip = root.locator(".iw-tooltip")
+    tooltip.wait_for(state="visible")
+    assert "attends to" in tooltip.inner_text() and "0.25" in tooltip.inner_text()
+    assert notebook.dialogs == []
+    screenshot(root, "attention_text_xss")
+
+
+def test_malformed_request_is_answered_in_the_widget(notebook, screenshot):
+    root = widget(notebook)
+    error = root.locator(".iw-error")
+    root.evaluate("el => el.dispatchEvent(new CustomEvent('iw-request', {detail: {method: 'pattern', params: {layer: 'zero', head: 99}}}))")
+    error.wait_for(state="visible")
+    assert "layer must be an integer" in error.inner_text()
+    root.evaluate("el => el.dispatchEvent(new CustomEvent('iw-request', {detail: {method: 'rm -rf', params: []}}))")
+    root.locator(".iw-error", has_text="unknown method").wait_for()
+    screenshot(root, "attention_error")
+    # the kernel carries on: a real request afterwards is served and clears the error
+    root.locator(".iw-head[data-head='3']").click()
+    shown_head(root, 2, 3)
+    error.wait_for(state="hidden")

@@ -1,0 +1,25 @@
+"""A widget renders in the Notebook 7 interface too (served by the same Jupyter server at /notebooks/...)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CELLS = [
+    "import torch\nimport interpwidgets as iw\n"
+    "pattern = torch.tril(torch.rand(3, 6, 6))\npattern = pattern / pattern.sum(-1, keepdim=True)\n"
+    "iw.widgets.AttentionPatterns(pattern=pattern, tokens=['<bos>', 'The', ' cat', ' sat', ' on', ' mat'], head=1)",
+]
+
+
+def test_attention_patterns_render_in_notebook7(notebook_page, screenshot):
+    notebook = notebook_page("notebook7", CELLS, ui="notebook")
+    page = notebook.page
+    assert "/notebooks/notebook7.ipynb" in page.url
+    root = page.locator(".iw-attention")
+    root.locator(".iw-caption", has_text="L0H1:").wait_for()
+    root.locator("xpath=self::*[@data-iw-status='idle']").wait_for()
+    assert root.locator(".iw-head").count() == 3
+    assert root.locator(".iw-row-labels > span").all_inner_texts() == ["<bos>", "The", " cat", " sat", " on", " mat"]
+    screenshot(root, "notebook7_attention")

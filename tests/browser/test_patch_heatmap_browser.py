@@ -1,0 +1,107 @@
+"""PatchHeatmap in JupyterLab: renders, hover values match the result, a click runs the intervention in the
+kernel and shows its answer, shift-click applies one action to several cells, the selection is shared
+with a linked AttentionPatterns."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CELLS = [
+    "import json\nimport interpwidgets as iw\nfrom interpwidgets.models import build_teaching_model\n"
+    "model = build_teaching_model(seed=0)\ntask = iw.tasks.ioi(model, n=8, seed=0)\n"
+    "result = iw.patching.activation_patch(model, task, site='z', normalize=False, progress=False)",
+    "heatmap = iw.widgets.PatchHeatmap(result)\nheatmap",
+    "patterns = iw.widgets.AttentionPatterns(model, task.clean_prompts[0])\niw.widgets.link(heatmap, patterns)\npatterns",
+    # what the kernel computes for the cells the test clicks
+    "expected = {'values': result.values.tolist(),\n"
+    " 'one': result.intervene([(1, 2)], 'zero').metric_after,\n"
+    " 'two': result.intervene([(0, 1), (3, 2)], 'zero').metric_after,\n"
+    " 'before': result.clean_metric}\nprint('IW-EXPECTED', json.dumps(expected))",
+]
+
+
+@pytest.fixture(scope="module")
+def notebook(notebook_page):
+    return notebook_page("patch_heatmap", CELLS)
+
+
+@pytest.fixture(scope="module")
+def expected(notebook) -> dict:
+    output = notebook.page.locator(".jp-OutputArea-output", has_text="IW-EXPECTED")
+    output.wait_for()
+    return json.loads(output.inner_text().split("IW-EXPECTED", 1)[1])
+
+
+def number(text: str) -> float:
+    return float(text.strip().replace("\u2212", "-"))
+
+
+def cell_point(root, row: int, col: int, rows: int = 4, cols: int = 4) -> tuple[float, float]:
+    box = root.locator(".iw-matrix canvas").bounding_box()
+    return box["x"] + (col + 0.5) * box["width"] / cols, box["y"] + (row + 0.5) * box["height"] / rows
+
+
+def wait_idle(root) -> None:
+    root.locator("xpath=self::*[@data-iw-status='idle']").wait_for()
+
+
+@pytest.fixture(scope="module")
+def heatmap(notebook):
+    root = notebook.page.locator(".iw-patch").first
+    root.locator(".iw-matrix canvas").wait_for()
+    return root
+
+
+def test_renders_with_labels_and_legend(heatmap, screenshot):
+    assert heatmap.locator(".iw-row-labels > span").all_inner_texts() == ["L0", "L1", "L2", "L3"]
+    assert heatmap.locator(".iw-col-labels > span").all_inner_texts() == ["H0", "H1", "H2", "H3"]
+    assert heatmap.locator(".iw-legend-units").inner_text() == "metric"
+    ticks = heatmap.locator(".iw-legend-ticks > span").all_inner_texts()
+    assert len(ticks) == 3 and ticks[1] == "0" and number(ticks[0]) == -number(ticks[2])
+    screenshot(heatmap, "patch_heatmap")
+
+
+def test_hover_shows_value_and_labels(notebook, heatmap, expected):
+    notebook.page.mouse.move(*cell_point(heatmap, 2, 3))
+    tooltip = heatmap.locator(".iw-tooltip")
+    tooltip.wait_for(state="visible")
+    text = tooltip.inner_text()
+    assert "layer L2" in text and "head H3" in text
+    shown = number(re.search(r"metric: (\S+)", text).group(1))
+    assert shown == pytest.approx(expected["values"][2][3], rel=0.01, abs=1e-3)
+
+
+def test_click_runs_the_intervention_in_the_kernel(notebook, heatmap, expected, screenshot):
+    notebook.page.mouse.click(*cell_point(heatmap, 1, 2))
+    heatmap.locator(".iw-outcome-title", has_text="L1H2").wait_for()
+    wait_idle(heatmap)
+    assert number(heatmap.locator(".iw-metric-before").inner_text()) == pytest.approx(expected["before"], rel=0.01, abs=1e-3)
+    assert number(heatmap.locator(".iw-metric-after").inner_text()) == pytest.approx(expected["one"], rel=0.01, abs=1e-3)
+    assert heatmap.locator(".iw-top-before .iw-top-row").count() == 5
+    assert heatmap.locator(".iw-top-after .iw-top-row").count() == 5
+    screenshot(notebook.page.locator(".jp-Notebook"), "patch_heatmap_outcome")
+
+
+def test_click_selects_the_head_in_a_linked_widget(notebook, heatmap):
+    patterns = notebook.page.locator(".iw-attention").first
+    patterns.locator(".iw-caption", has_text="L1H2:").wait_for()
+    assert patterns.locator(".iw-head[aria-pressed='true']").get_attribute("data-head") == "2"
+
+
+def test_shift_click_applies_one_action_to_several_cells(notebook, heatmap, expected):
+    apply = heatmap.locator(".iw-apply")
+    assert apply.is_disabled()
+    notebook.page.keyboard.down("Shift")
+    notebook.page.mouse.click(*cell_point(heatmap, 0, 1))
+    notebook.page.mouse.click(*cell_point(heatmap, 3, 2))
+    notebook.page.keyboard.up("Shift")
+    assert apply.inner_text() == "apply to 2 selected"
+    apply.click()
+    heatmap.locator(".iw-outcome-title", has_text="L0H1, L3H2").wait_for()
+    wait_idle(heatmap)
+    assert number(heatmap.locator(".iw-metric-after").inner_text()) == pytest.approx(expected["two"], rel=0.01, abs=1e-3)
