@@ -87,40 +87,62 @@ def edge_effects(
         by_site.setdefault(n.site, []).append(n)
     deltas = {name: effects.deltas(name) for name in by_site}
     leaf_pass = LeafPass(model, effects.sites, tokens, metric, readout)
+    result: dict = {}
 
-    def weights_from(target: torch.Tensor, downstream: NodeRef | str) -> dict:
-        ups = [name for name in by_site if downstream == METRIC or order[name] < order[downstream.site]]
+    def add_weights(targets: torch.Tensor, downstream: list) -> None:
+        """Edges from every selected upstream node into each of `downstream` (one batched backward)."""
+        first = order[downstream[0].site] if downstream[0] != METRIC else len(order)
+        ups = [name for name in by_site if order[name] < first]
         if not ups:
-            return {}
+            return
         inputs = [t for name in ups for t in leaf_pass.leaves[name]]
-        grads = torch.autograd.grad(target, inputs, retain_graph=True, allow_unused=True)
-        out = {}
+        eye = torch.eye(len(downstream), dtype=targets.dtype, device=targets.device)
+        grads = torch.autograd.grad(targets, inputs, grad_outputs=eye, retain_graph=True,
+                                    allow_unused=True, is_grads_batched=True)
         for i, name in enumerate(ups):
             gf, ge = grads[2 * i], grads[2 * i + 1]
             df, de = deltas[name]
-            per_pos = torch.cat([
-                (gf * df).sum(0) if gf is not None else df.new_zeros(df.shape[1:]),
-                ((ge * de).sum(-1).sum(0) if ge is not None else de.new_zeros(de.shape[1]))[:, None],
-            ], dim=-1)  # [seq, n_columns]
-            for u in by_site[name]:
-                w = per_pos[:, u.column].sum() if summed else per_pos[u.position, u.column]
-                out[(u, downstream)] = float(w.detach())
-        return out
-
-    result: dict = {}
-    with torch.enable_grad():
-        for d in tqdm(nodes, desc="edges", disable=not progress, leave=False):
-            if d.site == "embed":
-                continue
-            site = effects.site(d.site)
-            f, err = leaf_pass.connected[d.site]
-            g = effects.grads[d.site]  # dm/dx [batch, seq, d_model]
-            positions = slice(None) if d.position is None else slice(d.position, d.position + 1)
-            if d.column < site.n_features:
-                left = g[:, positions] @ site.sae.W_dec[d.column]  # dm/df_j [batch, pos]
-                target = (left * f[:, positions, d.column]).sum()
+            n = len(downstream)
+            wf = (gf * df[None]).sum(1) if gf is not None else df.new_zeros(n, *df.shape[1:])
+            we = (ge * de[None]).sum(-1).sum(1) if ge is not None else de.new_zeros(n, de.shape[1])
+            per_pos = torch.cat([wf, we[..., None]], dim=-1)  # [n_downstream, seq, n_columns]
+            refs = by_site[name]
+            cols = torch.tensor([u.column for u in refs])
+            if summed:
+                w = per_pos.sum(1)[:, cols]  # [n_downstream, n_upstream]
             else:
-                target = (g[:, positions] * err[:, positions]).sum()
-            result.update(weights_from(target, d))
-        result.update(weights_from(leaf_pass.metric, METRIC))
+                w = per_pos[:, torch.tensor([u.position for u in refs]), cols]
+            for k, d in enumerate(downstream):
+                for u, value in zip(refs, w[k].tolist()):
+                    result[(u, d)] = value
+
+    with torch.enable_grad():
+        groups = [(name, refs) for name, refs in by_site.items() if name != "embed"]
+        chunk = _node_chunk(effects, leaf_pass)
+        bar = tqdm(total=sum(len(r) for _, r in groups), desc="edges", disable=not progress, leave=False)
+        for name, refs in groups:
+            site = effects.site(name)
+            f, err = leaf_pass.connected[name]
+            g = effects.grads[name]  # dm/dx [batch, seq, d_model]
+            for start in range(0, len(refs), chunk):
+                part = refs[start:start + chunk]
+                add_weights(torch.stack([_downstream_target(site, d, f, err, g) for d in part]), part)
+                bar.update(len(part))
+        bar.close()
+        add_weights(leaf_pass.metric[None], [METRIC])
     return result
+
+
+def _downstream_target(site: Site, d: NodeRef, f: torch.Tensor, err: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """sum over prompts (and positions) of dm/dd * d, as a function of the upstream leaves."""
+    positions = slice(None) if d.position is None else slice(d.position, d.position + 1)
+    if d.column < site.n_features:
+        left = g[:, positions] @ site.sae.W_dec[d.column]  # dm/df_j [batch, pos]
+        return (left * f[:, positions, d.column]).sum()
+    return (g[:, positions] * err[:, positions]).sum()
+
+
+def _node_chunk(effects: NodeEffects, leaf_pass: LeafPass, budget: float = 2**28) -> int:
+    """How many downstream nodes one batched backward may take within `budget` bytes of gradients."""
+    per_node = sum(f.numel() + e.numel() for f, e in leaf_pass.leaves.values()) * 4
+    return max(1, min(64, int(budget // max(per_node, 1))))

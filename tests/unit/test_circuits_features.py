@@ -1,0 +1,203 @@
+"""Sparse feature circuits on the random teaching model with random SAEs: exact identities of node and
+edge effects, faithfulness end points, integrated gradients' convergence, and bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import interpwidgets as iw
+from interpwidgets.circuits import runs
+from interpwidgets.circuits.edges import METRIC, NodeRef, edge_effects
+from interpwidgets.circuits.effects import node_effects
+from interpwidgets.circuits.faithfulness import faithfulness, faithfulness_curve
+from interpwidgets.circuits.feature_circuit import feature_circuit
+from interpwidgets.circuits.sites import EMBED_HOOK
+from interpwidgets.sae.base import SAEConfig, build_sae
+from interpwidgets.sae.sets import SAESet
+from interpwidgets.tasks.base import Task
+
+
+def random_saes(model, d_sae: int, kinds=("resid", "attn", "mlp")) -> SAESet:
+    hooks = {"resid": "hook_resid_post", "attn": "hook_attn_out", "mlp": "hook_mlp_out"}
+    saes = SAESet()
+    for layer in range(model.cfg.n_layers):
+        for i, kind in enumerate(kinds):
+            hook = f"blocks.{layer}.{hooks[kind]}"
+            saes[hook] = build_sae(SAEConfig(d_in=model.cfg.d_model, d_sae=d_sae, hook_name=hook), seed=10 * layer + i)
+    return saes
+
+
+@pytest.fixture(scope="module")
+def saes(random_model):
+    return random_saes(random_model, 32)
+
+
+@pytest.fixture(scope="module")
+def task(random_model):
+    return iw.tasks.ioi(random_model, n=3, seed=0)
+
+
+@pytest.fixture(scope="module")
+def atp(random_model, saes, task):
+    return node_effects(random_model, saes, task.clean_tokens, task.corrupt_tokens, task.metric, method="atp", progress=False)
+
+
+def test_atp_node_effects_of_a_site_sum_to_the_sites_attribution_patching(atp):
+    # x = decode(f) + err, so sum over features and error of grad.delta = grad . (x_patch - x_clean)
+    for site in atp.sites:
+        whole = (atp.grads[site.name] * (atp.x_patch[site.name] - atp.x_clean[site.name])).sum()
+        assert atp.effects[site.name].sum().item() == pytest.approx(whole.item(), abs=1e-5)
+
+
+def test_atp_effect_of_one_feature_is_its_gradient_times_its_change(atp):
+    site = atp.site("attn1")
+    (fc, _), (fp, _) = atp.clean_nodes("attn1"), atp.patch_nodes("attn1")
+    pos, j = 5, int((fp - fc)[:, 5].abs().sum(0).argmax())
+    by_hand = ((atp.grads["attn1"][:, pos] @ site.sae.W_dec[j]) * (fp - fc)[:, pos, j]).sum()
+    assert atp.effects["attn1"][pos, j].item() == pytest.approx(by_hand.item(), rel=1e-5, abs=1e-7)
+    assert by_hand.abs().item() > 0
+
+
+def test_ig_of_a_residual_site_converges_to_the_total_patching_effect(random_model, saes, task):
+    # resid L is a bottleneck: patching all of it gives the corrupt run's metric from there on
+    total = runs.metric_value(random_model, task.corrupt_tokens, task.metric) - runs.metric_value(random_model, task.clean_tokens, task.metric)
+    errors = {}
+    for steps in (2, 16):
+        ig = node_effects(random_model, saes, task.clean_tokens, task.corrupt_tokens, task.metric, method="ig",
+                          steps=steps, kinds=("resid",), progress=False)
+        errors[steps] = abs(ig.effects["resid1"].sum().item() - total)
+    assert errors[16] < 0.03 * abs(total)
+    assert errors[16] < errors[2]
+
+
+def test_ig_with_many_steps_approaches_exact_patching_of_a_single_node(random_model, saes, task):
+    # change one token: at the embedding site only the node at that position differs
+    pos = 4
+    corrupt = task.clean_tokens.clone()
+    corrupt[:, pos] = (task.clean_tokens[:, pos] + 7) % random_model.cfg.d_vocab
+    t = Task("one-token", task.clean_tokens, corrupt, task.answer_tokens, task.wrong_tokens)
+    ig = node_effects(random_model, saes, t.clean_tokens, t.corrupt_tokens, t.metric, method="ig", steps=24,
+                      kinds=("resid",), progress=False)
+    atp = node_effects(random_model, saes, t.clean_tokens, t.corrupt_tokens, t.metric, method="atp",
+                       kinds=("resid",), progress=False)
+    patched = ig.x_clean["embed"].clone()
+    patched[:, pos] = ig.x_patch["embed"][:, pos]
+    exact = runs.metric_value(random_model, t.clean_tokens, t.metric, [(EMBED_HOOK, lambda x, hook: patched)]) - ig.metric_clean
+    assert ig.effects["embed"][pos, -1].item() == pytest.approx(exact, rel=0.03, abs=1e-4)
+    assert abs(ig.effects["embed"][pos, -1].item() - exact) < abs(atp.effects["embed"][pos, -1].item() - exact)
+    assert ig.effects["embed"][:pos].abs().max().item() == 0.0
+
+
+def test_faithfulness_is_one_for_all_nodes_and_zero_for_none(random_model, saes, task, atp):
+    total = atp.n_nodes
+    curve = faithfulness_curve(random_model, saes, task, atp, sizes=[0, total], progress=False)
+    assert curve.faithfulness[0] == pytest.approx(0.0, abs=1e-6)
+    assert curve.faithfulness[1] == pytest.approx(1.0, abs=1e-4)
+    assert curve.completeness[0] == pytest.approx(1.0, abs=1e-4)
+    assert curve.completeness[1] == pytest.approx(0.0, abs=1e-6)
+    assert curve.size_at(0.8) == total
+
+
+def test_circuit_faithfulness_matches_the_curve_at_its_size(random_model, saes, task):
+    c = feature_circuit(random_model, saes, task, method="atp", node_threshold=0.02, edges=False, progress=False)
+    assert len(c) > 0
+    r = faithfulness(random_model, saes, task, c)
+    curve = faithfulness_curve(random_model, saes, task, c, sizes=[len(c)], progress=False)
+    assert r.faithfulness == pytest.approx(curve.faithfulness[0], abs=1e-5)
+    assert r.completeness == pytest.approx(curve.completeness[0], abs=1e-5)
+    assert r.n_nodes == len(c)
+
+
+def test_summed_circuit_round_trips_through_json_and_keeps_its_faithfulness(random_model, saes, task):
+    c = feature_circuit(random_model, saes, task, method="atp", aggregation="sum", node_threshold=0.05,
+                        edges=False, progress=False)
+    back = iw.circuits.Circuit.from_json(c.to_json())
+    assert all(n.position is None for n in back.nodes)
+    a = faithfulness(random_model, saes, task, c)
+    b = faithfulness(random_model, saes, task, back)
+    assert a.faithfulness == pytest.approx(b.faithfulness, abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def small(random_model):
+    return random_saes(random_model, 4)
+
+
+def test_edges_join_only_successive_components(random_model, small, task):
+    c = feature_circuit(random_model, small, task, method="atp", aggregation="sum", node_threshold=0.0,
+                        edge_threshold=0.0, progress=False)
+    n_layers = random_model.cfg.n_layers
+    site = {n.id: ("embed" if n.kind == "embed" else "metric" if n.kind == "metric" else f"{n.kind}{n.layer}") for n in c.nodes}
+    allowed = {("embed", "attn0"), ("embed", "mlp0"), ("embed", "resid0"), (f"resid{n_layers - 1}", "metric")}
+    for layer in range(n_layers):
+        allowed |= {(f"attn{layer}", f"mlp{layer}"), (f"attn{layer}", f"resid{layer}"), (f"mlp{layer}", f"resid{layer}")}
+        if layer:
+            allowed |= {(f"resid{layer - 1}", f"{k}{layer}") for k in ("attn", "mlp", "resid")}
+    pairs = {(site[e.src], site[e.dst]) for e in c.edges}
+    assert pairs == allowed
+
+
+def test_resid_to_resid_edge_matches_the_hand_computed_direct_path(random_model, small, task, ):
+    eff = node_effects(random_model, small, task.clean_tokens, task.corrupt_tokens, task.metric, method="atp", progress=False)
+    pos = 6
+    f0_clean, _ = eff.clean_nodes("resid0")
+    i = int(eff.deltas("resid0")[0][:, pos].abs().sum(0).argmax())
+    f1, _ = eff.clean_nodes("resid1")
+    j = int((f1[:, pos] > 0).sum(0).argmax())
+    up, down = NodeRef("resid0", i, pos), NodeRef("resid1", j, pos)
+    w = edge_effects(random_model, eff, [up, down], task.clean_tokens, task.metric, progress=False)[(up, down)]
+    s0, s1 = eff.site("resid0").sae, eff.site("resid1").sae
+    # d f1_j / d f0_i along the residual connection = [f1_j active] * W_dec0[i] . W_enc1[:, j]
+    g_fj = eff.grads["resid1"][:, pos] @ s1.W_dec[j]
+    by_hand = (g_fj * (f1[:, pos, j] > 0) * (s0.W_dec[i] @ s1.W_enc[:, j]) * eff.deltas("resid0")[0][:, pos, i]).sum()
+    assert by_hand.abs().item() > 0
+    assert w == pytest.approx(by_hand.item(), rel=1e-4, abs=1e-7)
+
+
+def test_edges_into_the_metric_equal_the_last_residual_nodes_atp_effects(random_model, small, task):
+    eff = node_effects(random_model, small, task.clean_tokens, task.corrupt_tokens, task.metric, method="atp", progress=False)
+    last = f"resid{random_model.cfg.n_layers - 1}"
+    refs = [NodeRef(last, col, pos) for pos in (5, task.clean_tokens.shape[1] - 1) for col in range(5)]
+    w = edge_effects(random_model, eff, refs, task.clean_tokens, task.metric, progress=False)
+    for r in refs:
+        assert w[(r, METRIC)] == pytest.approx(eff.effects[last][r.position, r.column].item(), rel=1e-4, abs=1e-7)
+
+
+def test_feature_circuit_nodes_and_edges_are_labelled_for_drawing(random_model, saes, task):
+    c = feature_circuit(random_model, saes, task, method="ig", steps=2, node_threshold=0.03, edge_threshold=0.001,
+                        progress=False)
+    assert c.metadata["method"] == "ig" and c.metadata["task"] == "ioi"
+    assert len(c.edges) > 0 and "metric" in c
+    node = c.top(1)[0]
+    assert node.label.startswith(f"{node.kind} {node.layer}") and f"@{node.position}" in node.label
+    assert c.node("metric").effect == pytest.approx(c.metadata["metric_patch"] - c.metadata["metric_clean"])
+
+
+def test_missing_sae_is_named_in_a_clear_error(random_model, saes, task):
+    partial = SAESet({k: v for k, v in saes.items() if k != "blocks.2.hook_mlp_out"})
+    with pytest.raises(ValueError, match=r"missing: \['blocks.2.hook_mlp_out'\]"):
+        feature_circuit(random_model, partial, task, progress=False)
+    # leaving the kind out is allowed
+    c = feature_circuit(random_model, partial, task, kinds=("resid", "attn"), method="atp", edges=False, progress=False)
+    assert {n.kind for n in c.nodes} <= {"resid", "attn", "embed", "metric"}
+
+
+def test_non_differentiable_metric_is_rejected_clearly(random_model, saes, task):
+    def accuracy(logits):
+        return (logits[:, -1].argmax(-1) == task.answer_tokens).float().mean()
+
+    with pytest.raises(ValueError, match="not differentiable"):
+        feature_circuit(random_model, saes, task, metric=accuracy, progress=False)
+    with pytest.raises(ValueError, match="one number"):
+        feature_circuit(random_model, saes, task, metric=lambda logits: task.metric(logits, reduce=False), progress=False)
+
+
+def test_thresholds_that_select_nothing_give_an_empty_circuit_with_a_message(random_model, saes, task):
+    c = feature_circuit(random_model, saes, task, method="atp", node_threshold=1e6, progress=False)
+    assert c.is_empty and c.edges == []
+    assert "node_threshold=1000000.0" in c.message and "largest" in c.message
+    with pytest.raises(ValueError, match="non-negative"):
+        feature_circuit(random_model, saes, task, node_threshold=-1, progress=False)
+    with pytest.raises(ValueError, match="method"):
+        feature_circuit(random_model, saes, task, method="exact", progress=False)
