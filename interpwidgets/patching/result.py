@@ -1,0 +1,174 @@
+"""`PatchResult`: a patching sweep's values with labelled axes, plotting, and re-running any cell."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from interpwidgets.interventions import Component, ablate, patch
+from interpwidgets.patching.runs import Baseline, scalar
+from interpwidgets.patching.stacking import model_device
+
+Cell = tuple[int, ...]
+
+
+@dataclass
+class Outcome:
+    """What `PatchResult.intervene` did: the metric and the first prompt's top-5 next tokens
+    ((token, probability) pairs) before and after acting on `components` on the `base` prompts."""
+
+    action: str
+    components: list[str]
+    base: str
+    metric_before: float
+    metric_after: float
+    top_before: list[tuple[str, float]]
+    top_after: list[tuple[str, float]]
+
+
+@dataclass
+class PatchResult:
+    """A patching sweep.
+
+    values: tensor with one entry per cell, shape given by `axes` (e.g. ("layer", "position") ->
+      [n_layers, seq]); entries are the metric after patching that cell, normalised so 0 = corrupt
+      run and 1 = clean run when `normalized`. NaN marks cells that were not measured.
+    labels: axis -> one string per index ("L0", "H1", "5: ' Mary'", ...).
+    site, method ("activation", "path", "attribution-grad", "attribution-ig"), direction
+      ("denoising" or "noising"), model and task: what was run.
+    cells: the components each cell patched (row-major order); baseline: the unpatched runs.
+    """
+
+    values: torch.Tensor
+    axes: tuple[str, ...]
+    labels: dict[str, list[str]]
+    site: str
+    method: str
+    direction: str
+    normalized: bool
+    model: Any = field(repr=False)
+    task: Any = field(repr=False)
+    cells: list[tuple[Component, ...]] = field(repr=False)
+    baseline: Baseline = field(repr=False)
+    metric: Callable[[torch.Tensor], torch.Tensor] = field(repr=False)
+    details: dict = field(default_factory=dict)
+
+    @property
+    def clean_metric(self) -> float:
+        return self.baseline.clean_metric
+
+    @property
+    def corrupt_metric(self) -> float:
+        return self.baseline.corrupt_metric
+
+    def _flat(self, index: Cell | int) -> int:
+        index = (index,) if isinstance(index, int) else tuple(index)
+        shape = tuple(self.values.shape)
+        if len(index) != len(shape) or any(not 0 <= i < n for i, n in zip(index, shape)):
+            raise IndexError(f"Cell {index} is not in a result of shape {shape} (axes {self.axes}).")
+        return int(np.ravel_multi_index(index, shape))
+
+    def components(self, index: Cell | int) -> tuple[Component, ...]:
+        """The components the cell at `index` (one int per axis) patched."""
+        return self.cells[self._flat(index)]
+
+    def component(self, index: Cell | int) -> Component:
+        """The component the cell at `index` refers to (for cells patching a set, use `components`)."""
+        found = self.components(index)
+        if len(found) != 1:
+            raise ValueError(f"Cell {index} patches {len(found)} components together; use .components(index).")
+        return found[0]
+
+    def to_dataframe(self):
+        """A long pandas DataFrame: one row per cell, one column per axis (index), `<axis>_label`, `component`, `value`."""
+        import pandas as pd
+
+        grid = np.indices(tuple(self.values.shape)).reshape(len(self.axes), -1)
+        columns: dict[str, Any] = {}
+        for axis, indices in zip(self.axes, grid):
+            columns[axis] = indices
+            columns[f"{axis}_label"] = [self.labels[axis][i] for i in indices]
+        columns["component"] = ["+".join(c.label for c in cell) for cell in self.cells]
+        columns["value"] = self.values.detach().float().cpu().reshape(-1).numpy()
+        return pd.DataFrame(columns)
+
+    def plot(self, ax=None, title: str | None = None):
+        """A heatmap with labelled axes and a diverging colour map centred on zero; returns the Axes."""
+        import matplotlib.pyplot as plt
+
+        values = self.values.detach().float().cpu().numpy()
+        if values.ndim == 1:
+            values, rows, columns = values[None, :], [""], self.labels[self.axes[0]]
+            ylabel, xlabel = "", self.axes[0]
+        else:
+            first = [self.labels[a] for a in self.axes[:-1]]
+            rows = [" ".join(parts) for parts in np.array(np.meshgrid(*first, indexing="ij")).reshape(len(first), -1).T]
+            values = values.reshape(len(rows), -1)
+            columns, ylabel, xlabel = self.labels[self.axes[-1]], " x ".join(self.axes[:-1]), self.axes[-1]
+        if ax is None:
+            _, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(columns) + 2), max(2.5, 0.3 * len(rows) + 1.5)))
+        limit = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+        image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu", vmin=-limit or -1, vmax=limit or 1, aspect="auto")
+        ax.set_xticks(range(len(columns)), columns, rotation=90 if xlabel == "position" else 0)
+        ax.set_yticks(range(len(rows)), rows)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        unit = "normalised metric (0 = corrupt, 1 = clean)" if self.normalized else "metric"
+        ax.figure.colorbar(image, ax=ax, label=unit)
+        ax.set_title(title or f"{self.method} patching of {self.site} ({self.direction})")
+        return ax
+
+    def intervene(self, cells: Sequence[Cell] | Cell, action: Literal["zero", "mean", "patch"] = "patch") -> Outcome:
+        """Act on the components of `cells` together, in one forward of the task's prompts.
+
+        "patch": patch them as the sweep did (denoising: clean values into the corrupt prompts;
+        noising: corrupt values into the clean prompts). "zero" / "mean": ablate them on the clean
+        prompts (mean over the corrupt prompts, position by position).
+        """
+        if isinstance(cells, tuple) and all(isinstance(i, int) for i in cells):
+            cells = [cells]
+        components = list(dict.fromkeys(c for cell in cells for c in self.components(cell)))
+        if not components:
+            raise ValueError("No cells given; pass a list of index tuples such as [(1, 2)].")
+        if action == "patch":
+            base, source = self.baseline.base_and_source(self.direction)
+            intervention = patch(self.model, components, source)
+        elif action in ("zero", "mean"):
+            base = "clean"
+            intervention = ablate(self.model, components, action, self.baseline.corrupt if action == "mean" else None)
+        else:
+            raise ValueError(f"Unknown action {action!r}; use 'zero', 'mean' or 'patch'.")
+        tokens = getattr(self.task, f"{base}_tokens").to(model_device(self.model))
+        with torch.no_grad():
+            logits = intervention.run(tokens)
+        return Outcome(
+            action=action,
+            components=[c.label for c in components],
+            base=base,
+            metric_before=getattr(self.baseline, f"{base}_metric"),
+            metric_after=float(scalar(self.metric(logits))),
+            top_before=top_tokens(self.model, getattr(self.baseline, f"{base}_last_logits")),
+            top_after=top_tokens(self.model, logits[0, -1]),
+        )
+
+
+def top_tokens(model, logits: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
+    """The k most likely next tokens of [vocab] logits as (token string, probability)."""
+    probs = logits.float().softmax(-1)
+    top = probs.topk(k)
+    return [(model.tokenizer.decode([i]), float(p)) for p, i in zip(top.values.tolist(), top.indices.tolist())]
+
+
+def axis_labels(model, task, axes: Sequence[str]) -> dict[str, list[str]]:
+    """Labels for layer ("L0"), head ("H0") and position ("5: ' Mary'", from the first clean prompt) axes."""
+    tokens = task.clean_tokens[0].tolist()
+    makers = {
+        "layer": lambda: [f"L{i}" for i in range(model.cfg.n_layers)],
+        "head": lambda: [f"H{i}" for i in range(model.cfg.n_heads)],
+        "position": lambda: [f"{i}: {model.tokenizer.decode([t])!r}" for i, t in enumerate(tokens)],
+    }
+    return {axis: makers[axis]() for axis in axes if axis in makers}

@@ -1,0 +1,93 @@
+"""Input checks, the clean and corrupt reference runs, and metric normalisation shared by all patching methods."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+
+from interpwidgets.patching.stacking import model_device
+
+Metric = Callable[[torch.Tensor], torch.Tensor]
+"""logits [batch, seq, vocab] -> scalar tensor."""
+DIRECTIONS = ("denoising", "noising")
+
+
+@dataclass
+class Baseline:
+    """The unpatched clean and corrupt runs: metrics, activations at the hooks a method reads
+    (hook name -> [batch, ...]), and the first prompt's last-position logits [vocab]."""
+
+    clean_metric: float
+    corrupt_metric: float
+    clean: dict[str, torch.Tensor]
+    corrupt: dict[str, torch.Tensor]
+    clean_last_logits: torch.Tensor
+    corrupt_last_logits: torch.Tensor
+
+    def base_and_source(self, direction: str) -> tuple[str, dict[str, torch.Tensor]]:
+        """("corrupt", clean activations) for denoising; ("clean", corrupt activations) for noising."""
+        return ("corrupt", self.clean) if direction == "denoising" else ("clean", self.corrupt)
+
+
+def check_task(model, task) -> None:
+    """Raise a ValueError if the task's tokens do not fit the model or each other."""
+    clean, corrupt = getattr(task, "clean_tokens", None), getattr(task, "corrupt_tokens", None)
+    if not isinstance(clean, torch.Tensor) or not isinstance(corrupt, torch.Tensor):
+        raise TypeError("task must have clean_tokens and corrupt_tokens tensors (see interpwidgets.tasks.Task).")
+    if clean.ndim != 2 or clean.shape != corrupt.shape:
+        raise ValueError(
+            f"clean_tokens {tuple(clean.shape)} and corrupt_tokens {tuple(corrupt.shape)} must both be "
+            "[batch, seq] of the same shape: patching swaps activations position by position. "
+            "Build clean and corrupt prompts that tokenize to the same length."
+        )
+    if clean.shape[1] > model.cfg.n_ctx:
+        raise ValueError(f"Prompts of {clean.shape[1]} tokens exceed the model's context of {model.cfg.n_ctx}.")
+    top = int(max(clean.max(), corrupt.max()))
+    if top >= model.cfg.d_vocab:
+        raise ValueError(f"Token id {top} is out of the model's vocabulary ({model.cfg.d_vocab}); was the task built for another model?")
+
+
+def check_direction(direction: str) -> None:
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be 'denoising' (clean into corrupt) or 'noising' (corrupt into clean), got {direction!r}.")
+
+
+def resolve_metric(task, metric: Metric | None) -> Metric:
+    return task.metric if metric is None else metric
+
+
+def scalar(value, what: str = "metric") -> torch.Tensor:
+    """`value` as a 0-d tensor, or a ValueError if it is not a single number."""
+    tensor = torch.as_tensor(value)
+    if tensor.numel() != 1:
+        raise ValueError(
+            f"The {what} must return a scalar (one number for the whole batch), got shape {tuple(tensor.shape)}; "
+            "reduce it, e.g. with .mean()."
+        )
+    return tensor.reshape(())
+
+
+def run_baseline(model, task, metric: Metric, hook_names: Iterable[str]) -> Baseline:
+    """Run the clean and corrupt prompts once each, caching `hook_names`; checks that `metric` gives a scalar."""
+    names = set(hook_names)
+    device = model_device(model)
+    runs = {}
+    with torch.no_grad():
+        for kind in ("clean", "corrupt"):
+            tokens = getattr(task, f"{kind}_tokens").to(device)
+            logits, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
+            runs[kind] = (float(scalar(metric(logits))), {n: cache[n] for n in names}, logits[0, -1].float().cpu())
+    return Baseline(runs["clean"][0], runs["corrupt"][0], runs["clean"][1], runs["corrupt"][1], runs["clean"][2], runs["corrupt"][2])
+
+
+def normalise(values: torch.Tensor, baseline: Baseline) -> torch.Tensor:
+    """(values - corrupt) / (clean - corrupt): 0 = the corrupt run's metric, 1 = the clean run's."""
+    gap = baseline.clean_metric - baseline.corrupt_metric
+    if abs(gap) < 1e-8:
+        raise ValueError(
+            f"The clean and corrupt metrics are equal ({baseline.clean_metric:.4g}), so the normalised metric is "
+            "undefined; pass normalize=False for raw values, or use prompts the model tells apart."
+        )
+    return (values - baseline.corrupt_metric) / gap

@@ -1,0 +1,171 @@
+"""Activation patching: equal to transformer_lens.patching for every site it has (random weights are
+enough for exactness), both directions, normalisation, chunking, results, and bad input."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import matplotlib
+import pytest
+import torch
+import transformer_lens.patching as tlp
+
+from interpwidgets.interventions import Component, count_hooks
+from interpwidgets.patching import activation_patch
+from interpwidgets.tasks import Task, ioi
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def tiny(random_model):
+    """3 prompts of 6 tokens: corrupt differs from clean at positions 2 and 4."""
+    gen = torch.Generator().manual_seed(0)
+    clean = torch.randint(1, random_model.cfg.d_vocab, (3, 6), generator=gen)
+    clean[:, 0] = random_model.tokenizer.bos_token_id
+    corrupt = clean.clone()
+    corrupt[:, [2, 4]] = torch.randint(1, random_model.cfg.d_vocab, (3, 2), generator=gen)
+    answers, wrongs = torch.randint(1, random_model.cfg.d_vocab, (2, 3), generator=gen)
+    return Task("tiny", clean, corrupt, answers, wrongs)
+
+
+def reference(fn, model, task, noising=False):
+    """transformer_lens.patching's sweep: denoising patches clean into corrupt, noising the reverse."""
+    source, target = (task.corrupt_tokens, task.clean_tokens) if noising else (task.clean_tokens, task.corrupt_tokens)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(source)
+        return fn(model, target, cache, task.metric)
+
+
+# (TransformerLens function, our site, our granularity, permutation of TL's axes into ours)
+CASES = [
+    (tlp.get_act_patch_resid_pre, "resid_pre", "position", None),
+    (tlp.get_act_patch_resid_mid, "resid_mid", "position", None),
+    (tlp.get_act_patch_attn_out, "attn_out", "position", None),
+    (tlp.get_act_patch_mlp_out, "mlp_out", "position", None),
+    (tlp.get_act_patch_attn_head_out_by_pos, "z", "head_position", (0, 2, 1)),
+    (tlp.get_act_patch_attn_head_q_by_pos, "q", "head_position", (0, 2, 1)),
+    (tlp.get_act_patch_attn_head_k_by_pos, "k", "head_position", (0, 2, 1)),
+    (tlp.get_act_patch_attn_head_v_by_pos, "v", "head_position", (0, 2, 1)),
+    (tlp.get_act_patch_attn_head_pattern_by_pos, "pattern", "head_position", None),
+    (tlp.get_act_patch_attn_head_out_all_pos, "z", "head", None),
+    (tlp.get_act_patch_attn_head_q_all_pos, "q", "head", None),
+    (tlp.get_act_patch_attn_head_k_all_pos, "k", "head", None),
+    (tlp.get_act_patch_attn_head_v_all_pos, "v", "head", None),
+    (tlp.get_act_patch_attn_head_pattern_all_pos, "pattern", "head", None),
+]
+
+
+@pytest.mark.parametrize("fn, site, by, order", CASES, ids=[f"{c[1]}-{c[2]}" for c in CASES])
+def test_matches_transformer_lens_patching(random_model, tiny, fn, site, by, order):
+    expected = reference(fn, random_model, tiny)
+    ours = activation_patch(random_model, tiny, site=site, by=by, normalize=False, progress=False)
+    expected = expected.permute(order) if order else expected
+    assert ours.values.shape == expected.shape
+    torch.testing.assert_close(ours.values, expected.cpu(), atol=1e-4, rtol=0)
+
+
+def test_resid_pre_on_ioi_prompts_matches_transformer_lens(random_model):
+    task = ioi(random_model, n=2, seed=1)
+    expected = reference(tlp.get_act_patch_resid_pre, random_model, task)
+    ours = activation_patch(random_model, task, "resid_pre", normalize=False, progress=False)
+    torch.testing.assert_close(ours.values, expected.cpu(), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("fn, site, by", [(tlp.get_act_patch_resid_mid, "resid_mid", "position"),
+                                          (tlp.get_act_patch_attn_head_out_all_pos, "z", "head")])
+def test_noising_matches_transformer_lens_with_clean_and_corrupt_swapped(random_model, tiny, fn, site, by):
+    expected = reference(fn, random_model, tiny, noising=True)
+    ours = activation_patch(random_model, tiny, site, by, direction="noising", normalize=False, progress=False)
+    torch.testing.assert_close(ours.values, expected.cpu(), atol=1e-4, rtol=0)
+
+
+def test_patching_a_whole_layer_normalises_to_one_denoising_and_zero_noising(random_model, tiny):
+    """Replacing all of resid_pre at any layer reproduces the source run exactly."""
+    denoised = activation_patch(random_model, tiny, "resid_pre", by="layer", progress=False)
+    noised = activation_patch(random_model, tiny, "resid_pre", by="layer", direction="noising", progress=False)
+    torch.testing.assert_close(denoised.values, torch.ones(4), atol=1e-4, rtol=0)
+    torch.testing.assert_close(noised.values, torch.zeros(4), atol=1e-4, rtol=0)
+
+
+def test_normalised_values_are_raw_values_rescaled_between_corrupt_and_clean(random_model, tiny):
+    raw = activation_patch(random_model, tiny, "attn_out", normalize=False, progress=False)
+    norm = activation_patch(random_model, tiny, "attn_out", progress=False)
+    expected = (raw.values - raw.corrupt_metric) / (raw.clean_metric - raw.corrupt_metric)
+    torch.testing.assert_close(norm.values, expected)
+
+
+def test_a_tiny_memory_budget_only_changes_the_chunking(random_model, tiny):
+    whole = activation_patch(random_model, tiny, "v", by="head_position", normalize=False, progress=False)
+    chunked = activation_patch(random_model, tiny, "v", by="head_position", normalize=False, batch_budget_mb=0.001, progress=False)
+    torch.testing.assert_close(whole.values, chunked.values, atol=1e-5, rtol=0)
+
+
+def test_result_labels_dataframe_and_components_name_each_cell(random_model):
+    task = ioi(random_model, n=2, seed=0)
+    result = activation_patch(random_model, task, "z", by="head_position", progress=False)
+    assert result.axes == ("layer", "head", "position")
+    word = random_model.tokenizer.decode([int(task.clean_tokens[0, 3])])
+    assert result.labels["position"][3] == f"3: {word!r}"
+    assert result.labels["layer"] == ["L0", "L1", "L2", "L3"] and result.labels["head"][1] == "H1"
+    assert result.component((2, 1, 3)) == Component("blocks.2.attn.hook_z", head=1, positions=(3,))
+    frame = result.to_dataframe()
+    assert len(frame) == result.values.numel()
+    row = frame[(frame["layer"] == 2) & (frame["head"] == 1) & (frame["position"] == 3)].iloc[0]
+    assert row.value == pytest.approx(float(result.values[2, 1, 3]))
+    assert row.component == "L2H1@3" and row.position_label == f"3: {word!r}"
+
+
+def test_plot_draws_a_zero_centred_diverging_heatmap_with_labelled_axes(random_model, tiny):
+    ax = activation_patch(random_model, tiny, "resid_pre", progress=False).plot()
+    image = ax.images[0]
+    low, high = image.get_clim()
+    assert low == pytest.approx(-high) and image.get_cmap().name == "RdBu"
+    assert ax.get_xlabel() == "position" and ax.get_ylabel() == "layer"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["L0", "L1", "L2", "L3"]
+
+
+def test_intervene_patch_reproduces_the_cells_value_and_reports_top_tokens(random_model, tiny):
+    result = activation_patch(random_model, tiny, "z", by="head_position", normalize=False, progress=False)
+    outcome = result.intervene([(1, 2, 4)], action="patch")
+    assert outcome.metric_before == pytest.approx(result.corrupt_metric)
+    assert outcome.metric_after == pytest.approx(float(result.values[1, 2, 4]), abs=1e-4)
+    assert len(outcome.top_after) == 5 and all(isinstance(t, str) and 0 <= p <= 1 for t, p in outcome.top_after)
+    both = result.intervene([(1, 2, 4), (3, 0, 5)], action="patch")
+    assert both.components == ["L1H2@4", "L3H0@5"]
+
+
+def test_intervene_ablations_run_on_the_clean_prompts(random_model, tiny):
+    result = activation_patch(random_model, tiny, "z", by="head", progress=False)
+    zero = result.intervene([(0, 1)], action="zero")
+    mean = result.intervene([(0, 1)], action="mean")
+    assert zero.base == mean.base == "clean" and zero.metric_before == pytest.approx(result.clean_metric)
+    assert zero.metric_after != pytest.approx(zero.metric_before) and mean.metric_after != pytest.approx(zero.metric_after)
+    assert count_hooks(random_model) == 0
+
+
+def test_bad_input_raises_clear_errors_and_leaves_the_model_untouched(random_model, tiny):
+    with torch.no_grad():
+        before = random_model(tiny.clean_tokens)
+    mismatched = SimpleNamespace(clean_tokens=tiny.clean_tokens, corrupt_tokens=tiny.corrupt_tokens[:, :5], metric=tiny.metric)
+    with pytest.raises(ValueError, match="same shape"):
+        activation_patch(random_model, mismatched)
+    with pytest.raises(ValueError, match="Did you mean 'resid_pre'"):
+        activation_patch(random_model, tiny, site="resid_pr")
+    with pytest.raises(ValueError, match="by='head' does not apply to site 'resid_pre'"):
+        activation_patch(random_model, tiny, site="resid_pre", by="head")
+    with pytest.raises(ValueError, match="must return a scalar"):
+        activation_patch(random_model, tiny, metric=lambda logits: tiny.metric(logits, reduce=False))
+    with pytest.raises(ValueError, match="direction must be"):
+        activation_patch(random_model, tiny, direction="forwards")
+    with pytest.raises(IndexError, match="not in a result"):
+        activation_patch(random_model, tiny, "z", progress=False).component((4, 0))
+    assert count_hooks(random_model) == 0
+    with torch.no_grad():
+        torch.testing.assert_close(random_model(tiny.clean_tokens), before)
+
+
+def test_sites_missing_from_an_attention_only_model_are_refused(attn_only_model):
+    task = ioi(attn_only_model, n=2, seed=0)
+    with pytest.raises(ValueError, match="attention-only"):
+        activation_patch(attn_only_model, task, site="mlp_out")
