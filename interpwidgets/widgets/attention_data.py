@@ -128,7 +128,10 @@ def value_norms_from_cache(model, cache, n_layers: int) -> torch.Tensor:
 
 def attention_from_model(model, prompt: str | torch.Tensor | Sequence[int]) -> AttentionData:
     """Runs `model` on `prompt` (text, or [seq] / [1, seq] token ids) and keeps every layer's patterns and value norms."""
-    tokens = model.to_tokens(prompt) if isinstance(prompt, str) else torch.as_tensor(prompt, dtype=torch.long).reshape(1, -1)
+    if isinstance(prompt, str):
+        tokens = model.to_tokens(prompt, truncate=False)
+    else:
+        tokens = torch.as_tensor(prompt, dtype=torch.long).reshape(1, -1)
     n_ctx = model.cfg.n_ctx
     if tokens.shape[-1] > n_ctx:
         raise ValueError(
