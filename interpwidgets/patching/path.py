@@ -1,0 +1,216 @@
+"""Path patching (Wang et al. 2022; Goldowsky-Dill et al. 2023).
+
+A sender's patched output reaches the receivers only along direct paths: every other head and
+MLP is frozen to its value on the base run.
+
+1. Run the base prompts (clean for "noising") with the senders set to their values on the source
+   prompts (corrupt) and every other head (hook_z) and MLP (hook_mlp_out) frozen to the base run;
+   record the receivers' inputs (a head's q / k / v, an MLP's output, a residual stream point).
+2. Run the base prompts again with only the receivers' recorded values patched in; read the metric.
+For receivers="logits" the metric of step 1 is the answer (the direct path into the unembedding,
+with the final LayerNorm recomputed).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+
+from interpwidgets.interventions import Component, parse_component
+from interpwidgets.patching.result import PatchResult, axis_labels
+from interpwidgets.patching.runs import Metric, check_direction, check_task, normalise, resolve_metric, run_baseline
+from interpwidgets.patching.stacking import chunks, copy_from, grouped, groups_per_chunk, model_device, stacked_forward
+
+_RECEIVER_HEAD = re.compile(r"^l(\d+)h(\d+)(?:\.([qkv]+))?$")
+
+
+def path_patch(
+    model,
+    task,
+    senders="heads",
+    receivers="logits",
+    direction: Literal["noising", "denoising"] = "noising",
+    normalize: bool = True,
+    metric: Metric | None = None,
+    batch_budget_mb: float | None = None,
+    progress: bool = True,
+) -> PatchResult:
+    """Patch senders along their direct paths into receivers, everything else frozen.
+
+    senders: "heads" (sweep every head: values [n_layers, n_heads], the IOI paper's Figure 3
+      kind), "mlps" (every MLP: [n_layers]), or a list whose entries are each one sender or a
+      set of senders patched together: heads ("L1H2" or (1, 2)) and MLPs ("mlp1") -> [n_entries].
+    receivers: "logits"; or one receiver or a list of receivers patched together: a head's
+      query / key / value input ("L2H1.q", "L2H1.kv", "L2H1" = q, k and v, or (2, 1, "q")), an MLP
+      ("mlp2": its output computed from its patched input), or a residual stream point
+      ("resid_pre2", "resid_mid2", "resid_post2").
+    direction: "noising" (the papers': run clean prompts, senders take corrupt values) or "denoising".
+    Sweep cells whose sender is not upstream of any receiver are NaN.
+    """
+    check_task(model, task)
+    check_direction(direction)
+    metric = resolve_metric(task, metric)
+    cfg = model.cfg
+    has_mlp = "blocks.0.hook_mlp_out" in model.hook_dict
+    axes, shape, sender_sets = _senders(model, senders, has_mlp)
+    receiver_set = _receivers(model, receivers)
+    reads = [_read_point(r, cfg.n_layers) for r in receiver_set] if receiver_set else [2 * cfg.n_layers]
+    reachable = [any(_write_point(s) < read for s in group for read in reads) for group in sender_sets]
+    if not isinstance(senders, str) and not all(reachable):
+        bad = [" + ".join(s.label for s in g) for g, ok in zip(sender_sets, reachable) if not ok]
+        raise ValueError(f"Senders {bad} are not upstream of the receivers, so no path joins them; pick earlier senders.")
+
+    frozen = [f"blocks.{layer}.attn.hook_z" for layer in range(cfg.n_layers)]
+    frozen += [f"blocks.{layer}.hook_mlp_out" for layer in range(cfg.n_layers)] if has_mlp else []
+    baseline = run_baseline(model, task, metric, frozen)
+    base_name, source = baseline.base_and_source(direction)
+    base = baseline.clean if base_name == "clean" else baseline.corrupt
+    tokens = getattr(task, f"{base_name}_tokens").to(model_device(model))
+    receiver_hooks = {r.hook_name for r in receiver_set}
+    unfrozen = {name for name in receiver_hooks if name.endswith("hook_mlp_out")}
+
+    todo = [i for i, ok in enumerate(reachable) if ok]
+    values = torch.full((len(sender_sets),), float("nan"))
+    per_chunk = groups_per_chunk(model, *tokens.shape, batch_budget_mb)
+    with torch.no_grad():
+        for part in chunks(len(todo), per_chunk, "path patching", progress):
+            batch = [sender_sets[todo[i]] for i in part]
+            step1 = [_freeze_edits(model, group, frozen, base, source, unfrozen) for group in batch]
+            logits, recorded = stacked_forward(model, tokens, step1, capture=sorted(receiver_hooks))
+            if receiver_set:
+                k = len(batch)
+                step2 = [
+                    [edit for r in receiver_set for edit in r.edits(model, copy_from(r, grouped(recorded[r.hook_name], k)[g]))]
+                    for g in range(k)
+                ]
+                logits, _ = stacked_forward(model, tokens, step2)
+            for g, i in enumerate(part):
+                values[todo[i]] = float(metric(logits[g]))
+    values = values.view(shape)
+    labels = axis_labels(model, task, axes) if axes != ("sender",) else {"sender": [" + ".join(s.label for s in g) for g in sender_sets]}
+    return PatchResult(
+        values=normalise(values, baseline) if normalize else values,
+        axes=axes,
+        labels=labels,
+        site={"heads": "z", "mlps": "mlp_out"}.get(senders, "senders") if isinstance(senders, str) else "senders",
+        method="path",
+        direction=direction,
+        normalized=normalize,
+        model=model,
+        task=task,
+        cells=[tuple(g) for g in sender_sets],
+        baseline=baseline,
+        metric=metric,
+        details={"receivers": [r.label for r in receiver_set] or ["logits"]},
+    )
+
+
+def _senders(model, senders, has_mlp: bool) -> tuple[tuple[str, ...], tuple[int, ...], list[list[Component]]]:
+    """(axes, shape, sender sets) for "heads", "mlps" or an explicit list of senders / sender sets."""
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    if senders == "heads":
+        sets = [[Component(f"blocks.{L}.attn.hook_z", head=h)] for L in range(n_layers) for h in range(n_heads)]
+        return ("layer", "head"), (n_layers, n_heads), sets
+    if senders == "mlps":
+        if not has_mlp:
+            raise ValueError("This model has no MLPs (attention-only), so senders='mlps' is empty; use senders='heads'.")
+        return ("layer",), (n_layers,), [[Component(f"blocks.{L}.hook_mlp_out")] for L in range(n_layers)]
+    if isinstance(senders, str) or _is_single(senders):
+        senders = [senders]
+    sets = []
+    for entry in senders:
+        group = [parse_component(s, model) for s in ([entry] if _is_single(entry) else entry)]
+        for s in group:
+            if not _is_head_output(s) and not s.hook_name.endswith(".hook_mlp_out") or s.positions is not None:
+                raise ValueError(f"Sender {s.label} is neither a head (e.g. 'L1H2') nor an MLP (e.g. 'mlp1').")
+        if not group:
+            raise ValueError("A sender set is empty; give at least one head or MLP in each entry.")
+        sets.append(group)
+    if not sets:
+        raise ValueError("No senders given; use 'heads', 'mlps' or a list such as ['L1H2', 'mlp0'].")
+    return ("sender",), (len(sets),), sets
+
+
+def _receivers(model, receivers) -> list[Component]:
+    """The receivers' components (empty for "logits")."""
+    if isinstance(receivers, str) or _is_single(receivers):
+        receivers = [receivers]
+    if any(isinstance(r, str) and r == "logits" for r in receivers):
+        if len(receivers) > 1:
+            raise ValueError("receivers='logits' already covers every path to the output; do not combine it with others.")
+        return []
+    found: list[Component] = []
+    for spec in receivers:
+        found += _receiver(model, spec)
+    if not found:
+        raise ValueError("No receivers given; use 'logits', 'L2H1.q', 'mlp2', 'resid_pre2' or a list of them.")
+    return found
+
+
+def _receiver(model, spec) -> list[Component]:
+    if isinstance(spec, tuple) and len(spec) in (2, 3) and isinstance(spec[0], int) and isinstance(spec[1], int):
+        spec = f"L{spec[0]}H{spec[1]}" + (f".{spec[2]}" if len(spec) == 3 else "")
+    if isinstance(spec, str):
+        match = _RECEIVER_HEAD.match(spec.strip().lower())
+        if match:
+            letters = match[3] or "qkv"
+            return [parse_component(f"L{match[1]}H{match[2]}.{x}", model) for x in dict.fromkeys(letters)]
+    component = parse_component(spec, model)
+    name = component.hook_name
+    if component.positions is not None or component.neuron is not None or component.direction is not None:
+        raise ValueError(f"Receiver {component.label} must be a whole head input, MLP or residual point (no positions/neurons).")
+    if re.search(r"\.attn\.hook_[qkv]$", name) and component.head is not None:
+        return [component]
+    if re.search(r"\.hook_(mlp_out|resid_pre|resid_mid|resid_post)$", name):
+        return [component]
+    raise ValueError(
+        f"Receiver {component.label} is not supported; use 'logits', a head's input ('L2H1.q', 'L2H1.k', 'L2H1.v'), "
+        "an MLP ('mlp2') or a residual point ('resid_pre2', 'resid_mid2', 'resid_post2')."
+    )
+
+
+def _is_single(spec) -> bool:
+    """A str, a Component, or a (layer, head[, letters]) tuple, as opposed to a collection of those."""
+    if isinstance(spec, (str, Component)):
+        return True
+    return isinstance(spec, tuple) and len(spec) in (2, 3) and all(isinstance(x, int) for x in spec[:2])
+
+
+def _is_head_output(component: Component) -> bool:
+    return component.hook_name.endswith(".attn.hook_z") and component.head is not None
+
+
+def _write_point(sender: Component) -> float:
+    """Where a sender writes into the residual stream: head L at 2L + 0.5, MLP L at 2L + 1.5."""
+    return 2 * sender.layer + (0.5 if _is_head_output(sender) else 1.5)
+
+
+def _read_point(receiver: Component, n_layers: int) -> int:
+    """Where a receiver reads the residual stream: resid_pre / q,k,v of layer L at 2L, resid_mid / MLP L at 2L + 1, resid_post at 2L + 2."""
+    name = receiver.hook_name
+    offset = 2 if name.endswith("resid_post") else 1 if name.endswith(("resid_mid", "mlp_out")) else 0
+    return 2 * receiver.layer + offset
+
+
+def _freeze_edits(model, senders: Sequence[Component], frozen: Sequence[str], base: dict, source: dict, unfrozen: set[str]):
+    """Edits that freeze every head and MLP at the base run's values, except the senders (source values) and receiver MLPs."""
+    edits = []
+    for name in frozen:
+        if name in unfrozen:
+            continue
+        overrides = [s for s in senders if s.hook_name == name]
+        edits.append((name, _frozen(base[name], [(s, source[name]) for s in overrides])))
+    return edits
+
+
+def _frozen(values: torch.Tensor, overrides):
+    def freeze(act: torch.Tensor) -> torch.Tensor:
+        act[...] = values
+        for component, source in overrides:
+            component.write(act, source)
+        return act
+
+    return freeze
