@@ -141,7 +141,7 @@ def attention_from_model(model, prompt: str | torch.Tensor | Sequence[int]) -> A
     n_layers = model.cfg.n_layers
 
     def wanted(name: str) -> bool:
-        return name.endswith("attn.hook_pattern") or name.endswith("attn.hook_v")
+        return name.endswith(("attn.hook_pattern", "attn.hook_v"))
 
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=wanted)

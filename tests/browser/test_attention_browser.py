@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from textwrap import dedent
 
 import pytest
 
@@ -15,16 +16,24 @@ QUERY, KEY = 5, 2
 XSS_TOKENS = ["<img src=x onerror=alert(1)>", "<b>bold</b>", "&amp;", " plain"]
 
 CELLS = [
-    "import json, torch\nimport interpwidgets as iw\nfrom interpwidgets.models import build_teaching_model\n"
-    "model = build_teaching_model(seed=0)",
+    dedent("""\
+        import json, torch
+        import interpwidgets as iw
+        from interpwidgets.models import build_teaching_model
+        model = build_teaching_model(seed=0)"""),
     f"patterns = iw.widgets.AttentionPatterns(model, {PROMPT!r})\npatterns",
     # the kernel's own values for the cells the test hovers
-    "data = patterns.data\n"
-    f"print('IW-VALUES', json.dumps({{f'{{w}}/{{l}}/{{h}}': float(data.head(l, h, w)[{QUERY}, {KEY}]) "
-    "for w in ('attention', 'value') for l in range(4) for h in range(4)}))",
-    f"tokens = {XSS_TOKENS!r}\n"
-    "pattern = torch.tril(torch.ones(2, 4, 4))\npattern = pattern / pattern.sum(-1, keepdim=True)\n"
-    "xss = iw.widgets.AttentionPatterns(pattern=pattern, tokens=tokens, view='text')\nxss",
+    dedent(f"""\
+        data = patterns.data
+        values = {{f"{{w}}/{{l}}/{{h}}": float(data.head(l, h, w)[{QUERY}, {KEY}])
+                  for w in ("attention", "value") for l in range(4) for h in range(4)}}
+        print("IW-VALUES", json.dumps(values))"""),
+    dedent(f"""\
+        tokens = {XSS_TOKENS!r}
+        pattern = torch.tril(torch.ones(2, 4, 4))
+        pattern = pattern / pattern.sum(-1, keepdim=True)
+        xss = iw.widgets.AttentionPatterns(pattern=pattern, tokens=tokens, view="text")
+        xss"""),
 ]
 
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from textwrap import dedent
+
 import pytest
 
 pytestmark = pytest.mark.browser
 
 CELLS = [
-    "import torch\nimport interpwidgets as iw\n"
-    "pattern = torch.tril(torch.rand(3, 6, 6))\npattern = pattern / pattern.sum(-1, keepdim=True)\n"
-    "iw.widgets.AttentionPatterns(pattern=pattern, tokens=['<bos>', 'The', ' cat', ' sat', ' on', ' mat'], head=1)",
+    dedent("""\
+        import torch
+        import interpwidgets as iw
+        pattern = torch.tril(torch.rand(3, 6, 6))
+        pattern = pattern / pattern.sum(-1, keepdim=True)
+        iw.widgets.AttentionPatterns(pattern=pattern, tokens=["<bos>", "The", " cat", " sat", " on", " mat"], head=1)"""),
 ]
 
 

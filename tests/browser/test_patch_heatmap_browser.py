@@ -6,22 +6,34 @@ from __future__ import annotations
 
 import json
 import re
+from textwrap import dedent
 
 import pytest
 
 pytestmark = pytest.mark.browser
 
 CELLS = [
-    "import json\nimport interpwidgets as iw\nfrom interpwidgets.models import build_teaching_model\n"
-    "model = build_teaching_model(seed=0)\ntask = iw.tasks.ioi(model, n=8, seed=0)\n"
-    "result = iw.patching.activation_patch(model, task, site='z', normalize=False, progress=False)",
+    dedent("""\
+        import json
+        import interpwidgets as iw
+        from interpwidgets.models import build_teaching_model
+        model = build_teaching_model(seed=0)
+        task = iw.tasks.ioi(model, n=8, seed=0)
+        result = iw.patching.activation_patch(model, task, site="z", normalize=False, progress=False)"""),
     "heatmap = iw.widgets.PatchHeatmap(result)\nheatmap",
-    "patterns = iw.widgets.AttentionPatterns(model, task.clean_prompts[0])\niw.widgets.link(heatmap, patterns)\npatterns",
+    dedent("""\
+        patterns = iw.widgets.AttentionPatterns(model, task.clean_prompts[0])
+        iw.widgets.link(heatmap, patterns)
+        patterns"""),
     # what the kernel computes for the cells the test clicks
-    "expected = {'values': result.values.tolist(),\n"
-    " 'one': result.intervene([(1, 2)], 'zero').metric_after,\n"
-    " 'two': result.intervene([(0, 1), (3, 2)], 'zero').metric_after,\n"
-    " 'before': result.clean_metric}\nprint('IW-EXPECTED', json.dumps(expected))",
+    dedent("""\
+        expected = {
+            "values": result.values.tolist(),
+            "one": result.intervene([(1, 2)], "zero").metric_after,
+            "two": result.intervene([(0, 1), (3, 2)], "zero").metric_after,
+            "before": result.clean_metric,
+        }
+        print("IW-EXPECTED", json.dumps(expected))"""),
 ]
 
 
