@@ -1,0 +1,102 @@
+"""Attribution patching: the gradient estimate against TransformerLens's attribution patching and a
+finite difference, integrated gradients against exact whole-layer patching, and the correlation
+with exact activation patching on the trained teaching model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformer_lens.tools.analysis.attribution_patching import Node
+from transformer_lens.tools.analysis.attribution_patching import attribution_patch as tl_attribution_patch
+
+from interpwidgets.interventions import count_hooks, run_hooked
+from interpwidgets.patching import activation_patch, attribution_patch
+from interpwidgets.tasks import ioi
+
+RAW = dict(normalize=False, progress=False)
+
+
+@pytest.fixture(scope="module")
+def task(random_model):
+    return ioi(random_model, n=2, seed=0)
+
+
+def test_grad_estimates_equal_transformer_lens_attribution_patching_node_scores(random_model, task):
+    """TL scores (clean - corrupt) . d(metric)/d(activation) on the corrupt run, per node, for one prompt."""
+    one = task.subset([0])
+    tl = tl_attribution_patch(random_model, one.clean_tokens, one.corrupt_tokens, one.metric).node_scores
+    heads = attribution_patch(random_model, one, "z", by="head_position", **RAW)
+    mlps = attribution_patch(random_model, one, "mlp_out", by="position", **RAW)
+    n_layers, n_heads, seq = heads.values.shape
+    ours_heads = heads.values - heads.corrupt_metric
+    ref_heads = torch.tensor([[[tl[Node("attn_head_out", p, L, h)] for p in range(seq)] for h in range(n_heads)] for L in range(n_layers)])
+    ref_mlps = torch.tensor([[tl[Node("mlp_out", p, L)] for p in range(seq)] for L in range(n_layers)])
+    torch.testing.assert_close(ours_heads, ref_heads, atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(mlps.values - mlps.corrupt_metric, ref_mlps, atol=1e-4, rtol=1e-3)
+
+
+def test_grad_estimate_of_a_cell_equals_a_central_finite_difference(random_model, task):
+    """d/de metric(corrupt run with e * (clean - corrupt) added to L1H2's z at position 5), at e = 0."""
+    with torch.no_grad():
+        _, clean = random_model.run_with_cache(task.clean_tokens)
+        _, corrupt = random_model.run_with_cache(task.corrupt_tokens)
+    name = "blocks.1.attn.hook_z"
+    delta = clean[name][:, 5, 2] - corrupt[name][:, 5, 2]
+
+    def metric_at(eps: float) -> float:
+        def nudge(act, hook):
+            act = act.clone()
+            act[:, 5, 2] += eps * delta
+            return act
+
+        with torch.no_grad():
+            return float(task.metric(run_hooked(random_model, task.corrupt_tokens, [(name, nudge)])))
+
+    eps = 1e-2
+    slope = (metric_at(eps) - metric_at(-eps)) / (2 * eps)
+    result = attribution_patch(random_model, task, "z", by="head_position", **RAW)
+    assert float(result.values[1, 2, 5]) - result.corrupt_metric == pytest.approx(slope, abs=2e-4)
+
+
+@pytest.mark.parametrize("direction", ["denoising", "noising"])
+def test_integrated_gradients_summed_over_a_layer_converge_to_patching_the_whole_layer(random_model, task, direction):
+    """Completeness: summed over every head and position of a layer, IG's estimates approach the exact
+    effect of patching the layer's whole attention output (z of all heads <=> attn_out)."""
+    ig = attribution_patch(random_model, task, "z", by="head", method="ig", steps=16, direction=direction, **RAW)
+    exact = activation_patch(random_model, task, "attn_out", by="layer", direction=direction, **RAW)
+    base = ig.corrupt_metric if direction == "denoising" else ig.clean_metric
+    estimated = (ig.values - base).sum(dim=1)
+    torch.testing.assert_close(estimated, exact.values - base, atol=2e-3, rtol=1e-2)
+
+
+def test_residual_mid_gradients_include_the_skip_connection(random_model, task):
+    """IG at resid_mid over a whole layer must reproduce patching that layer's whole resid_mid."""
+    ig = attribution_patch(random_model, task, "resid_mid", by="layer", method="ig", steps=16, **RAW)
+    exact = activation_patch(random_model, task, "resid_mid", by="layer", **RAW)
+    torch.testing.assert_close(ig.values, exact.values, atol=2e-3, rtol=1e-2)
+
+
+def test_attribution_leaves_parameter_gradients_and_hooks_untouched(random_model, task):
+    attribution_patch(random_model, task, "pattern", by="head_position", method="ig", steps=2, **RAW)
+    assert all(p.grad is None for p in random_model.parameters())
+    assert count_hooks(random_model) == 0
+
+
+def test_bad_method_and_steps_are_rejected(random_model, task):
+    with pytest.raises(ValueError, match="method must be 'grad'"):
+        attribution_patch(random_model, task, method="shap")
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        attribution_patch(random_model, task, method="ig", steps=0)
+
+
+def test_head_attributions_correlate_with_exact_patching_on_the_trained_model(teaching_model, capsys):
+    """Pearson r between attribution and exact activation patching of head outputs on IOI (target >= 0.9 for IG)."""
+    task = ioi(teaching_model, n=16, seed=0)
+    exact = activation_patch(teaching_model, task, "z", by="head", progress=False).values.flatten()
+    found = {}
+    for method in ("grad", "ig"):
+        estimate = attribution_patch(teaching_model, task, "z", by="head", method=method, progress=False).values.flatten()
+        found[method] = float(torch.corrcoef(torch.stack([estimate, exact]))[0, 1])
+    with capsys.disabled():
+        print(f"\nPearson r with exact head patching (IOI, n=16): grad {found['grad']:.3f}, ig {found['ig']:.3f}")
+    assert found["ig"] >= 0.9
