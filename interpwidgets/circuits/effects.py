@@ -128,8 +128,7 @@ def node_effects(
         x_patch = {s.name: s.zero_patch(x_clean[s.name]) for s in sites}
         m_patch = None
     else:
-        x_patch = runs.record(model, sites, patch_tokens)
-        m_patch = runs.metric_value(model, patch_tokens, metric, readout=readout)
+        x_patch, m_patch = runs.record(model, sites, patch_tokens, metric, readout)
     if method == "ig":
         for s in tqdm(sites, desc="integrated gradients", disable=not progress, leave=False):
             grads[s.name] = runs.interpolated_gradient(

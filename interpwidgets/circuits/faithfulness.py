@@ -109,7 +109,7 @@ class Ablator:
 
 def ablation_values(model, sites: Sequence[Site], tokens: torch.Tensor, ablation: str) -> dict:
     """Per site (f `[seq, d_sae]`, err `[seq, d_model]`): the mean over `tokens` at each position, or zeros."""
-    xs = runs.record(model, sites, tokens)
+    xs, _ = runs.record(model, sites, tokens)
     out = {}
     with torch.no_grad():
         for s in sites:

@@ -45,8 +45,10 @@ def metric_value(model, tokens, metric: Metric, hooks: Sequence[Hook] = (), read
         return float(metric(forward(model, tokens, hooks, readout)))
 
 
-def record(model, sites: Sequence[Site], tokens: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Each site's activation `x [batch, seq, d_model]` on `tokens` (no gradients)."""
+def record(
+    model, sites: Sequence[Site], tokens: torch.Tensor, metric: Metric | None = None, readout: str | None = None
+) -> tuple[dict[str, torch.Tensor], float | None]:
+    """Each site's activation `x [batch, seq, d_model]` on `tokens`, and the metric if given (no gradients)."""
     store: dict[str, torch.Tensor] = {}
 
     def make(site: Site):
@@ -56,8 +58,9 @@ def record(model, sites: Sequence[Site], tokens: torch.Tensor) -> dict[str, torc
         return hook
 
     with torch.no_grad():
-        forward(model, tokens, [(s.hook, make(s)) for s in sites])
-    return store
+        out = forward(model, tokens, [(s.hook, make(s)) for s in sites], readout)
+        value = float(metric(out)) if metric is not None else None
+    return store, value
 
 
 def gradients(
