@@ -1,0 +1,249 @@
+"""`CircuitGraph`: a feature circuit drawn by layer and position; a click ablates a node or opens its dashboard.
+
+Nodes and edges travel once, as arrays (int32 layer / position / feature, float16 effects and weights);
+the browser lays them out (rows: layers and components, embeddings at the bottom and the metric at the
+top; columns: token positions) and draws edges with width by |weight| and colour by sign.
+
+A click asks the kernel to either
+- "ablate" the node (with the model, SAEs and task the circuit was built from): every other node keeps its
+  clean value and this one is mean- or zero-ablated (`circuits.faithfulness.Ablator`), and the widget shows
+  the metric before and after; or
+- "open" the node's SAE feature: in the attached `FeatureDashboard` and in callbacks from `on_open`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from traitlets import Enum, List, TraitError, Unicode, validate
+from traitlets import Dict as DictTrait
+
+from interpwidgets.circuits.faithfulness import Ablator, circuit_mask
+from interpwidgets.circuits.graph import Circuit, Node
+from interpwidgets.circuits.sites import SITE_HOOKS, SITE_KINDS, resolve_sites
+from interpwidgets.widgets.base import STATIC, InterpWidget, handles
+from interpwidgets.widgets.encoding import float16_array
+from interpwidgets.widgets.feature_data import dictionaries, output_hook
+from interpwidgets.widgets.feature_params import int32_array
+from interpwidgets.widgets.messages import RequestError, check_keys, get_choice
+from interpwidgets.widgets.selection import Selection
+from interpwidgets.widgets.static_html import diverging_rgb, esc, frame, legend
+
+ABLATIONS = ("mean", "zero")
+MAX_NODES = 400
+
+
+class CircuitGraph(InterpWidget):
+    """Draws `circuit` (an `iw.circuits.Circuit`); clicks ablate nodes or open their features.
+
+    CircuitGraph(circuit)                                   # view only
+    CircuitGraph(circuit, model=model, saes=saes, task=task, dashboard=FeatureDashboard(model, saes))
+
+    With `model`, `saes` and `task` (those the circuit was built with) a click on a node ablates it and shows
+    the task metric before and after; with `dashboard` (or callbacks registered by `on_open`) a click opens
+    the node's feature there. Circuits over `MAX_NODES` nodes are pruned to the largest |effect|.
+    """
+
+    _esm = STATIC / "circuit_graph.js"
+    _css = STATIC / "circuit_graph.css"
+    _front_end_writable = frozenset({"action", "ablation"})
+
+    nodes = DictTrait(read_only=True).tag(sync=True)
+    edges = DictTrait(read_only=True).tag(sync=True)
+    title = Unicode().tag(sync=True)
+    actions = List(Unicode(), read_only=True).tag(sync=True)
+    action = Unicode("").tag(sync=True)
+    ablation = Enum(ABLATIONS, default_value="mean").tag(sync=True)
+
+    def __init__(
+        self,
+        circuit: Circuit,
+        *,
+        model: Any = None,
+        saes: Any = None,
+        task: Any = None,
+        dashboard: Any = None,
+        ablation: str = "mean",
+        title: str | None = None,
+        selection: Selection | None = None,
+    ) -> None:
+        if not isinstance(circuit, Circuit):
+            raise TypeError(f"CircuitGraph needs an iw.circuits.Circuit, got {type(circuit).__name__}.")
+        if len(circuit.nodes) > MAX_NODES:
+            circuit = circuit.prune(top_k=MAX_NODES - sum(n.kind == "metric" for n in circuit.nodes))
+        given = [x is not None for x in (model, saes, task)]
+        if any(given) and not all(given):
+            raise ValueError("node ablation needs model=, saes= and task= together (those the circuit was built with).")
+        self.circuit = circuit
+        self.model, self.task, self.dashboard = model, task, dashboard
+        self.saes = dictionaries(saes) if saes is not None else {}
+        self._ablators: dict[str, Ablator] = {}
+        self._callbacks: list[Callable[[Node], Any]] = []
+        self._sites = resolve_sites(model, self.saes, _site_kinds(circuit)) if all(given) and _ablatable(circuit) else None
+        super().__init__(selection=selection)
+        self.set_trait("nodes", _nodes_payload(circuit.nodes))
+        self.set_trait("edges", _edges_payload(circuit))
+        self.set_trait("actions", self._available_actions())
+        self.title = title or _title_of(circuit)
+        self.action = self.actions[0] if self.actions else ""
+        self.ablation = ablation
+
+    # ---- Python API
+    def on_open(self, callback: Callable[[Node], Any]) -> None:
+        """Calls `callback(node)` when a feature node is opened in the widget."""
+        self._callbacks.append(callback)
+        self.set_trait("actions", self._available_actions())
+        if not self.action:
+            self.action = self.actions[0]
+
+    def ablate(self, node_id: str, ablation: str | None = None) -> tuple[float, float]:
+        """(metric with every node clean, metric with node `node_id` ablated)."""
+        if self._sites is None:
+            raise ValueError(self._why_no_ablation())
+        node = self.circuit.node(node_id)
+        if node.kind == "metric":
+            raise ValueError("the metric node cannot be ablated; click a feature, error or embedding node.")
+        ablator = self._ablator(ablation or self.ablation)
+        seq = self.task.clean_tokens.shape[1]
+        keep = {name: ~mask for name, mask in circuit_mask(Circuit([node]), self._sites, seq).items()}
+        return ablator.m_model, ablator.run(keep)
+
+    def feature_of(self, node_id: str) -> tuple[str, int]:
+        """(input hook of the node's dictionary, feature index) of an SAE-feature node."""
+        node = self.circuit.node(node_id)
+        if not node.is_feature or node.kind not in SITE_HOOKS:
+            raise ValueError(f"{node.label or node.id} is not an SAE feature (it is {node.feature or node.kind}).")
+        pool = self.saes or (getattr(self.dashboard, "saes", None) or {})
+        transcoder = self.circuit.metadata.get("method") == "linear_graph" and node.kind == "mlp"
+        target = SITE_HOOKS[node.kind].format(layer=node.layer)
+        for hook, sae in pool.items():
+            if output_hook(sae) == target and bool(getattr(sae.cfg, "hook_name_out", None)) == transcoder:
+                return hook, int(node.feature)
+        raise ValueError(f"no dictionary writing {target!r} is known; pass saes= or a dashboard holding it.")
+
+    # ---- traits
+    @validate("action")
+    def _check_action(self, proposal: dict[str, Any]) -> str:
+        if proposal["value"] not in self.actions and not (proposal["value"] == "" and not self.actions):
+            raise TraitError(f"action must be one of {self.actions}, got {proposal['value']!r}")
+        return proposal["value"]
+
+    # ---- requests from the front end
+    @handles("ablate")
+    def _ablate_request(self, params: dict[str, Any]) -> dict[str, Any]:
+        """{node, ablation} -> the metric before and after ablating that node."""
+        check_keys(params, {"node", "ablation"})
+        node = self._node(params)
+        ablation = get_choice(params, "ablation", ABLATIONS)
+        try:
+            before, after = self.ablate(node.id, ablation)
+        except ValueError as error:
+            raise RequestError(str(error)) from None
+        return {"node": node.id, "label": node.label or node.id, "ablation": ablation,
+                "metric_before": before, "metric_after": after}
+
+    @handles("open")
+    def _open_request(self, params: dict[str, Any]) -> dict[str, Any]:
+        """{node} -> opens the node's feature in the dashboard and callbacks."""
+        check_keys(params, {"node"})
+        node = self._node(params)
+        if "open" not in self.actions:
+            raise RequestError("no dashboard is attached; pass dashboard= or register a callback with on_open")
+        try:
+            hook, feature = self.feature_of(node.id)
+        except ValueError as error:
+            raise RequestError(str(error)) from None
+        if self.dashboard is not None:
+            if hook not in self.dashboard.saes:
+                raise RequestError(f"the dashboard has no dictionary at {hook!r}")
+            self.dashboard.show(feature, hook)
+        for callback in self._callbacks:
+            callback(node)
+        return {"node": node.id, "label": node.label or node.id, "hook": hook, "feature": feature}
+
+    # ---- internals
+    def _node(self, params: dict[str, Any]) -> Node:
+        node_id = params.get("node")
+        if not isinstance(node_id, str) or node_id not in self.circuit:
+            raise RequestError(f"node must be the id of a node of this circuit, got {node_id!r}")
+        return self.circuit.node(node_id)
+
+    def _available_actions(self) -> list[str]:
+        actions = ["ablate"] if self._sites is not None else []
+        return actions + (["open"] if self.dashboard is not None or self._callbacks else [])
+
+    def _ablator(self, ablation: str) -> Ablator:
+        if ablation not in self._ablators:
+            reference = self.task.corrupt_tokens if ablation == "mean" else None
+            self._ablators[ablation] = Ablator(self.model, self._sites, self.task.clean_tokens, self.task.metric,
+                                               None, ablation, reference)
+        return self._ablators[ablation]
+
+    def _why_no_ablation(self) -> str:
+        if self.model is None:
+            return "node ablation needs the model, SAEs and task: CircuitGraph(circuit, model=..., saes=..., task=...)"
+        return "node ablation is available for feature circuits (iw.circuits.feature_circuit), not linear graphs"
+
+    # ---- static preview: nodes by layer (rows) with their effects
+    def _static_html(self) -> str:
+        nodes = self.circuit.nodes
+        if not nodes:
+            return frame(self.title, f"<p>{esc(self.circuit.message or 'empty circuit')}</p>")
+        effects = np.array([n.effect for n in nodes], np.float32)
+        abs_max = float(np.abs(effects).max()) or 1.0
+        colours = diverging_rgb(effects, abs_max)
+        colour_of = {n.id: colours[i] for i, n in enumerate(nodes)}
+        rows = []
+        for layer, members in sorted(self.circuit.by_layer().items(), reverse=True):
+            chips = "".join(
+                f'<span style="display:inline-block;margin:2px;padding:1px 5px;border-radius:8px;'
+                f'background:rgb{tuple(int(c) for c in colour_of[n.id])};border:1px solid #bbb">'
+                f"{esc(n.label or n.id)} ({n.effect:+.3g})</span>"
+                for n in members
+            )
+            rows.append(f"<div><b>layer {layer}</b> {chips}</div>")
+        body = (
+            f"<div>{len(self.circuit)} nodes, {len(self.circuit.edges)} edges</div>{''.join(rows)}"
+            f"{legend('diverging', -abs_max, abs_max, 'node effect on the metric')}"
+        )
+        return frame(self.title, body)
+
+
+def _ablatable(circuit: Circuit) -> bool:
+    return circuit.metadata.get("method") != "linear_graph"
+
+
+def _site_kinds(circuit: Circuit) -> list[str]:
+    kinds = circuit.metadata.get("kinds") or sorted({n.kind for n in circuit.nodes if n.kind in SITE_KINDS})
+    return list(kinds) or list(SITE_KINDS)
+
+
+def _nodes_payload(nodes: list[Node]) -> dict[str, Any]:
+    """Strings as lists; numbers as arrays (position / feature -1 where absent; activation NaN where absent)."""
+    return {
+        "ids": [n.id for n in nodes],
+        "labels": [n.label or n.id for n in nodes],
+        "kinds": [n.kind for n in nodes],
+        "features": [n.feature if isinstance(n.feature, str) else "" for n in nodes],
+        "layer": int32_array([n.layer for n in nodes]),
+        "position": int32_array([-1 if n.position is None else n.position for n in nodes]),
+        "feature": int32_array([n.feature if n.is_feature else -1 for n in nodes]),
+        "effect": float16_array(np.array([n.effect for n in nodes], np.float32)),
+        "activation": float16_array(np.array([np.nan if n.activation is None else n.activation for n in nodes], np.float32)),
+    }
+
+
+def _edges_payload(circuit: Circuit) -> dict[str, Any]:
+    index = {n.id: i for i, n in enumerate(circuit.nodes)}
+    return {
+        "src": int32_array([index[e.src] for e in circuit.edges]),
+        "dst": int32_array([index[e.dst] for e in circuit.edges]),
+        "weight": float16_array(np.array([e.weight for e in circuit.edges], np.float32)),
+    }
+
+
+def _title_of(circuit: Circuit) -> str:
+    facts = [str(circuit.metadata[key]) for key in ("task", "method") if circuit.metadata.get(key)]
+    return " \u00b7 ".join(["Circuit", *facts])

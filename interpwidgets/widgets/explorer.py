@@ -1,0 +1,60 @@
+"""`Explorer`: token features, the feature dashboard and attention patterns of one prompt, linked.
+
+Clicking a token selects it everywhere (the attention view pins it); clicking a feature recolours the
+tokens and opens it in the dashboard; choosing a dictionary switches both feature views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import ipywidgets
+import torch
+
+from interpwidgets.widgets.attention import AttentionPatterns
+from interpwidgets.widgets.feature_dashboard import FeatureDashboard
+from interpwidgets.widgets.linking import link_views
+from interpwidgets.widgets.selection import Selection
+from interpwidgets.widgets.token_features import TokenFeatures
+
+
+class Explorer(ipywidgets.VBox):
+    """TokenFeatures and FeatureDashboard side by side, AttentionPatterns below, sharing one `Selection`.
+
+    Explorer(model, iw.sae.pretrained(model), "When Mary and John went to the store, John gave a drink to")
+
+    The parts are attributes (`token_features`, `dashboard`, `attention`, `selection`) for use from Python.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        saes: Any,
+        prompt: str | torch.Tensor | Sequence[int],
+        *,
+        hook: str | None = None,
+        feature: int = 0,
+        corpus: Any = None,
+        attention: bool = True,
+    ) -> None:
+        self.selection = Selection()
+        self.token_features = TokenFeatures(model, saes, prompt, hook=hook, feature=feature, selection=self.selection)
+        self.dashboard = FeatureDashboard(model, saes, feature, hook=self.token_features.hook, corpus=corpus,
+                                          selection=self.selection)
+        self.attention = AttentionPatterns(model, prompt, selection=self.selection) if attention else None
+        link_views(*self.views, selection=self.selection)
+        top = ipywidgets.HBox([self.token_features, self.dashboard], layout=ipywidgets.Layout(flex_flow="row wrap", gap="8px"))
+        parts = [top] + ([self.attention] if self.attention is not None else [])
+        super().__init__(parts, layout=ipywidgets.Layout(gap="8px"))
+
+    @property
+    def views(self) -> list[Any]:
+        return [w for w in (self.token_features, self.dashboard, self.attention) if w is not None]
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """The live composite, with the parts' static previews as its `text/html`."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        data["text/html"] = "".join(view._repr_mimebundle_()[0]["text/html"] for view in self.views)
+        return bundle

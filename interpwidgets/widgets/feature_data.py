@@ -1,0 +1,156 @@
+"""Prompt-level computations behind the SAE feature widgets.
+
+A dictionary (SAE or transcoder) reads `x [..., d_in]` at `cfg.hook_name` and writes into the activation
+at `cfg.output_hook` (the same hook for an SAE). Feature `f` contributes `acts[..., f] * W_dec[f]` there, so
+
+- ablating `f` subtracts that contribution at the output hook (with `acts` computed from the live,
+  possibly already edited, input activation);
+- steering along `f` adds `alpha * W_dec[f]` at the output hook (`interventions.steer`);
+- its direct logit effect is `W_dec[f] @ W_U` (the decoder direction read by the unembedding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from interpwidgets.interventions import Intervention, steer
+from interpwidgets.sae.hooks import as_dictionary_input
+
+
+def dictionaries(saes: Any) -> dict[str, Any]:
+    """`{input hook name: dictionary}` from one SAE, a dict of them (e.g. an `SAESet`) or an iterable."""
+    if hasattr(saes, "cfg") and hasattr(saes, "W_dec"):
+        items = [saes]
+    elif isinstance(saes, Mapping):
+        items = list(saes.values())
+    elif isinstance(saes, Iterable) and not isinstance(saes, (str, bytes)):
+        items = list(saes)
+    else:
+        raise TypeError(f"expected an SAE, a dict of SAEs (e.g. iw.sae.pretrained(model)) or a list, got {type(saes).__name__}.")
+    out: dict[str, Any] = {}
+    for sae in items:
+        if not (hasattr(sae, "cfg") and hasattr(sae, "encode") and hasattr(sae, "W_dec")):
+            raise TypeError(f"{type(sae).__name__} is not a dictionary (it needs cfg, encode and W_dec).")
+        hook = sae.cfg.hook_name
+        if hook in out:
+            raise ValueError(f"two dictionaries read {hook!r}; pass one per hook.")
+        out[hook] = sae
+    if not out:
+        raise ValueError("no SAEs given; pass at least one.")
+    return out
+
+
+def output_hook(sae: Any) -> str:
+    """The hook a dictionary writes: its input hook for an SAE, `hook_name_out` for a transcoder."""
+    return getattr(sae.cfg, "hook_name_out", None) or sae.cfg.hook_name
+
+
+def prompt_tokens(model: Any, prompt: str | torch.Tensor | Sequence[int]) -> torch.Tensor:
+    """Token ids `[1, n]` (on the model's device) of a prompt: text (BOS prepended), or ids."""
+    if isinstance(prompt, str):
+        if not prompt:
+            raise ValueError("the prompt is empty.")
+        tokens = model.to_tokens(prompt)
+    else:
+        tokens = torch.as_tensor(prompt)
+        if tokens.is_floating_point() or tokens.ndim not in (1, 2) or (tokens.ndim == 2 and tokens.shape[0] != 1):
+            raise ValueError(f"token ids must be integers of shape [n] or [1, n], got {tokens.dtype} {tuple(tokens.shape)}.")
+        tokens = tokens.reshape(1, -1).long()
+    n_ctx, n = model.cfg.n_ctx, tokens.shape[1]
+    if not 0 < n <= n_ctx:
+        raise ValueError(f"the prompt has {n} tokens; the model reads 1 to {n_ctx}.")
+    if int(tokens.min()) < 0 or int(tokens.max()) >= model.cfg.d_vocab:
+        raise ValueError(f"token ids must lie in [0, {model.cfg.d_vocab - 1}].")
+    return tokens.to(model.cfg.device)
+
+
+def token_strings(model: Any, ids: Iterable[int]) -> list[str]:
+    """Each token id decoded on its own."""
+    return [model.tokenizer.decode([int(i)]) for i in ids]
+
+
+def device_of(model: Any) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def feature_activations(model: Any, saes: Sequence[Any], tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+    """`{input hook: acts [batch, seq, d_sae]}` (float32, CPU) of each dictionary on `tokens`, one forward."""
+    hooks = sorted({sae.cfg.hook_name for sae in saes})
+    _, cache = model.run_with_cache(tokens.to(device_of(model)), names_filter=lambda name: name in hooks)
+    out = {}
+    for sae in saes:
+        hook = sae.cfg.hook_name
+        x = as_dictionary_input(cache[hook], sae.cfg.d_in, hook)
+        out[hook] = sae.encode(x.to(sae.W_enc.dtype)).float().cpu()
+    return out
+
+
+def ablate_feature(model: Any, sae: Any, feature: int, positions: Sequence[int] | None = None) -> Intervention:
+    """Removes feature `feature`'s contribution `acts[..., f] * W_dec[f]` at the dictionary's output hook.
+
+    The activation is re-encoded in the run itself, so upstream edits are taken into account. With
+    `positions`, only those token positions are edited.
+    """
+    check_feature(sae, feature)
+    read_hook, write_hook = sae.cfg.hook_name, output_hook(sae)
+    inputs: dict[str, torch.Tensor] = {}
+
+    def read(act: torch.Tensor) -> torch.Tensor:
+        inputs["x"] = as_dictionary_input(act, sae.cfg.d_in, read_hook)
+        return act
+
+    def write(act: torch.Tensor) -> torch.Tensor:
+        x = inputs.pop("x") if read_hook != write_hook else as_dictionary_input(act, sae.cfg.d_in, read_hook)
+        coefficient = sae.encode(x.to(sae.W_enc.dtype))[..., feature]
+        contribution = coefficient[..., None] * sae.W_dec[feature]
+        if positions is not None:
+            keep = torch.zeros(contribution.shape[-2], 1, dtype=torch.bool, device=contribution.device)
+            keep[list(positions)] = True
+            contribution = contribution * keep
+        flat = as_dictionary_input(act, sae.cfg.d_out, write_hook)
+        return (flat - contribution.to(flat.dtype)).reshape(act.shape)
+
+    edits = [(read_hook, read), (write_hook, write)] if read_hook != write_hook else [(write_hook, write)]
+    return Intervention(model, edits, f"ablate feature {feature} of {read_hook}")
+
+
+def steer_feature(model: Any, sae: Any, feature: int, alpha: float, positions: Sequence[int] | None = None) -> Intervention:
+    """Adds `alpha * W_dec[feature]` at the dictionary's output hook (all positions, or `positions`)."""
+    check_feature(sae, feature)
+    return steer(model, output_hook(sae), sae.W_dec[feature].detach(), alpha, positions=positions)
+
+
+def check_feature(sae: Any, feature: int) -> None:
+    d_sae = int(sae.cfg.d_sae)
+    if isinstance(feature, bool) or not isinstance(feature, int) or not 0 <= feature < d_sae:
+        raise ValueError(f"feature must be an integer in [0, {d_sae - 1}], got {feature!r}.")
+
+
+def top_predictions(model: Any, logits: torch.Tensor, k: int) -> list[tuple[str, float]]:
+    """The `k` most probable next tokens and their probabilities from one position's logits `[vocab]`."""
+    probs = torch.softmax(logits.float(), dim=-1)
+    values, ids = probs.topk(k)
+    return list(zip(token_strings(model, ids.tolist()), values.tolist()))
+
+
+@torch.no_grad()
+def logit_effects(model: Any, sae: Any, feature: int, k: int) -> dict[str, list[tuple[str, float]]] | None:
+    """The `k` tokens most promoted ("positive") and suppressed ("negative") by `W_dec[feature] @ W_U`.
+
+    None when the dictionary does not write the residual stream's width (e.g. a per-head hook_z SAE).
+    """
+    check_feature(sae, feature)
+    unembed = model.W_U
+    if sae.W_dec.shape[-1] != unembed.shape[0]:
+        return None
+    effects = (sae.W_dec[feature].to(unembed.device, unembed.dtype) @ unembed).float().cpu()
+    k = min(k, effects.numel())
+    top, bottom = effects.topk(k), (-effects).topk(k)
+    return {
+        "positive": list(zip(token_strings(model, top.indices.tolist()), top.values.tolist())),
+        "negative": list(zip(token_strings(model, bottom.indices.tolist()), (-bottom.values).tolist())),
+    }

@@ -1,0 +1,316 @@
+// CircuitGraph: a feature circuit laid out by layer (rows, embeddings at the bottom, the metric on top) and
+// token position (columns); node colour and size by effect, edge width by |weight| and colour by sign.
+// Hover for details; click a node to ablate it in the kernel (metric before -> after) or to open its
+// feature in a linked dashboard. Python side: interpwidgets/widgets/circuit_graph.py.
+
+import "../lib/base.css";
+import "./features/features.css";
+import "./circuit_graph.css";
+import type { RenderProps } from "../lib/anywidget";
+import { type ColourScale, colourOf, cssColour, divergingScale, legend } from "../lib/colour";
+import { h, select, setChildren } from "../lib/dom";
+import { formatNumber } from "../lib/format";
+import { Requester } from "../lib/messaging";
+import { connectSelection } from "../lib/selection";
+import { control, createShell } from "../lib/shell";
+import { decodeFloats, decodeInt32 } from "./features/wire";
+
+const SVG = "http://www.w3.org/2000/svg";
+const KIND_ORDER: Record<string, number> = { embed: 0, pos: 0, attn: 1, mlp: 2, resid: 3, bias: 4, logit: 5, metric: 5 };
+const ROW_H = 58;
+const NODE_GAP = 24;
+const COL_MIN = 40;
+const LEFT = 88;
+const TOP = 16;
+const BOTTOM = 30;
+const ACTION_LABELS: Record<string, string> = { ablate: "ablate the node", open: "open in the dashboard" };
+
+interface Nodes {
+  ids: string[];
+  labels: string[];
+  kinds: string[];
+  names: string[];
+  layer: Int32Array;
+  position: Int32Array;
+  feature: Int32Array;
+  effect: Float32Array;
+  activation: Float32Array;
+}
+
+interface Edges {
+  src: Int32Array;
+  dst: Int32Array;
+  weight: Float32Array;
+}
+
+async function decodeNodes(raw: Record<string, unknown>): Promise<Nodes> {
+  const strings = (key: string) => {
+    const value = raw[key];
+    if (!Array.isArray(value) || !value.every((v) => typeof v === "string")) throw new TypeError(`nodes lack ${key}`);
+    return value as string[];
+  };
+  const ids = strings("ids");
+  const n = ids.length;
+  const ints = (key: string) => {
+    const array = decodeInt32(raw[key]).data;
+    if (array.length !== n) throw new RangeError(`nodes.${key} has ${array.length} entries for ${n} nodes`);
+    return array;
+  };
+  return {
+    ids, labels: strings("labels"), kinds: strings("kinds"), names: strings("features"),
+    layer: ints("layer"), position: ints("position"), feature: ints("feature"),
+    effect: await decodeFloats(raw.effect, n), activation: await decodeFloats(raw.activation, n),
+  };
+}
+
+async function decodeEdges(raw: Record<string, unknown>, n: number): Promise<Edges> {
+  const src = decodeInt32(raw.src).data;
+  const dst = decodeInt32(raw.dst).data;
+  const weight = await decodeFloats(raw.weight, src.length);
+  if (dst.length !== src.length) throw new RangeError("edge endpoints differ in length");
+  if ([...src, ...dst].some((i) => i < 0 || i >= n)) throw new RangeError("an edge names a node outside the circuit");
+  return { src, dst, weight };
+}
+
+function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string | number>, text?: string): SVGElementTagNameMap[K] {
+  const el = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attrs)) el.setAttribute(name, String(value));
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
+interface Layout {
+  x: Float64Array;
+  y: Float64Array;
+  width: number;
+  height: number;
+  rows: { label: string; y: number }[];
+  cols: { label: string; x: number }[];
+}
+
+/** Rows: (layer, component) from the bottom; columns: positions (summed nodes last); nodes side by side in a cell. */
+function layOut(nodes: Nodes): Layout {
+  const n = nodes.ids.length;
+  const rowKey = (i: number) => nodes.layer[i] * 10 + (KIND_ORDER[nodes.kinds[i]] ?? 9);
+  const rowKeys = [...new Set(Array.from({ length: n }, (_, i) => rowKey(i)))].sort((a, b) => a - b);
+  const positions = [...new Set(nodes.position)].sort((a, b) => (a < 0 ? 1 : b < 0 ? -1 : a - b));
+  const cells = new Map<string, number[]>();
+  for (let i = 0; i < n; i++) {
+    const key = `${rowKey(i)}/${nodes.position[i]}`;
+    if (!cells.has(key)) cells.set(key, []);
+    cells.get(key)!.push(i);
+  }
+  const colWidth = new Map<number, number>(positions.map((p) => [p, COL_MIN]));
+  for (const [key, members] of cells) {
+    const p = Number(key.split("/")[1]);
+    colWidth.set(p, Math.max(colWidth.get(p)!, members.length * NODE_GAP + 12));
+  }
+  const colStart = new Map<number, number>();
+  let x = LEFT;
+  for (const p of positions) {
+    colStart.set(p, x);
+    x += colWidth.get(p)!;
+  }
+  const height = TOP + rowKeys.length * ROW_H + BOTTOM;
+  const rowY = (key: number) => TOP + (rowKeys.length - 1 - rowKeys.indexOf(key)) * ROW_H + ROW_H / 2;
+  const xs = new Float64Array(n);
+  const ys = new Float64Array(n);
+  for (const [key, members] of cells) {
+    const p = Number(key.split("/")[1]);
+    members.sort((a, b) => Math.abs(nodes.effect[b]) - Math.abs(nodes.effect[a]));
+    const centre = colStart.get(p)! + colWidth.get(p)! / 2;
+    members.forEach((i, j) => {
+      xs[i] = centre + (j - (members.length - 1) / 2) * NODE_GAP;
+      ys[i] = rowY(rowKey(i));
+    });
+  }
+  const rowLabel = (key: number) => {
+    const i = Array.from({ length: n }, (_, k) => k).find((k) => rowKey(k) === key)!;
+    const kind = nodes.kinds[i];
+    return kind === "metric" || kind === "embed" || kind === "pos" ? kind : `L${nodes.layer[i]} ${kind}`;
+  };
+  return {
+    x: xs, y: ys, width: x + 12, height,
+    rows: rowKeys.map((key) => ({ label: rowLabel(key), y: rowY(key) })),
+    cols: positions.map((p) => ({ label: p < 0 ? "all pos." : `@${p}`, x: colStart.get(p)! + colWidth.get(p)! / 2 })),
+  };
+}
+
+async function render({ model, el, signal, host }: RenderProps): Promise<void> {
+  const shell = createShell(el, model.get("title") as string, "iw-circuit", signal, () => draw());
+  const requester = new Requester(model, shell.status, signal, shell.root);
+  const selection = await connectSelection(model, host, signal);
+
+  let nodes: Nodes;
+  let edges: Edges;
+  try {
+    nodes = await decodeNodes(model.get("nodes") as Record<string, unknown>);
+    edges = await decodeEdges(model.get("edges") as Record<string, unknown>, nodes.ids.length);
+  } catch (error) {
+    shell.status.showError(`could not read the circuit: ${(error as Error).message}`);
+    return;
+  }
+  const n = nodes.ids.length;
+  const layout = layOut(nodes);
+  const nodeMax = Math.max(0, ...Array.from(nodes.effect, Math.abs).filter(Number.isFinite));
+  const edgeMax = Math.max(0, ...Array.from(edges.weight, Math.abs).filter(Number.isFinite));
+  let ablated: number | null = null;
+
+  // ---- toolbar
+  const actions = model.get("actions") as string[];
+  const actionSelect = select(actions.map((a) => [a, ACTION_LABELS[a] ?? a]), model.get("action") as string, "on click");
+  const ablationSelect = select([["mean", "mean (corrupt prompts)"], ["zero", "zero"]], model.get("ablation") as string, "ablation");
+  if (actions.length) shell.toolbar.append(control("On click", actionSelect));
+  if (actions.includes("ablate")) shell.toolbar.append(control("Ablation", ablationSelect));
+  shell.toolbar.append(h("span", { className: "iw-hint" }, `${n} nodes \u00b7 ${edges.src.length} edges`));
+
+  const canvas = svg("svg", { class: "iw-graph", role: "img", "aria-label": `circuit of ${n} nodes` });
+  const outcome = h("div", { className: "iw-panel iw-outcome", attrs: { "aria-live": "polite" } },
+    h("div", { className: "iw-hint" }, actions.length ? "Click a node." : "Hover nodes and edges for details."));
+  shell.body.append(h("div", { className: "iw-graph-box" }, canvas), outcome);
+
+  const edgeEls: SVGPathElement[] = [];
+  const nodeEls: SVGElement[] = [];
+
+  // ---- drawing
+  function draw(): void {
+    const theme = shell.theme();
+    const scale: ColourScale = divergingScale(theme, nodeMax, "node effect on the metric");
+    canvas.setAttribute("width", String(layout.width));
+    canvas.setAttribute("height", String(layout.height));
+    canvas.setAttribute("viewBox", `0 0 ${layout.width} ${layout.height}`);
+    canvas.replaceChildren();
+    edgeEls.length = 0;
+    nodeEls.length = 0;
+    const guides = svg("g", { class: "iw-guides" });
+    layout.rows.forEach((row) => {
+      guides.append(svg("line", { x1: LEFT - 6, x2: layout.width, y1: row.y, y2: row.y }));
+      guides.append(svg("text", { x: LEFT - 10, y: row.y, "text-anchor": "end", "dominant-baseline": "middle" }, row.label));
+    });
+    layout.cols.forEach((col) => guides.append(svg("text", { x: col.x, y: layout.height - 8, "text-anchor": "middle" }, col.label)));
+    canvas.append(guides);
+    const edgeLayer = svg("g", { class: "iw-edges" });
+    for (let e = 0; e < edges.src.length; e++) {
+      const [a, b] = [edges.src[e], edges.dst[e]];
+      const [x1, y1, x2, y2] = [layout.x[a], layout.y[a], layout.x[b], layout.y[b]];
+      const mid = (y1 + y2) / 2;
+      const w = edges.weight[e];
+      const path = svg("path", {
+        d: `M${x1},${y1} C${x1},${mid} ${x2},${mid} ${x2},${y2}`,
+        stroke: cssColour(w >= 0 ? theme.accent : theme.negative),
+        "stroke-width": (0.75 + 5.25 * (edgeMax > 0 ? Math.abs(w) / edgeMax : 0)).toFixed(2),
+        "data-edge": e,
+      });
+      edgeEls.push(path);
+      edgeLayer.append(path);
+    }
+    canvas.append(edgeLayer);
+    const nodeLayer = svg("g", { class: "iw-nodes" });
+    for (let i = 0; i < n; i++) {
+      const radius = 5 + 7 * Math.sqrt(nodeMax > 0 ? Math.abs(nodes.effect[i]) / nodeMax : 0);
+      const fill = cssColour(colourOf(scale, nodes.effect[i]));
+      const isFeature = nodes.feature[i] >= 0 || nodes.kinds[i] === "metric";
+      const shape = isFeature
+        ? svg("circle", { cx: layout.x[i], cy: layout.y[i], r: radius.toFixed(2) })
+        : svg("rect", { x: layout.x[i] - radius, y: layout.y[i] - radius, width: 2 * radius, height: 2 * radius, rx: 2 });
+      shape.setAttribute("fill", fill);
+      shape.setAttribute("stroke", cssColour(theme.foreground));
+      shape.setAttribute("data-node", String(i));
+      shape.setAttribute("data-id", nodes.ids[i]);
+      shape.setAttribute("class", `iw-node${i === ablated ? " iw-ablated" : ""}`);
+      nodeEls.push(shape);
+      nodeLayer.append(shape);
+    }
+    canvas.append(nodeLayer);
+    setChildren(shell.footer, legend(scale),
+      h("span", { className: "iw-edge-key" },
+        h("span", { className: "iw-swatch", style: { background: cssColour(theme.accent) } }), "raises ",
+        h("span", { className: "iw-swatch", style: { background: cssColour(theme.negative) } }), "lowers the metric; edge width \u221d |weight| (max ",
+        h("span", { className: "iw-edge-max" }, formatNumber(edgeMax)), ")"),
+      h("span", { className: "iw-hint" }, "circles: features \u00b7 squares: errors, embeddings"));
+  }
+
+  function highlight(node: number | null): void {
+    canvas.classList.toggle("iw-focused", node !== null);
+    edgeEls.forEach((path, e) => path.classList.toggle("iw-hot", node !== null && (edges.src[e] === node || edges.dst[e] === node)));
+    nodeEls.forEach((shape, i) => shape.classList.toggle("iw-hot", i === node));
+  }
+
+  function describeNode(i: number): string[] {
+    const lines = [nodes.labels[i], `id ${nodes.ids[i]}`, `effect: ${formatNumber(nodes.effect[i])}`];
+    if (!Number.isNaN(nodes.activation[i])) lines.push(`activation: ${formatNumber(nodes.activation[i])}`);
+    let into = 0;
+    let out = 0;
+    for (let e = 0; e < edges.src.length; e++) {
+      if (edges.dst[e] === i) into++;
+      if (edges.src[e] === i) out++;
+    }
+    lines.push(`${into} edges in \u00b7 ${out} out`);
+    return lines;
+  }
+
+  // ---- clicks reach the kernel
+  async function act(i: number): Promise<void> {
+    const update: Record<string, number | null> = { layer: nodes.layer[i] };
+    if (nodes.position[i] >= 0) update.token = nodes.position[i];
+    if (nodes.feature[i] >= 0) update.feature = nodes.feature[i];
+    selection.set(update);
+    const action = actionSelect.value;
+    if (!actions.length) return;
+    if (action === "ablate") {
+      ablated = i;
+      draw();
+      const reply = await requester.request<Record<string, unknown>>("ablate", { node: nodes.ids[i], ablation: ablationSelect.value }, "act");
+      if (reply.status !== "ok") return;
+      const before = Number(reply.result.metric_before);
+      const after = Number(reply.result.metric_after);
+      const delta = after - before;
+      setChildren(outcome,
+        h("div", { className: "iw-outcome-title" }, `${reply.result.ablation}-ablated ${reply.result.label}`),
+        h("div", { className: "iw-metric" }, "metric ",
+          h("span", { className: "iw-metric-before" }, formatNumber(before)), " \u2192 ",
+          h("span", { className: "iw-metric-after" }, formatNumber(after)), " (\u0394 ",
+          h("span", { className: delta < 0 ? "iw-delta-neg" : "iw-delta-pos" }, formatNumber(delta)), ")"),
+        h("div", { className: "iw-hint" }, `the node's attributed effect: ${formatNumber(nodes.effect[i])}`));
+    } else {
+      const reply = await requester.request<Record<string, unknown>>("open", { node: nodes.ids[i] }, "act");
+      if (reply.status !== "ok") return;
+      setChildren(outcome,
+        h("div", { className: "iw-outcome-title" }, `opened ${reply.result.label}`),
+        h("div", { className: "iw-opened" }, `${reply.result.hook} \u00b7 feature ${reply.result.feature}`));
+    }
+  }
+
+  // ---- events
+  canvas.addEventListener("mouseover", (event) => {
+    const target = event.target as Element;
+    if (target.hasAttribute("data-node")) {
+      const i = Number(target.getAttribute("data-node"));
+      highlight(i);
+      shell.tooltip.show(event, describeNode(i));
+    } else if (target.hasAttribute("data-edge")) {
+      const e = Number(target.getAttribute("data-edge"));
+      highlight(null);
+      shell.tooltip.show(event, [`${nodes.labels[edges.src[e]]} \u2192 ${nodes.labels[edges.dst[e]]}`, `weight: ${formatNumber(edges.weight[e])}`]);
+    }
+  });
+  canvas.addEventListener("mouseout", (event) => {
+    const to = (event as MouseEvent).relatedTarget as Element | null;
+    if (!to || !(to.hasAttribute?.("data-node") || to.hasAttribute?.("data-edge"))) {
+      highlight(null);
+      shell.tooltip.hide();
+    }
+  });
+  canvas.addEventListener("click", (event) => {
+    const target = event.target as Element;
+    if (target.hasAttribute("data-node")) void act(Number(target.getAttribute("data-node")));
+  });
+  actionSelect.addEventListener("change", () => { model.set("action", actionSelect.value); model.save_changes(); });
+  ablationSelect.addEventListener("change", () => { model.set("ablation", ablationSelect.value); model.save_changes(); });
+  model.on("change:action", () => { actionSelect.value = model.get("action") as string; });
+  model.on("change:ablation", () => { ablationSelect.value = model.get("ablation") as string; });
+
+  draw();
+}
+
+export default { render };

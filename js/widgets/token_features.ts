@@ -1,0 +1,278 @@
+// TokenFeatures: a prompt's tokens coloured by one SAE feature. Hover a token: its activation and strongest
+// features; click a token: the kernel lists its strongest features; click a feature: recolour by it; the
+// apply button ablates or steers the feature in the kernel and shows the next-token predictions before and
+// after. Python side: interpwidgets/widgets/token_features.py.
+
+import "../lib/base.css";
+import "./features/features.css";
+import "./token_features.css";
+import type { RenderProps } from "../lib/anywidget";
+import { legend, sequentialScale } from "../lib/colour";
+import { h, select, setChildren } from "../lib/dom";
+import { formatNumber, quoteToken } from "../lib/format";
+import { Requester } from "../lib/messaging";
+import { connectSelection } from "../lib/selection";
+import { control, createShell } from "../lib/shell";
+import { tokenFromEvent, tokenSpan } from "../lib/tokens";
+import { barList, colourSpan, integerInput, readInteger } from "./features/views";
+import { decodeFloats, decodeInt32, decodeRanked, hookLayer } from "./features/wire";
+
+interface TopFeatures {
+  k: number;
+  indices: Int32Array; // [n, k]
+  values: Float32Array; // [n, k]
+}
+
+interface Activations {
+  key: string;
+  values: Float32Array; // [n]
+  max: number;
+}
+
+async function render({ model, el, signal, host }: RenderProps): Promise<void> {
+  const tokens = model.get("tokens") as string[];
+  const n = tokens.length;
+  const hooks = model.get("hooks") as string[];
+  const sizes = model.get("sizes") as number[];
+  const shell = createShell(el, `Token features \u00b7 ${n} tokens`, "iw-token-features", signal, () => colour());
+  const requester = new Requester(model, shell.status, signal, shell.root);
+  const selection = await connectSelection(model, host, signal);
+
+  let hook = model.get("hook") as string;
+  let feature = model.get("feature") as number;
+  let pinned: number | null = null;
+  let activations: Activations | null = null;
+  const topCache = new Map<string, TopFeatures>();
+  const dSae = () => sizes[hooks.indexOf(hook)];
+  const keyOf = () => `${hook}#${feature}`;
+
+  // ---- toolbar
+  const hookSelect = select(hooks.map((name) => [name, name]), hook, "dictionary");
+  const featureInput = integerInput(feature, 0, dSae() - 1, "feature");
+  const actionSelect = select([["ablate", "ablate"], ["steer", "steer by \u03b1"]], model.get("action") as string, "action");
+  const alphaInput = h("input", { className: "iw-number iw-alpha", attrs: { type: "number", step: "any", "aria-label": "alpha" } });
+  alphaInput.value = String(model.get("alpha"));
+  const applyButton = h("button", { className: "iw-button iw-apply" }, "apply");
+  shell.toolbar.append(control("SAE", hookSelect), control("Feature", featureInput), control("Intervention", actionSelect),
+    control("\u03b1", alphaInput), applyButton);
+
+  // ---- body: tokens and the clicked token's features | the intervention's outcome
+  const spans = tokens.map((token, index) => tokenSpan(token, index));
+  const text = h("div", { className: "iw-tokens iw-text", attrs: { role: "list", "aria-label": "prompt tokens" } }, ...spans);
+  const caption = h("div", { className: "iw-caption" });
+  const tokenPanel = h("div", { className: "iw-token-panel" },
+    h("div", { className: "iw-hint" }, "Click a token to list its strongest features."));
+  const outcomePanel = h("div", { className: "iw-panel iw-outcome", attrs: { "aria-live": "polite" } },
+    h("div", { className: "iw-hint" }, "Apply an intervention to see the next-token predictions change."));
+  shell.body.append(h("div", { className: "iw-main" }, caption, text, tokenPanel), outcomePanel);
+
+  function updateControls(): void {
+    featureInput.max = String(dSae() - 1);
+    featureInput.value = String(feature);
+    hookSelect.value = hook;
+    alphaInput.disabled = actionSelect.value !== "steer";
+    const what = actionSelect.value === "steer" ? `steer #${feature} by ${alphaInput.value}` : `ablate #${feature}`;
+    applyButton.textContent = `${what} \u00b7 predict after ${pinned === null ? "the last token" : `token ${pinned}`}`;
+  }
+
+  // ---- drawing
+  function colour(): void {
+    updateControls();
+    spans.forEach((span, index) => span.classList.toggle("iw-pinned", index === pinned));
+    if (!activations || activations.key !== keyOf()) {
+      setChildren(caption, `${hook} \u00b7 feature ${feature}: loading\u2026`);
+      return;
+    }
+    const units = `activation of ${hook} #${feature}`;
+    const scale = sequentialScale(shell.theme(), activations.max, units);
+    spans.forEach((span, index) => colourSpan(span, scale, activations!.values[index]));
+    setChildren(caption, activations.max > 0
+      ? `${hook} \u00b7 feature ${feature} \u00b7 max ${formatNumber(activations.max)} on this prompt`
+      : `${hook} \u00b7 feature ${feature} is not active on this prompt`);
+    setChildren(shell.footer, legend(scale), h("span", { className: "iw-hint" }, "hover: values \u00b7 click a token: its features"));
+  }
+
+  // ---- kernel requests
+  async function loadActivations(): Promise<void> {
+    const key = keyOf();
+    colour();
+    const reply = await requester.request<Record<string, unknown>>("activations", { hook, feature }, "activations");
+    if (reply.status !== "ok") return;
+    try {
+      const values = await decodeFloats(reply.result.values, n);
+      if (`${reply.result.hook}#${reply.result.feature}` !== key) return;
+      activations = { key, values, max: Number(reply.result.max) };
+    } catch (error) {
+      shell.status.showError(`could not read the activations: ${(error as Error).message}`);
+      return;
+    }
+    if (key === keyOf()) colour();
+  }
+
+  async function loadTop(forHook: string): Promise<void> {
+    if (topCache.has(forHook)) return;
+    const reply = await requester.request<Record<string, unknown>>("features", { hook: forHook }, "features");
+    if (reply.status !== "ok") return;
+    try {
+      const indices = decodeInt32(reply.result.indices);
+      const values = await decodeFloats(reply.result.values, indices.data.length);
+      if (indices.shape.length !== 2 || indices.shape[0] !== n) throw new RangeError(`top features of shape [${indices.shape}]`);
+      topCache.set(forHook, { k: indices.shape[1], indices: indices.data, values });
+    } catch (error) {
+      shell.status.showError(`could not read the top features: ${(error as Error).message}`);
+    }
+  }
+
+  async function loadToken(position: number): Promise<void> {
+    const forHook = hook;
+    setChildren(tokenPanel, h("div", { className: "iw-hint" }, `${quoteToken(tokens[position], position)}: loading\u2026`));
+    const reply = await requester.request<Record<string, unknown>>("token", { hook: forHook, position }, "token");
+    if (reply.status !== "ok" || pinned !== position || hook !== forHook) return;
+    try {
+      const indices = decodeInt32(reply.result.indices).data;
+      const values = await decodeFloats(reply.result.values, indices.length);
+      const promptMax = await decodeFloats(reply.result.prompt_max, indices.length);
+      showTokenFeatures(position, indices, values, promptMax);
+    } catch (error) {
+      shell.status.showError(`could not read the token's features: ${(error as Error).message}`);
+    }
+  }
+
+  function showTokenFeatures(position: number, indices: Int32Array, values: Float32Array, promptMax: Float32Array): void {
+    const chips = Array.from(indices, (index, i) => {
+      const chip = h("button", {
+        className: `iw-feature-chip${index === feature ? " iw-selected" : ""}`,
+        attrs: { "data-feature": String(index), "aria-pressed": String(index === feature) },
+        title: `feature ${index}: ${formatNumber(values[i])} here, max ${formatNumber(promptMax[i])} on the prompt`,
+      }, `#${index} `, h("span", { className: "iw-chip-value" }, formatNumber(values[i])));
+      chip.addEventListener("click", () => setFeature(index, true));
+      return chip;
+    });
+    setChildren(tokenPanel,
+      h("div", { className: "iw-section-title" }, `Strongest features at ${quoteToken(tokens[position], position)} (${hook})`),
+      chips.length ? h("div", { className: "iw-chips" }, ...chips) : h("div", { className: "iw-hint" }, "no feature is active here"));
+  }
+
+  async function intervene(): Promise<void> {
+    const alpha = Number(alphaInput.value);
+    if (!Number.isFinite(alpha)) {
+      shell.status.showError("\u03b1 must be a number");
+      return;
+    }
+    const position = pinned ?? n - 1;
+    const params = { hook, feature, action: actionSelect.value, alpha, position };
+    const reply = await requester.request<Record<string, unknown>>("intervene", params, "intervene");
+    if (reply.status !== "ok") return;
+    try {
+      const [before, after] = await Promise.all([decodeRanked(reply.result.before, "probs"), decodeRanked(reply.result.after, "probs")]);
+      const at = Number(reply.result.position);
+      setChildren(outcomePanel,
+        h("div", { className: "iw-outcome-title" }, String(reply.result.description)),
+        h("div", { className: "iw-hint" },
+          `next token after ${quoteToken(tokens[at], at)}; the feature's activation there: ${formatNumber(Number(reply.result.activation))}`),
+        h("div", { className: "iw-tops" },
+          barList("before", before, 1, "iw-top-before"),
+          barList("after", after, 1, "iw-top-after")));
+    } catch (error) {
+      shell.status.showError(`could not read the predictions: ${(error as Error).message}`);
+    }
+  }
+
+  // ---- state changes
+  function setFeature(next: number, share: boolean): void {
+    if (next === feature) return;
+    feature = next;
+    model.set("feature", feature);
+    model.save_changes();
+    if (share) selection.set({ feature, layer: hookLayer(hook) });
+    tokenPanel.querySelectorAll<HTMLElement>(".iw-feature-chip").forEach((chip) => {
+      const on = Number(chip.dataset.feature) === feature;
+      chip.classList.toggle("iw-selected", on);
+      chip.setAttribute("aria-pressed", String(on));
+    });
+    void loadActivations();
+  }
+
+  function setHook(next: string, share: boolean): void {
+    if (next === hook) return;
+    hook = next;
+    if (feature >= dSae()) feature = 0;
+    model.set("hook", hook);
+    model.set("feature", feature);
+    model.save_changes();
+    if (share) selection.set({ layer: hookLayer(hook), feature });
+    void loadActivations();
+    void loadTop(hook);
+    if (pinned !== null) void loadToken(pinned);
+  }
+
+  function pin(position: number | null, share: boolean): void {
+    pinned = position;
+    if (share) selection.set({ token: pinned });
+    colour();
+    if (pinned !== null) void loadToken(pinned);
+    else setChildren(tokenPanel, h("div", { className: "iw-hint" }, "Click a token to list its strongest features."));
+  }
+
+  // ---- events
+  text.addEventListener("mouseover", (event) => {
+    const hit = tokenFromEvent(event, text);
+    if (!hit) return;
+    const lines = [quoteToken(tokens[hit.index], hit.index)];
+    if (activations?.key === keyOf()) lines.push(`${hook} #${feature}: ${formatNumber(activations.values[hit.index])}`);
+    const top = topCache.get(hook);
+    if (top) {
+      lines.push("strongest features here:");
+      for (let j = 0; j < top.k; j++) {
+        const value = top.values[hit.index * top.k + j];
+        if (value > 0) lines.push(`  #${top.indices[hit.index * top.k + j]}  ${formatNumber(value)}`);
+      }
+    }
+    shell.tooltip.show(event as MouseEvent, lines);
+  });
+  text.addEventListener("mouseleave", () => shell.tooltip.hide());
+  text.addEventListener("click", (event) => {
+    const hit = tokenFromEvent(event, text);
+    if (hit) pin(pinned === hit.index ? null : hit.index, true);
+  });
+  hookSelect.addEventListener("change", () => setHook(hookSelect.value, true));
+  featureInput.addEventListener("change", () => {
+    const next = readInteger(featureInput, 0, dSae() - 1);
+    if (next === null) {
+      shell.status.showError(`feature must be an integer from 0 to ${dSae() - 1}`);
+      featureInput.value = String(feature);
+      return;
+    }
+    setFeature(next, true);
+  });
+  actionSelect.addEventListener("change", () => {
+    model.set("action", actionSelect.value);
+    model.save_changes();
+    updateControls();
+  });
+  alphaInput.addEventListener("change", () => {
+    const alpha = Number(alphaInput.value);
+    if (!Number.isFinite(alpha)) return;
+    model.set("alpha", alpha);
+    model.save_changes();
+    updateControls();
+  });
+  applyButton.addEventListener("click", () => void intervene());
+
+  model.on("change:hook", () => setHook(model.get("hook") as string, true));
+  model.on("change:feature", () => setFeature(model.get("feature") as number, true));
+  model.on("change:action", () => { actionSelect.value = model.get("action") as string; updateControls(); });
+  model.on("change:alpha", () => { alphaInput.value = String(model.get("alpha")); updateControls(); });
+  selection.onChange(() => {
+    const token = selection.get("token");
+    const nextPinned = token !== null && token < n ? token : null;
+    if (nextPinned !== pinned) pin(nextPinned, false);
+    const next = selection.get("feature");
+    if (next !== null && next < dSae() && next !== feature) setFeature(next, false);
+  });
+
+  void loadActivations();
+  void loadTop(hook);
+}
+
+export default { render };
