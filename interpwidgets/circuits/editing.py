@@ -1,24 +1,27 @@
 """Feature editing: ablate chosen SAE features while the model runs, and linear probes to re-evaluate.
 
-`ablate_features` is the intervention of SHIFT (Marks et al. 2024, section 4): the chosen features
-are set to zero (or to their mean) and everything else is kept, error terms included, so
+`ablate_features` is the intervention of SHIFT (Marks et al. 2024, section 4), over any number of
+SAEs and transcoders at once: the chosen features are set to zero (or to their per-position mean)
+and everything else is kept, error terms included, so
 
     x -> x - (f[chosen] - value[chosen]) @ W_dec[chosen]
 
-at each dictionary's output hook; later layers see the edited activations. Inside the context the
-model can be run for any metric, or `probe_activations` read for a `LinearProbe`.
+at each dictionary's output hook; later layers see the edited activations. It is an
+`interventions.Intervention`: inside its context the model can be run for any metric, or
+`probe_activations` read for a `LinearProbe`.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from interpwidgets.circuits.graph import Circuit, Node
 from interpwidgets.circuits.runs import device_of
+from interpwidgets.interventions import Intervention
+from interpwidgets.interventions.hooks import hooked
 
 _KIND_HOOKS = {"resid": "blocks.{layer}.hook_resid_post", "attn": "blocks.{layer}.hook_attn_out",
                "mlp": "blocks.{layer}.hook_mlp_out"}
@@ -45,20 +48,20 @@ def features_by_hook(features, saes) -> dict[str, list[int]]:
     return {hook: sorted(idx) for hook, idx in out.items()}
 
 
-@contextlib.contextmanager
 def ablate_features(
     model,
     saes,
     features,
     mode: str = "zero",
     mean_tokens: torch.Tensor | None = None,
-) -> Iterator[dict[str, list[int]]]:
-    """Within the context, the model runs with `features` ablated (zero or mean), error terms kept.
+) -> Intervention:
+    """An `Intervention` running the model with `features` ablated (zero or mean), error terms kept.
 
     features: `{input hook: [feature indices]}` (SAE or transcoder input hooks, as keys of `saes`),
         or a `Circuit`, or feature `Node`s (node positions are ignored: a feature is ablated everywhere).
     mode: "zero", or "mean" (the feature's mean activation over `mean_tokens [batch, seq]`, per position).
-    Yields the `{hook: indices}` actually ablated. The hooks are removed on exit, also on error.
+    Use it as a context manager (`with ablate_features(...): model(tokens)`), or `.run(tokens)`;
+    compose it with other interventions by `+`. Its `features` attribute holds `{hook: indices}` ablated.
     """
     if mode not in ("zero", "mean"):
         raise ValueError(f"mode must be 'zero' or 'mean', got {mode!r}.")
@@ -75,42 +78,33 @@ def ablate_features(
     if mode == "mean" and mean_tokens is None:
         raise ValueError("mode='mean' needs mean_tokens, the prompts to average feature activations over.")
     means = _mean_activations(model, saes, chosen, mean_tokens) if mode == "mean" else {}
-    hooks = []
+    edits = []
     for hook, idx in chosen.items():
         sae = saes[hook]
         index = torch.tensor(idx, device=sae.W_dec.device)
-        if sae.is_transcoder:
-            hooks += _transcoder_hooks(sae, index, means.get(hook))
-        else:
-            hooks.append((hook, _sae_hook(sae, index, means.get(hook))))
-    with model.hooks(fwd_hooks=hooks):
-        yield chosen
+        edits += _edits(sae, index, means.get(hook))
+    n = sum(len(i) for i in chosen.values())
+    intervention = Intervention(model, edits, f"{mode}-ablate {n} feature(s) at {len(chosen)} dictionar{'y' if len(chosen) == 1 else 'ies'}")
+    intervention.features = chosen
+    return intervention
 
 
-def _edit(x: torch.Tensor, f: torch.Tensor, sae, index: torch.Tensor, mean: torch.Tensor | None) -> torch.Tensor:
-    """x - (f[chosen] - value[chosen]) @ W_dec[chosen]; `value` is 0 or the per-position mean."""
-    current = f[..., index]
-    value = torch.zeros_like(current) if mean is None else mean[..., : current.shape[-2], :].to(current)
-    return x - (current - value) @ sae.W_dec[index]
-
-
-def _sae_hook(sae, index, mean):
-    def hook(x, hook):
-        return _edit(x, sae.encode(x), sae, index, mean)
-    return hook
-
-
-def _transcoder_hooks(sae, index, mean) -> list:
+def _edits(sae, index: torch.Tensor, mean: torch.Tensor | None) -> list:
+    """Activation edits `(hook, fn(act) -> act)`: x - (f[chosen] - value[chosen]) @ W_dec[chosen] at the
+    output hook, with f read at the input hook (the same hook for an SAE); value is 0 or the mean."""
     store: dict[str, torch.Tensor] = {}
 
-    def read(x, hook):
+    def read(x: torch.Tensor) -> torch.Tensor:
         store["f"] = sae.encode(x)
         return x
 
-    def write(y, hook):
-        return _edit(y, store.pop("f"), sae, index, mean)
+    def write(y: torch.Tensor) -> torch.Tensor:
+        f = store.pop("f") if sae.is_transcoder else sae.encode(y)
+        current = f[..., index]
+        value = torch.zeros_like(current) if mean is None else mean[: current.shape[-2]].to(current)
+        return y - (current - value) @ sae.W_dec[index]
 
-    return [(sae.cfg.hook_name, read), (sae.cfg.hook_name_out, write)]
+    return ([(sae.cfg.hook_name, read)] if sae.is_transcoder else []) + [(sae.cfg.output_hook, write)]
 
 
 def _mean_activations(model, saes, chosen: dict[str, list[int]], tokens: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -123,7 +117,7 @@ def _mean_activations(model, saes, chosen: dict[str, list[int]], tokens: torch.T
             return x
         return hook
 
-    with torch.no_grad(), model.hooks(fwd_hooks=[(h, make(h)) for h in chosen]):
+    with torch.no_grad(), hooked(model, [(h, make(h)) for h in chosen]):
         model(tokens.to(device_of(model)))
     return store
 
@@ -146,7 +140,7 @@ def probe_activations(
         store["x"] = x
         return x
 
-    with torch.no_grad(), model.hooks(fwd_hooks=[(hook, capture)]):
+    with torch.no_grad(), hooked(model, [(hook, capture)]):
         for start in range(0, len(tokens), batch_size):
             model(tokens[start:start + batch_size].to(device_of(model)))
             x = store.pop("x")

@@ -26,6 +26,7 @@ import torch
 
 from interpwidgets.circuits.graph import Node, node_id
 from interpwidgets.circuits.runs import device_of
+from interpwidgets.interventions.hooks import hooked
 
 TRANSCODER_HOOK = "blocks.{layer}.ln2.hook_normalized"
 ATTN_SAE_HOOK = "blocks.{layer}.hook_attn_out"
@@ -140,7 +141,7 @@ class LinearGraph:
                 return x
             return hook
 
-        with torch.no_grad(), self.model.hooks(fwd_hooks=[(n, keep(n)) for n in names]):
+        with torch.no_grad(), hooked(self.model, [(n, keep(n)) for n in names]):
             self.logits_clean = self.model(self.tokens)
         self.frozen = {n: v for n, v in store.items() if n.endswith("hook_pattern") or n.endswith("hook_scale")}
         self.values: dict[str, torch.Tensor] = {"embed": store["hook_embed"], "pos": store["hook_pos_embed"]}
@@ -176,7 +177,7 @@ class LinearGraph:
 
             hooks.append((hook, attn_hook))
         self.biases = _bias_parameters(self.model, self.transcoders, self.attn_saes)
-        with _requiring_grad([p for _, p in self.biases]), torch.enable_grad(), self.model.hooks(fwd_hooks=hooks):
+        with _requiring_grad([p for _, p in self.biases]), torch.enable_grad(), hooked(self.model, hooks):
             self.logits = self.model(self.tokens)
 
     def _capture_pre(self, key: str, sae):

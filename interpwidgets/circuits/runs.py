@@ -1,7 +1,7 @@
 """Forward passes with hooks at the sites: record, differentiate, interpolate, ablate.
 
-Every pass adds its hooks through `model.hooks(...)`, which removes them when the pass ends, also
-on error. `metric(output)` receives the logits `[batch, seq, d_vocab]`, or, with `readout=<hook>`,
+Every pass adds its hooks through `interventions.hooked`, which removes them when the pass ends,
+also on error. `metric(output)` receives the logits `[batch, seq, d_vocab]`, or, with `readout=<hook>`,
 the activation at that hook (e.g. a linear probe reading the residual stream).
 """
 
@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from interpwidgets.circuits.sites import EMBED_HOOK, Site, check_metric, root_hook
+from interpwidgets.interventions.hooks import hooked
 
 Metric = Callable[[torch.Tensor], torch.Tensor]
 Hook = tuple[str, Callable]
@@ -34,7 +35,7 @@ def forward(model, tokens: torch.Tensor, hooks: Sequence[Hook], readout: str | N
             return x
 
         hooks.append((readout, capture))
-    with model.hooks(fwd_hooks=hooks):
+    with hooked(model, hooks):
         logits = model(tokens.to(device_of(model)))
     return captured["out"] if readout is not None else logits
 

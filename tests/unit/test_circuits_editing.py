@@ -35,14 +35,21 @@ def cached(model, tokens, names):
     return {n: cache[n] for n in names}
 
 
+def edited_logits(model, tokens, intervention):
+    with intervention:
+        return model(tokens)
+
+
 def test_zero_ablation_removes_exactly_the_chosen_features_decoder_contribution(random_model, saes, tokens):
     sae = saes[RESID]
     clean = cached(random_model, tokens, [RESID])[RESID]
     f = sae.encode(clean)
     chosen = [int(i) for i in f.sum((0, 1)).argsort(descending=True)[:3]]
-    with ablate_features(random_model, saes, {RESID: chosen}) as done:
+    ablation = ablate_features(random_model, saes, {RESID: chosen})
+    with ablation:
         edited = cached(random_model, tokens, [RESID])[RESID]
-    assert done == {RESID: sorted(chosen)}
+    assert ablation.features == {RESID: sorted(chosen)}
+    assert torch.equal(ablation.run(tokens), edited_logits(random_model, tokens, ablation))
     expected = clean - f[..., chosen] @ sae.W_dec[chosen]
     assert torch.allclose(edited, expected, atol=1e-5)
     assert sae.encode(edited)[..., chosen].abs().max() < sae.encode(clean)[..., chosen].abs().max()
