@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from interpwidgets.sae.base import SAE
 from interpwidgets.sae.hooks import as_dictionary_input, check_fits
 from interpwidgets.sae.splicing import spliced
-from interpwidgets.sae.training import CORPUS_SEED, token_batches, token_rows
+from interpwidgets.sae.activations import CORPUS_SEED, token_batches, token_rows
 
 EVAL_SEED = CORPUS_SEED + 1  # held out from the SAE training stream
 

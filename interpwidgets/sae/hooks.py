@@ -9,6 +9,8 @@ import torch
 
 def check_hook(model, hook_name: str) -> None:
     """Raise a KeyError naming close matches when `model` has no hook called `hook_name`."""
+    if not hook_name:
+        raise KeyError("This dictionary does not say which hook it reads: load it with hook_name='blocks.L.hook_resid_post' (or the right hook).")
     hooks = model.hook_dict
     if hook_name not in hooks:
         near = difflib.get_close_matches(hook_name, list(hooks), n=3)

@@ -25,12 +25,11 @@ from tqdm.auto import tqdm
 
 from interpwidgets.sae.base import SAE, SAEConfig
 from interpwidgets.sae.buffer import shuffled_batches
+from interpwidgets.sae.activations import CORPUS_SEED, hook_activations, token_batches, token_rows
 from interpwidgets.sae.hooks import as_dictionary_input, check_hook
-from interpwidgets.sae.sets import hook_layer
 from interpwidgets.sae.trainer import CHECKPOINT_FILE, NonFiniteActivationsError, TrainConfig, Trainer
 
-ChunkSource = Callable[[int], Iterator[torch.Tensor]]  # start chunk -> chunks [n, d_in + d_out]
-CORPUS_SEED = 101  # SAE data differs from the teaching model's training stream (seed 0)
+ChunkSource = Callable[[int], Iterator[torch.Tensor]]  # start chunk -> chunks [n, d_in] (SAE) or [n, d_in + d_out]
 
 
 def _config(config: TrainConfig | None, overrides: dict) -> TrainConfig:
@@ -63,7 +62,8 @@ def _fit(trainer: Trainer, source: ChunkSource, d_in: int, checkpoint_dir: Path 
         for batch in batches:
             if trainer.done:
                 break
-            metrics = trainer.step(batch[:, :d_in], batch[:, d_in:])
+            x = batch[:, :d_in]
+            metrics = trainer.step(x, batch[:, d_in:] if batch.shape[1] > d_in else x)
             bar.update(1)
             if trainer.step_count % 10 == 0 or trainer.done:
                 bar.set_postfix(L0=f"{metrics['l0']:.1f}", MSE=f"{metrics['mse']:.4g}",
@@ -99,14 +99,13 @@ def _start(sae_cfg: SAEConfig, cfg: TrainConfig, checkpoint_dir, resume: bool, d
 
 # ---- training from activations -----------------------------------------------------------------
 def _tensor_source(x: torch.Tensor, y: torch.Tensor | None, chunk_rows: int) -> ChunkSource:
-    data = x if y is None else torch.cat([x, y], dim=-1)
-    n_chunks = max(1, -(-len(data) // chunk_rows))
+    n_chunks = max(1, -(-len(x) // chunk_rows))
 
     def source(start: int) -> Iterator[torch.Tensor]:
         for i in itertools.count(start):  # cycles through the rows in order; the buffer shuffles
-            j = i % n_chunks
-            chunk = data[j * chunk_rows:(j + 1) * chunk_rows]
-            yield chunk if y is not None else torch.cat([chunk, chunk], dim=-1)
+            rows = slice((i % n_chunks) * chunk_rows, (i % n_chunks + 1) * chunk_rows)
+            chunk = x[rows].float()
+            yield chunk if y is None else torch.cat([chunk, y[rows].float()], dim=-1)
 
     return source
 
@@ -119,7 +118,9 @@ def _iterator_source(items: Iterable) -> tuple[ChunkSource, int, int, bool]:
         raise ValueError("The activation iterator is empty.") from None
 
     def pair(item) -> torch.Tensor:
-        x, y = item if isinstance(item, (tuple, list)) else (item, item)
+        if not isinstance(item, (tuple, list)):
+            return item.reshape(-1, item.shape[-1]).float()
+        x, y = item
         return torch.cat([x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])], dim=-1).float()
 
     first_pair = first if isinstance(first, (tuple, list)) else (first, first)
@@ -157,8 +158,8 @@ def train_on_activations(
     """
     cfg = _config(config, options)
     if isinstance(activations, torch.Tensor):
-        x = activations.reshape(-1, activations.shape[-1]).float()
-        y = None if targets is None else targets.reshape(-1, targets.shape[-1]).float()
+        x = activations.reshape(-1, activations.shape[-1])
+        y = None if targets is None else targets.reshape(-1, targets.shape[-1])
         if y is not None and len(y) != len(x):
             raise ValueError(f"activations ({len(x)} rows) and targets ({len(y)} rows) must align row for row.")
         if not torch.isfinite(x).all() or (y is not None and not torch.isfinite(y).all()):
@@ -179,48 +180,6 @@ def train_on_activations(
 
 
 # ---- training from a model ------------------------------------------------------------------------
-def token_rows(model, tokens, context_size: int) -> torch.Tensor | None:
-    """Token rows `[n, context_size]` from a tensor or a list of strings (None for the corpus)."""
-    if tokens is None or (isinstance(tokens, str) and tokens == "corpus"):
-        return None
-    if isinstance(tokens, torch.Tensor):
-        if tokens.ndim != 2 or tokens.dtype not in (torch.long, torch.int, torch.int32):
-            raise ValueError(f"tokens must be an integer tensor [batch, seq], got {tuple(tokens.shape)} {tokens.dtype}.")
-        return tokens.long()
-    if isinstance(tokens, (list, tuple)) and all(isinstance(t, str) for t in tokens):
-        bos = model.tokenizer.bos_token_id
-        flat: list[int] = []
-        for ids in model.tokenizer(list(tokens), add_special_tokens=False)["input_ids"]:
-            flat += [bos, *ids]
-        n = max(1, len(flat) // context_size)
-        width = min(context_size, len(flat))
-        return torch.tensor(flat[: n * width]).view(n, width)
-    raise TypeError("tokens must be None/'corpus' (the teaching corpus), a token tensor [batch, seq], or a list of strings.")
-
-
-def token_batches(model, rows: torch.Tensor | None, batch: int, context_size: int, seed: int, start: int) -> Iterator[torch.Tensor]:
-    """Endless `[batch, seq]` token batches: from `rows` (cycled) or, when None, the teaching corpus."""
-    if rows is None:
-        from interpwidgets.zoo.train import training_batch
-
-        for step in itertools.count(start):
-            yield training_batch(model.tokenizer, seed, step, batch, context_size)
-    n = max(1, -(-len(rows) // batch))
-    for i in itertools.count(start):
-        yield rows[(i % n) * batch:((i % n) + 1) * batch]
-
-
-@torch.no_grad()
-def hook_activations(model, tokens: torch.Tensor, hooks: list[str]) -> dict[str, torch.Tensor]:
-    """`{hook: activations [batch, seq, ...]}` for `tokens [batch, seq]`, stopping after the last block needed."""
-    layers = [hook_layer(h) if h.startswith("blocks.") else None for h in hooks]
-    stop = None if None in layers else max(layers) + 1
-    if stop is not None and stop >= model.cfg.n_layers:
-        stop = None
-    _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=list(hooks), stop_at_layer=stop)
-    return {h: cache[h] for h in hooks}
-
-
 def train(
     model,
     hook_name: str,
@@ -255,9 +214,11 @@ def train(
     def source(start: int) -> Iterator[torch.Tensor]:
         for batch in token_batches(model, rows, model_batch_size, context_size, corpus_seed, start):
             acts = hook_activations(model, batch, [hook_name, out_hook])
-            x = as_dictionary_input(acts[hook_name], d_in, hook_name).reshape(-1, d_in)
-            y = as_dictionary_input(acts[out_hook], d_out, out_hook).reshape(-1, d_out)
-            yield torch.cat([x, y], dim=-1).float()
+            x = as_dictionary_input(acts[hook_name], d_in, hook_name).reshape(-1, d_in).float()
+            if hook_name_out is None:
+                yield x
+            else:
+                yield torch.cat([x, as_dictionary_input(acts[out_hook], d_out, out_hook).reshape(-1, d_out).float()], dim=-1)
 
     sae_cfg = SAEConfig(d_in=d_in, d_sae=cfg.d_sae, architecture=cfg.architecture, hook_name=hook_name,
                         hook_name_out=hook_name_out, d_out=d_out, k=cfg.k, model_name=model.cfg.model_name)

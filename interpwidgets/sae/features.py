@@ -1,0 +1,177 @@
+"""Looking at and acting on individual features: activations per token, top-activating examples,
+direct logit effects, and feature ablation / steering as `interpwidgets.interventions.Intervention`s."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from tqdm.auto import tqdm
+
+from interpwidgets.interventions import Intervention
+from interpwidgets.sae.activations import CORPUS_SEED, token_batches, token_rows
+from interpwidgets.sae.base import SAE
+from interpwidgets.sae.hooks import as_dictionary_input, check_fits
+
+
+class FeatureActivations(NamedTuple):
+    """`acts [seq, d_sae]` of one prompt and its `str_tokens` (length seq)."""
+
+    acts: torch.Tensor
+    str_tokens: list[str]
+
+
+@dataclass
+class Example:
+    """One top-activating occurrence: `activation` at `position` of token row `row`, with a window around it."""
+
+    activation: float
+    row: int
+    position: int
+    str_tokens: list[str]  # the window's tokens
+    activations: list[float]  # the feature's activation on each window token
+    focus: int  # index of the activating token within the window
+
+
+def _check_feature(sae: SAE, feature: int) -> int:
+    if not 0 <= int(feature) < sae.cfg.d_sae:
+        raise IndexError(f"feature {feature} is out of range for an SAE with {sae.cfg.d_sae} latents.")
+    return int(feature)
+
+
+@torch.no_grad()
+def _encode_tokens(model, sae: SAE, tokens: torch.Tensor) -> torch.Tensor:
+    """Feature activations `[batch, seq, d_sae]` of `tokens [batch, seq]`."""
+    _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=[sae.cfg.hook_name])
+    x = as_dictionary_input(cache[sae.cfg.hook_name], sae.cfg.d_in, sae.cfg.hook_name)
+    return sae.encode(x.float())
+
+
+def feature_activations(model, sae: SAE, prompt: str | torch.Tensor, prepend_bos: bool = True) -> FeatureActivations:
+    """Every feature's activation on every token of `prompt` (a string or token ids [seq]): `(acts [seq, d_sae], str_tokens)`."""
+    check_fits(model, sae)
+    tokens = model.to_tokens(prompt, prepend_bos=prepend_bos) if isinstance(prompt, str) else torch.as_tensor(prompt).reshape(1, -1)
+    acts = _encode_tokens(model, sae, tokens)[0]
+    return FeatureActivations(acts, model.to_str_tokens(tokens[0]))
+
+
+@torch.no_grad()
+def top_activating(
+    model, sae: SAE, feature: int, tokens=None, *, k: int = 10, window: tuple[int, int] = (8, 3),
+    n_batches: int = 16, batch_size: int = 32, context_size: int = 128, progress: bool = False,
+) -> list[Example]:
+    """The `k` strongest activations of `feature` over `tokens` (a token tensor, a list of strings, or
+    None for `n_batches` batches of the teaching corpus), strongest first, each with `window`
+    (tokens before, tokens after) of context. Positions where the feature is 0 are never returned."""
+    check_fits(model, sae)
+    feature = _check_feature(sae, feature)
+    rows = token_rows(model, tokens, context_size)
+    if rows is not None:
+        n_batches = -(-len(rows) // batch_size)
+    batches = token_batches(model, rows, batch_size, context_size, CORPUS_SEED + 2)
+    best_vals = torch.empty(0)
+    best_idx = torch.empty(0, 2, dtype=torch.long)
+    kept_rows: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    for b in tqdm(range(n_batches), desc="top activations", disable=not progress):
+        batch = next(batches)
+        acts = _encode_tokens(model, sae, batch)[..., feature].cpu()  # [batch, seq]
+        flat = acts.flatten()
+        take = min(k, int((flat > 0).sum()))
+        if take == 0:
+            continue
+        vals, where = flat.topk(take)
+        idx = torch.stack([where // acts.shape[1] + b * batch_size, where % acts.shape[1]], dim=-1)
+        for r in idx[:, 0].unique().tolist():
+            kept_rows[r] = (batch[r - b * batch_size], acts[r - b * batch_size])
+        best_vals, order = torch.cat([best_vals, vals]).sort(descending=True)
+        best_idx = torch.cat([best_idx, idx])[order][:k]
+        best_vals = best_vals[:k]
+        kept_rows = {r: kept_rows[r] for r in best_idx[:, 0].tolist()}
+    before, after = window
+    examples = []
+    for value, (row, pos) in zip(best_vals.tolist(), best_idx.tolist()):
+        row_tokens, row_acts = kept_rows[row]
+        lo, hi = max(0, pos - before), min(len(row_tokens), pos + after + 1)
+        examples.append(Example(value, row, pos, model.to_str_tokens(row_tokens[lo:hi]), row_acts[lo:hi].tolist(), pos - lo))
+    return examples
+
+
+@torch.no_grad()
+def logit_effects(model, sae: SAE, feature: int, k: int = 10) -> dict:
+    """Direct effect of a feature's decoder direction on the logits: `W_dec[feature] @ W_U` (the
+    convention of feature dashboards; the final LayerNorm is not applied).
+
+    Returns {"values": [d_vocab], "top": [(token, value)] * k, "bottom": [(token, value)] * k}.
+    """
+    feature = _check_feature(sae, feature)
+    W_U = model.W_U  # [d_model, d_vocab]
+    if sae.cfg.d_out != W_U.shape[0]:
+        raise ValueError(
+            f"The SAE writes {sae.cfg.output_hook!r} with width {sae.cfg.d_out}, not the residual stream "
+            f"(d_model {W_U.shape[0]}): its decoder directions have no direct path to the unembedding."
+        )
+    values = (sae.W_dec[feature].to(W_U.device, W_U.dtype) @ W_U).cpu()
+    top, bottom = values.topk(k), values.topk(k, largest=False)
+    name = model.tokenizer.convert_ids_to_tokens
+    return {
+        "values": values,
+        "top": list(zip(name(top.indices.tolist()), top.values.tolist())),
+        "bottom": list(zip(name(bottom.indices.tolist()), bottom.values.tolist())),
+    }
+
+
+def _feature_edits(sae: SAE, edit_output) -> list:
+    """Hook edits that compute features from the input hook and change the output hook with `edit_output(flat_out, f)`."""
+    captured: dict[str, torch.Tensor] = {}
+    cfg = sae.cfg
+
+    def read(act: torch.Tensor) -> torch.Tensor:
+        captured["x"] = as_dictionary_input(act, cfg.d_in, cfg.hook_name)
+        return act
+
+    def write(act: torch.Tensor) -> torch.Tensor:
+        x = captured.pop("x") if sae.is_transcoder else as_dictionary_input(act, cfg.d_in, cfg.hook_name)
+        flat = as_dictionary_input(act, cfg.d_out, cfg.output_hook)
+        f = sae.encode(x.to(sae.W_enc.dtype))
+        return edit_output(flat, f).to(act.dtype).reshape(act.shape)
+
+    return ([(cfg.hook_name, read)] if sae.is_transcoder else []) + [(cfg.output_hook, write)]
+
+
+def ablate_features(model, sae: SAE, features: int | Sequence[int], positions: Sequence[int] | None = None) -> Intervention:
+    """Remove `features`' contributions `f_i * W_dec[i]` from the output hook (all positions, or `positions`).
+
+    Equivalent to splicing the SAE with its error term and setting those features to zero.
+    """
+    check_fits(model, sae)
+    idx = torch.tensor([_check_feature(sae, f) for f in ([features] if isinstance(features, int) else features)])
+
+    def edit(out: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        delta = f[..., idx] @ sae.W_dec[idx].to(f.dtype)
+        if positions is not None:
+            mask = torch.zeros(out.shape[-2], 1, dtype=delta.dtype, device=delta.device)
+            mask[list(positions)] = 1
+            delta = delta * mask
+        return out - delta.to(out.dtype)
+
+    return Intervention(model, _feature_edits(sae, edit), f"ablate {len(idx)} feature(s) of {sae.cfg.hook_name}")
+
+
+def steer_feature(model, sae: SAE, feature: int, alpha: float, positions: Sequence[int] | None = None) -> Intervention:
+    """Add `alpha * W_dec[feature]` to the output hook (all positions, or `positions`)."""
+    check_fits(model, sae)
+    feature = _check_feature(sae, feature)
+    vector = float(alpha) * sae.W_dec[feature].detach()
+    cfg = sae.cfg
+
+    def edit(act: torch.Tensor) -> torch.Tensor:
+        flat = as_dictionary_input(act, cfg.d_out, cfg.output_hook).clone()
+        if positions is None:
+            flat += vector.to(flat.device, flat.dtype)
+        else:
+            flat[..., list(positions), :] += vector.to(flat.device, flat.dtype)
+        return flat.reshape(act.shape)
+
+    return Intervention(model, [(cfg.output_hook, edit)], f"steer feature {feature} of {cfg.hook_name} by {alpha:g}")

@@ -1,0 +1,161 @@
+"""Train, evaluate and install the SAEs and transcoders bundled for the teaching model.
+
+    python -m interpwidgets.sae.train_pretrained [--tokens 1000000] [--d-sae 1024] [--k 32]
+
+For each of the 4 layers: residual SAEs (hook_resid_post), attention-output SAEs (hook_attn_out),
+MLP-output SAEs (hook_mlp_out) and MLP transcoders (ln2.hook_normalized -> hook_mlp_out): 16
+BatchTopK dictionaries, stored as JumpReLU with one shared threshold (SAELens "jumprelu" /
+"jumprelu_transcoder"), float16, under `interpwidgets/zoo/assets/teaching/saes/`. One forward pass
+over `--tokens` tokens of the teaching corpus (seed 101, unseen in the model's training) caches
+every hook's activations; each dictionary then trains on its slice. Evaluation uses other corpus
+text (seed 102). The run is deterministic for a given torch build and thread count; on 2 CPU cores it
+takes about 20-25 minutes. Writes `evaluation.json`, `training_log.json` and `README.md` beside the
+dictionaries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from interpwidgets.sae.activations import CORPUS_SEED, cache_activations
+from interpwidgets.sae.evaluation import evaluate
+from interpwidgets.sae.formats import save
+from interpwidgets.sae.pretrained import SAE_ASSETS, asset_folder_name
+from interpwidgets.sae.training import train_on_activations
+
+TARGETS = {"resid_ce_loss_recovered": 0.90, "resid_l0": 50, "transcoder_explained_variance": 0.85, "dead_fraction": 0.05}
+TABLE_COLUMNS = ("l0", "explained_variance", "ce_loss_recovered", "dead_fraction", "dense_fraction", "mse")
+
+
+def dictionary_specs(n_layers: int) -> list[tuple[str, str | None, str]]:
+    """(input hook, output hook or None, kind) for every bundled dictionary."""
+    specs = []
+    for layer in range(n_layers):
+        b = f"blocks.{layer}"
+        specs += [
+            (f"{b}.hook_resid_post", None, "resid"),
+            (f"{b}.hook_attn_out", None, "attn"),
+            (f"{b}.hook_mlp_out", None, "mlp"),
+            (f"{b}.ln2.hook_normalized", f"{b}.hook_mlp_out", "transcoder"),
+        ]
+    return specs
+
+
+def markdown_table(rows: list[dict]) -> str:
+    head = "| dictionary | kind | d_sae | " + " | ".join(TABLE_COLUMNS) + " |"
+    sep = "|" + "---|" * (3 + len(TABLE_COLUMNS))
+    lines = [head, sep]
+    for r in rows:
+        cells = " | ".join(f"{r[c]:.3f}" if c != "l0" else f"{r[c]:.1f}" for c in TABLE_COLUMNS)
+        lines.append(f"| `{r['hook_name']}` | {r['kind']} | {r['d_sae']} | {cells} |")
+    return "\n".join(lines)
+
+
+def target_check(rows: list[dict]) -> dict[str, bool]:
+    resid = [r for r in rows if r["kind"] == "resid"]
+    transcoders = [r for r in rows if r["kind"] == "transcoder"]
+    return {
+        "resid_ce_loss_recovered>=0.90": all(r["ce_loss_recovered"] >= TARGETS["resid_ce_loss_recovered"] for r in resid),
+        "resid_l0<=50": all(r["l0"] <= TARGETS["resid_l0"] for r in resid),
+        "transcoder_explained_variance>=0.85": all(r["explained_variance"] >= TARGETS["transcoder_explained_variance"] for r in transcoders),
+        "dead_fraction<=0.05": all(r["dead_fraction"] <= TARGETS["dead_fraction"] for r in rows),
+    }
+
+
+def model_card(rows: list[dict], args: argparse.Namespace, minutes: float, checks: dict[str, bool]) -> str:
+    ticks = "\n".join(f"- {name}: {'met' if ok else 'NOT met'}" for name, ok in checks.items())
+    return f"""# Bundled dictionaries for the teaching model
+
+Sixteen BatchTopK dictionaries (Bussmann et al. 2024) — per layer a residual-stream SAE, an
+attention-output SAE, an MLP-output SAE and an MLP transcoder (Ge et al. 2024) — each with
+{args.d_sae} latents and k = {args.k}, trained on {args.tokens:,} tokens of the teaching corpus (seed
+{CORPUS_SEED}) by `python -m interpwidgets.sae.train_pretrained` in {minutes:.1f} minutes. Stored in SAELens
+format as JumpReLU dictionaries with one shared threshold, weights in float16. Load them with
+`iw.sae.pretrained(model)`.
+
+Evaluation on {rows[0]['n_tokens']:,} held-out tokens (corpus seed {CORPUS_SEED + 1}); CE loss recovered is
+(CE_zero_ablation - CE_with_dictionary) / (CE_zero_ablation - CE_clean), the output hook zero-ablated;
+explained variance is of the output hook (the MLP output for transcoders).
+
+{markdown_table(rows)}
+
+Targets: residual SAEs CE loss recovered >= 0.90 at L0 <= 50; transcoders explained variance >= 0.85;
+dead fraction <= 5% for all.
+{ticks}
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokens", type=int, default=1_000_000, help="training tokens per dictionary")
+    parser.add_argument("--d-sae", type=int, default=1024)
+    parser.add_argument("--k", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=2048)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--eval-batches", type=int, default=16, help="evaluation batches of 16 x 128 tokens")
+    parser.add_argument("--out", type=Path, default=SAE_ASSETS)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    from interpwidgets.models import load_model
+
+    model = load_model(device="cpu")
+    specs = dictionary_specs(model.cfg.n_layers)
+    start = time.time()
+    hooks = sorted({h for spec in specs for h in spec[:2] if h})
+    cache = cache_activations(model, hooks, args.tokens)
+    staging = Path(tempfile.mkdtemp(prefix=".saes-", dir=args.out.parent))
+    rows, log = [], []
+    try:
+        for index, (hook_in, hook_out, kind) in enumerate(specs):
+            t0 = time.time()
+            sae = train_on_activations(
+                cache[hook_in], cache[hook_out] if hook_out else None, hook_name=hook_in, hook_name_out=hook_out,
+                model_name=model.cfg.model_name, architecture="batchtopk", d_sae=args.d_sae, k=args.k,
+                total_tokens=args.tokens, batch_size=args.batch_size, lr=args.lr, seed=index,
+            )
+            train_seconds = time.time() - t0
+            stats = evaluate(model, sae, n_batches=args.eval_batches)
+            row = {"hook_name": hook_in, "hook_name_out": hook_out, "kind": kind, "d_sae": args.d_sae, "k": args.k,
+                   **{k: v for k, v in stats.items() if k != "feature_frequency"}, "train_seconds": round(train_seconds, 1)}
+            sae.cfg.metadata["evaluation"] = {k: row[k] for k in (*TABLE_COLUMNS, "ce_loss_clean", "ce_loss_with_sae", "n_tokens")}
+            save(sae, staging / asset_folder_name(hook_in), storage_dtype=torch.float16)
+            rows.append(row)
+            log.append({"hook_name": hook_in, "train_seconds": train_seconds, "final_training": sae.cfg.metadata["training"]})
+            print(f"{hook_in}: L0 {row['l0']:.1f}  EV {row['explained_variance']:.3f}  CE rec {row['ce_loss_recovered']:.3f}  "
+                  f"dead {row['dead_fraction']:.3f}  ({train_seconds:.0f} s)", flush=True)
+        minutes = (time.time() - start) / 60
+        checks = target_check(rows)
+        (staging / "evaluation.json").write_text(json.dumps({"rows": rows, "targets": TARGETS, "checks": checks,
+                                                             "command": "python -m interpwidgets.sae.train_pretrained",
+                                                             "args": {k: str(v) for k, v in vars(args).items()},
+                                                             "minutes": round(minutes, 1)}, indent=2))
+        (staging / "training_log.json").write_text(json.dumps(log, indent=2))
+        (staging / "README.md").write_text(model_card(rows, args, minutes, checks))
+        # install: replace the previous bundle only once everything is written
+        if args.out.exists():
+            old = args.out.with_name(f".{args.out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(args.out, old)
+            os.replace(staging, args.out)
+            shutil.rmtree(old)
+        else:
+            os.replace(staging, args.out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(markdown_table(rows))
+    print(json.dumps(checks, indent=2))
+
+
+if __name__ == "__main__":
+    main()
