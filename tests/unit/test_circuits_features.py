@@ -201,3 +201,18 @@ def test_thresholds_that_select_nothing_give_an_empty_circuit_with_a_message(ran
         feature_circuit(random_model, saes, task, node_threshold=-1, progress=False)
     with pytest.raises(ValueError, match="method"):
         feature_circuit(random_model, saes, task, method="exact", progress=False)
+
+
+def test_head_contributions_to_an_attention_feature_sum_to_its_pre_activation(random_model, saes, task):
+    from interpwidgets.circuits.heads import attention_feature_heads
+
+    sae = saes["blocks.1.hook_attn_out"]
+    _, cache = random_model.run_with_cache(task.clean_tokens, names_filter=["blocks.1.hook_attn_out"])
+    pre = sae.encode_pre(cache["blocks.1.hook_attn_out"])  # [batch, seq, d_sae]
+    pos, j = 7, int(pre[:, 7].mean(0).argmax())
+    heads = attention_feature_heads(random_model, sae, task.clean_tokens, j, position=pos)
+    constant = (random_model.blocks[1].attn.b_O - sae.b_dec) @ sae.W_enc[:, j] + sae.b_enc[j]
+    assert heads.shape == (random_model.cfg.n_heads,)
+    assert (heads.sum() + constant).item() == pytest.approx(pre[:, pos, j].mean().item(), abs=1e-4)
+    with pytest.raises(ValueError, match="hook_attn_out"):
+        attention_feature_heads(random_model, saes["blocks.1.hook_resid_post"], task.clean_tokens, 0)
