@@ -12,7 +12,14 @@
 
 import type { AnyModel } from "./anywidget";
 import { attachBuffers } from "./buffers";
-import type { Status } from "./status";
+
+/** Where a Requester reports its activity (the widget's status line). */
+export interface StatusSink {
+  busy(what: string): void;
+  idle(): void;
+  showError(message: string): void;
+  clearError(): void;
+}
 
 export type Reply<T> = { status: "ok"; result: T } | { status: "error"; message: string } | { status: "superseded" };
 
@@ -40,7 +47,7 @@ export class Requester {
   private counter = 0;
   private readonly prefix = Math.random().toString(36).slice(2, 10);
 
-  constructor(private readonly model: AnyModel, private readonly status: Status, signal: AbortSignal, root: HTMLElement) {
+  constructor(private readonly model: AnyModel, private readonly status: StatusSink, signal: AbortSignal, root: EventTarget) {
     const listener = (message: unknown, buffers: unknown[]) => this.receive(message, buffers ?? []);
     model.on("msg:custom", listener);
     signal.addEventListener("abort", () => {

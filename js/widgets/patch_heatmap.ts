@@ -214,6 +214,7 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
     if (chosen.length) void intervene(chosen.slice());
   });
   clearButton.addEventListener("click", () => { chosen = []; draw(); });
+  matrix.canvas.tabIndex = 0; // focusable, so Escape can clear the selection
   shell.root.addEventListener("keydown", (event) => {
     if (event.key === "Escape") { chosen = []; draw(); }
   });
