@@ -25,6 +25,7 @@ _EXPORTS = {
     "FeatureTarget": "linear_graph", "LogitTarget": "linear_graph",
     "hierarchical_attribution": "hierarchical",
     "qk_attribution": "qk", "QKAttribution": "qk",
+    "attention_feature_heads": "heads",
     "ablate_features": "editing", "LinearProbe": "editing", "probe_activations": "editing",
     "spurious_cue_dataset": "spurious", "SpuriousCueDataset": "spurious",
 }

@@ -34,6 +34,8 @@ def feature_circuit(
     patch: str = "corrupt",
     metric: Callable[[torch.Tensor], torch.Tensor] | None = None,
     readout: str | None = None,
+    top_n: int | None = None,
+    effects: NodeEffects | None = None,
     progress: bool = True,
 ) -> Circuit:
     """The sparse feature circuit of `task` (a `Task`: clean/corrupt prompts and a metric).
@@ -43,6 +45,9 @@ def feature_circuit(
         needs an SAE for each kind). aggregation: "none" (a node per position) or "sum".
     patch: "corrupt" (patch to the task's corrupt prompts) or "zero" (patch every node to zero).
     metric(logits) -> scalar: defaults to `task.metric` (mean logit difference).
+    top_n: keep the `top_n` nodes with the largest |effect| (among those above node_threshold).
+    effects: node effects already computed for this task (e.g. `circuit.effects`), to re-threshold
+        without recomputing them.
     Returns a `Circuit` whose `effects` hold the dense node effects (for `faithfulness_curve`);
     if no node reaches `node_threshold` the circuit is empty and its `message` says so.
     """
@@ -54,15 +59,18 @@ def feature_circuit(
             raise ValueError(f"{name} must be a non-negative number, got {value!r}.")
     metric = metric or task.metric
     patch_tokens = task.corrupt_tokens if patch == "corrupt" else None
-    effects = node_effects(model, saes, task.clean_tokens, patch_tokens, metric, method=method, steps=steps,
-                           kinds=kinds, readout=readout, progress=progress)
+    if effects is None:
+        effects = node_effects(model, saes, task.clean_tokens, patch_tokens, metric, method=method, steps=steps,
+                               kinds=kinds, readout=readout, progress=progress)
+    method, kinds = effects.method, sorted({s.kind for s in effects.sites if s.kind != "embed"})
+    patch = "zero" if effects.zero_patch else "corrupt"
     metadata = dict(
         task=getattr(task, "name", None), metric=getattr(metric, "__qualname__", str(metric)), method=method,
         steps=effects.steps, kinds=list(kinds), aggregation=aggregation, patch=patch,
-        node_threshold=node_threshold, edge_threshold=edge_threshold, n_layers=model.cfg.n_layers,
+        node_threshold=node_threshold, edge_threshold=edge_threshold, top_n=top_n, n_layers=model.cfg.n_layers,
         n_prompts=len(task.clean_tokens), metric_clean=effects.metric_clean, metric_patch=effects.metric_patch,
     )
-    refs = select_nodes(effects, aggregation, node_threshold)
+    refs = select_nodes(effects, aggregation, node_threshold, top_n)
     if not refs:
         largest = max(float(e.abs().max()) for e in (effects.aggregated(s.name, aggregation) for s in effects.sites))
         metadata["message"] = (
@@ -75,17 +83,20 @@ def feature_circuit(
                          tokens=task.clean_tokens[0], tokenizer=getattr(model, "tokenizer", None))
 
 
-def select_nodes(effects: NodeEffects, aggregation: str, threshold: float) -> list[NodeRef]:
-    """Nodes with |effect| >= threshold, site by site in forward order."""
-    refs: list[NodeRef] = []
+def select_nodes(effects: NodeEffects, aggregation: str, threshold: float, top_n: int | None = None) -> list[NodeRef]:
+    """Nodes with |effect| >= threshold (only the `top_n` largest, if given), site by site in forward order."""
+    refs: list[tuple[float, NodeRef]] = []
     for site in effects.sites:
         e = effects.aggregated(site.name, aggregation)
         for idx in (e.abs() >= threshold).nonzero().tolist():
-            if aggregation == "none":
-                refs.append(NodeRef(site.name, idx[1], idx[0]))
-            else:
-                refs.append(NodeRef(site.name, idx[0], None))
-    return refs
+            ref = NodeRef(site.name, idx[1], idx[0]) if aggregation == "none" else NodeRef(site.name, idx[0], None)
+            refs.append((abs(float(e[tuple(idx)])), ref))
+    if top_n is not None:
+        if top_n < 0:
+            raise ValueError(f"top_n must be >= 0, got {top_n}.")
+        keep = {id(r) for _, r in sorted(refs, key=lambda t: -t[0])[:top_n]}
+        refs = [(v, r) for v, r in refs if id(r) in keep]
+    return [r for _, r in refs]
 
 
 def ref_node_id(site: Site, ref: NodeRef) -> str:

@@ -99,14 +99,16 @@ def test_faithfulness_is_one_for_all_nodes_and_zero_for_none(random_model, saes,
     assert curve.size_at(0.8) == total
 
 
-def test_circuit_faithfulness_matches_the_curve_at_its_size(random_model, saes, task):
-    c = feature_circuit(random_model, saes, task, method="atp", node_threshold=0.02, edges=False, progress=False)
-    assert len(c) > 0
+def test_circuit_of_the_top_n_nodes_has_the_curves_faithfulness_at_n(random_model, saes, task, atp):
+    c = feature_circuit(random_model, saes, task, node_threshold=0.0, top_n=25, edges=False, effects=atp, progress=False)
+    assert len(c) == 25 and c.metadata["method"] == "atp"
+    ranked = sorted((abs(e) for e in torch.cat([v.flatten() for v in atp.effects.values()]).tolist()), reverse=True)
+    assert min(abs(n.effect) for n in c.nodes if n.kind != "metric") == pytest.approx(ranked[24])
     r = faithfulness(random_model, saes, task, c)
-    curve = faithfulness_curve(random_model, saes, task, c, sizes=[len(c)], progress=False)
+    curve = faithfulness_curve(random_model, saes, task, c, sizes=[25], progress=False)
     assert r.faithfulness == pytest.approx(curve.faithfulness[0], abs=1e-5)
     assert r.completeness == pytest.approx(curve.completeness[0], abs=1e-5)
-    assert r.n_nodes == len(c)
+    assert r.n_nodes == 25
 
 
 def test_summed_circuit_round_trips_through_json_and_keeps_its_faithfulness(random_model, saes, task):
