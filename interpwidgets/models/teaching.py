@@ -60,5 +60,5 @@ def load_teaching_model(device: str | torch.device | None = None):
     overrides = json.loads(CONFIG_FILE.read_text())["overrides"] if CONFIG_FILE.exists() else {}
     model = build_teaching_model(seed=0, device=device, **overrides)
     state = load_file(str(WEIGHTS_FILE), device=str(model.cfg.device or "cpu"))
-    model.original_model.load_state_dict({k: v.float() for k, v in state.items()})
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     return model.eval()

@@ -1,6 +1,6 @@
 """Train the bundled teaching model on the generated corpus.
 
-    python -m interpwidgets.zoo.train [--steps 7000] [--cooldown 1000] [--seed 0] [--resume CKPT]
+    python -m interpwidgets.zoo.train [--steps 5000] [--cooldown 1500] [--seed 0] [--resume CKPT]
 
 Schedule: linear warm-up, then a constant learning rate for `--steps`, then a linear cool-down over
 `--cooldown` steps. Each step's batch is a function of (seed, step) alone, so a run resumed from a
@@ -58,8 +58,8 @@ def save_atomic(obj, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=7000, help="steps at the constant learning rate")
-    parser.add_argument("--cooldown", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=5000, help="steps at the constant learning rate")
+    parser.add_argument("--cooldown", type=int, default=1500)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--batch", type=int, default=32)
@@ -118,16 +118,17 @@ def main() -> None:
                 shutil.copy(out / "last.pt", out / f"stable_{done}.pt")
     log.close()
     if not args.no_install:
-        install(net, args, out)
+        install(model, args, out)
 
 
-def install(net: torch.nn.Module, args: argparse.Namespace, out: Path) -> None:
-    """Write the trained weights, their config and the training log into the package assets."""
+def install(model, args: argparse.Namespace, out: Path) -> None:
+    """Write the trained weights (TransformerLens parameter names), their config and the log into the assets."""
     from safetensors.torch import save_file
 
     ASSETS.mkdir(parents=True, exist_ok=True)
     tmp = WEIGHTS_FILE.with_suffix(".tmp")
-    save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(tmp))
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    os.chmod(tmp, 0o644)
     os.replace(tmp, WEIGHTS_FILE)
     config = {"architecture": TEACHING_CONFIG, "overrides": {}, "training": {
         k: getattr(args, k) for k in ("steps", "cooldown", "warmup", "lr", "batch", "seq_len", "seed")}}
