@@ -19,7 +19,7 @@ _EXPORTS = {
     "feature_circuit": "feature_circuit",
     "node_effects": "effects", "NodeEffects": "effects",
     "edge_effects": "edges",
-    "faithfulness": "faithfulness", "faithfulness_curve": "faithfulness",
+    "faithfulness": "faithfulness", "faithfulness_curve": "faithfulness", "size_at_faithfulness": "faithfulness",
     "Faithfulness": "faithfulness", "FaithfulnessCurve": "faithfulness",
     "linear_graph": "linear_graph", "LinearGraph": "linear_graph", "Attribution": "linear_graph",
     "FeatureTarget": "linear_graph", "LogitTarget": "linear_graph",

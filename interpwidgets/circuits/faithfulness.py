@@ -170,6 +170,41 @@ def faithfulness(
     return abl.score(keep)
 
 
+class _TopN:
+    """Keep-masks of the circuits made of the top-n nodes by |effect|."""
+
+    def __init__(self, effects: NodeEffects, sites: Sequence[Site], aggregation: str, seq: int):
+        check_aggregation(aggregation)
+        self.sites, self.aggregation, self.seq = list(sites), aggregation, seq
+        self.scores = [effects.aggregated(s.name, aggregation).abs().flatten() for s in self.sites]
+        flat = torch.cat(self.scores)
+        self.total = flat.numel()
+        self.order = flat.argsort(descending=True)
+
+    def keep(self, n: int) -> dict[str, torch.Tensor]:
+        if not 0 <= n <= self.total:
+            raise ValueError(f"A circuit size must lie in [0, {self.total}] (the number of nodes), got {n}.")
+        chosen = torch.zeros(self.total, dtype=torch.bool)
+        chosen[self.order[:n]] = True
+        keep, start = {}, 0
+        for s, sc in zip(self.sites, self.scores):
+            part = chosen[start:start + sc.numel()]
+            start += sc.numel()
+            keep[s.name] = part.reshape(self.seq, s.n_columns) if self.aggregation == "none" else part.expand(self.seq, s.n_columns)
+        return keep
+
+
+def _setup(model, saes, task, effects, aggregation, metric, readout, ablation, ablation_tokens):
+    if isinstance(effects, Circuit):
+        aggregation = aggregation or effects.metadata.get("aggregation", "none")
+        if effects.effects is None:
+            raise ValueError("This circuit carries no node effects (e.g. it was loaded from JSON); pass the NodeEffects.")
+        effects = effects.effects
+    kinds = sorted({s.kind for s in effects.sites if s.kind != "embed"})
+    abl = _ablator(model, saes, task, kinds, metric, readout, ablation, ablation_tokens)
+    return abl, _TopN(effects, abl.sites, aggregation or "none", task.clean_tokens.shape[1])
+
+
 def faithfulness_curve(
     model, saes, task, effects: NodeEffects | Circuit, *, sizes: Sequence[int] | None = None,
     aggregation: str | None = None, ablation: str = "mean", metric: Callable | None = None,
@@ -181,35 +216,48 @@ def faithfulness_curve(
     sizes: circuit sizes to evaluate (default: about 12 sizes from 1 to all nodes, log-spaced).
     aggregation: "none" or "sum" (default: the circuit's, else "none").
     """
-    if isinstance(effects, Circuit):
-        aggregation = aggregation or effects.metadata.get("aggregation", "none")
-        if effects.effects is None:
-            raise ValueError("This circuit carries no node effects (e.g. it was loaded from JSON); pass the NodeEffects.")
-        effects = effects.effects
-    aggregation = aggregation or "none"
-    check_aggregation(aggregation)
-    kinds = sorted({s.kind for s in effects.sites if s.kind != "embed"})
-    abl = _ablator(model, saes, task, kinds, metric, readout, ablation, ablation_tokens)
-    scores = [effects.aggregated(s.name, aggregation).abs().flatten() for s in abl.sites]
-    flat = torch.cat(scores)
-    total = flat.numel()
+    abl, top = _setup(model, saes, task, effects, aggregation, metric, readout, ablation, ablation_tokens)
     if sizes is None:
-        sizes = sorted({int(round(v)) for v in torch.logspace(0, torch.log10(torch.tensor(float(total))), 12).tolist()})
+        sizes = sorted({int(round(v)) for v in torch.logspace(0, torch.log10(torch.tensor(float(top.total))), 12).tolist()})
     sizes = [int(n) for n in sizes]
-    if any(n < 0 or n > total for n in sizes):
-        raise ValueError(f"sizes must lie in [0, {total}] (the number of nodes).")
-    order = flat.argsort(descending=True)
-    seq = task.clean_tokens.shape[1]
     faith, comp = [], []
     for n in tqdm(sizes, desc="faithfulness curve", disable=not progress, leave=False):
-        chosen = torch.zeros(total, dtype=torch.bool)
-        chosen[order[:n]] = True
-        keep, start = {}, 0
-        for s, sc in zip(abl.sites, scores):
-            part = chosen[start:start + sc.numel()]
-            start += sc.numel()
-            keep[s.name] = part.reshape(seq, s.n_columns) if aggregation == "none" else part.expand(seq, s.n_columns)
-        r = abl.score(keep)
+        r = abl.score(top.keep(n))
         faith.append(r.faithfulness)
         comp.append(r.completeness)
     return FaithfulnessCurve(list(sizes), faith, comp, abl.m_model, abl.m_empty)
+
+
+def size_at_faithfulness(
+    model, saes, task, effects: NodeEffects | Circuit, level: float = 0.8, *, aggregation: str | None = None,
+    ablation: str = "mean", metric: Callable | None = None, readout: str | None = None,
+    ablation_tokens: torch.Tensor | None = None, progress: bool = True,
+) -> tuple[int | None, Faithfulness | None]:
+    """The smallest n whose top-n circuit reaches faithfulness `level`, found by doubling then bisection
+    over n (exact when faithfulness grows with n, the usual case), with that circuit's scores;
+    (None, None) if even all nodes stay below `level`."""
+    abl, top = _setup(model, saes, task, effects, aggregation, metric, readout, ablation, ablation_tokens)
+    bar = tqdm(desc=f"size at faithfulness {level}", disable=not progress, leave=False)
+    cache: dict[int, Faithfulness] = {}
+
+    def score(n: int) -> Faithfulness:
+        if n not in cache:
+            cache[n] = abl.score(top.keep(n))
+            bar.update(1)
+        return cache[n]
+
+    hi = 1
+    while hi < top.total and score(hi).faithfulness < level:
+        hi = min(2 * hi, top.total)
+    if score(hi).faithfulness < level:
+        bar.close()
+        return None, None
+    lo = hi // 2  # below level (or 0)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if score(mid).faithfulness >= level:
+            hi = mid
+        else:
+            lo = mid
+    bar.close()
+    return hi, score(hi)

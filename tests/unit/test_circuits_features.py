@@ -218,3 +218,12 @@ def test_head_contributions_to_an_attention_feature_sum_to_its_pre_activation(ra
     assert (heads.sum() + constant).item() == pytest.approx(pre[:, pos, j].mean().item(), abs=1e-4)
     with pytest.raises(ValueError, match="hook_attn_out"):
         attention_feature_heads(random_model, saes["blocks.1.hook_resid_post"], task.clean_tokens, 0)
+
+
+def test_size_at_faithfulness_is_the_smallest_top_n_reaching_the_level(random_model, saes, task, atp):
+    from interpwidgets.circuits.faithfulness import size_at_faithfulness
+
+    n, r = size_at_faithfulness(random_model, saes, task, atp, level=0.5, progress=False)
+    assert r.faithfulness >= 0.5 and r.n_nodes == n
+    below = faithfulness_curve(random_model, saes, task, atp, sizes=[n - 1], progress=False)
+    assert below.faithfulness[0] < 0.5
