@@ -56,8 +56,7 @@ def attribution_patch(
     axes, shape, cells = site_.cells(cfg.n_layers, cfg.n_heads, task.clean_tokens.shape[1], by)
     hooks = [site_.hook_name(layer) for layer in range(cfg.n_layers)]
     baseline = run_baseline(model, task, metric, hooks)
-    base_name, source = baseline.base_and_source(direction)
-    base = baseline.clean if base_name == "clean" else baseline.corrupt
+    base_name, base, source = baseline.base_and_source(direction)
     delta = {name: source[name] - base[name] for name in hooks}
     grads = _mean_gradients(model, getattr(task, f"{base_name}_tokens"), hooks, delta, metric, method, steps, batch_budget_mb, progress)
     effect = {name: (delta[name] * grads[name]) for name in hooks}

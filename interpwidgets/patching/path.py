@@ -66,8 +66,7 @@ def path_patch(
     frozen = [f"blocks.{layer}.attn.hook_z" for layer in range(cfg.n_layers)]
     frozen += [f"blocks.{layer}.hook_mlp_out" for layer in range(cfg.n_layers)] if has_mlp else []
     baseline = run_baseline(model, task, metric, frozen)
-    base_name, source = baseline.base_and_source(direction)
-    base = baseline.clean if base_name == "clean" else baseline.corrupt
+    base_name, base, source = baseline.base_and_source(direction)
     tokens = getattr(task, f"{base_name}_tokens").to(model_device(model))
     receiver_hooks = {r.hook_name for r in receiver_set}
     unfrozen = {name for name in receiver_hooks if name.endswith("hook_mlp_out")}

@@ -135,7 +135,7 @@ class PatchResult:
         if not components:
             raise ValueError("No cells given; pass a list of index tuples such as [(1, 2)].")
         if action == "patch":
-            base, source = self.baseline.base_and_source(self.direction)
+            base, _, source = self.baseline.base_and_source(self.direction)
             intervention = patch(self.model, components, source)
         elif action in ("zero", "mean"):
             base = "clean"

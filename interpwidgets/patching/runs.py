@@ -26,9 +26,12 @@ class Baseline:
     clean_last_logits: torch.Tensor
     corrupt_last_logits: torch.Tensor
 
-    def base_and_source(self, direction: str) -> tuple[str, dict[str, torch.Tensor]]:
-        """("corrupt", clean activations) for denoising; ("clean", corrupt activations) for noising."""
-        return ("corrupt", self.clean) if direction == "denoising" else ("clean", self.corrupt)
+    def base_and_source(self, direction: str) -> tuple[str, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(name of the run that is patched, its activations, the activations patched in):
+        ("corrupt", corrupt, clean) for denoising; ("clean", clean, corrupt) for noising."""
+        if direction == "denoising":
+            return "corrupt", self.corrupt, self.clean
+        return "clean", self.clean, self.corrupt
 
 
 def check_task(model, task) -> None:

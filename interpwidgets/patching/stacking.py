@@ -97,10 +97,12 @@ def stacked_forward(
         edits = by_hook.get(name, [])
 
         def hook(act: torch.Tensor, hook) -> torch.Tensor:
-            out = act.clone() if edits else act
-            view = out.view(k, batch, *act.shape[1:])
-            for g, fn in edits:
-                view[g] = fn(view[g])
+            out = act
+            if edits:
+                out = act.clone(memory_format=torch.contiguous_format)
+                view = out.view(k, batch, *act.shape[1:])
+                for g, fn in edits:
+                    view[g] = fn(view[g])
             if name in capture:
                 if retain_grad and out.requires_grad:
                     out.retain_grad()
