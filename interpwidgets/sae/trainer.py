@@ -143,8 +143,9 @@ class Trainer:
             self._initialise(x, y)
         x = x * self.scale_in
         y = y * self.scale_out
+        lr = self.learning_rate(self.step_count)
         for group in self.opt.param_groups:
-            group["lr"] = self.learning_rate(self.step_count) * group["lr_scale"]
+            group["lr"] = lr * group["lr_scale"]
 
         out = self.sae.training_outputs(x, y, self.cfg.coefficient)
         f = out["feature_acts"]
@@ -174,7 +175,7 @@ class Trainer:
         self.step_count += 1
         return {
             "l0": l0, "mse": mse.item() / self.scale_out**2, "explained_variance": 1 - mse.item() / max(variance, 1e-12),
-            "dead_fraction": dead.float().mean().item(), "lr": self.learning_rate(self.step_count),
+            "dead_fraction": dead.float().mean().item(), "lr": lr,
         }
 
     def _auxk_loss(self, pre: torch.Tensor, residual: torch.Tensor, dead: torch.Tensor) -> torch.Tensor:

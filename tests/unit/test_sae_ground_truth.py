@@ -20,6 +20,15 @@ SETTINGS = {  # architecture: training options
 }
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Many small training steps run fastest on one thread (and do not crowd a shared machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def recovered(architecture: str, correlated: bool) -> float:
     features = make_sparse_features(D, N_FEATURES, MEAN_ACTIVE, correlated=correlated, seed=0)
     x, _ = features.sample(50_000, torch.Generator().manual_seed(1))
