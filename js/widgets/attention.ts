@@ -95,7 +95,7 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
   const layerSelect = select(range(nLayers).map((l) => [String(l), String(l)]), String(layer), "layer");
   const weightings = model.get("weightings") as string[];
   const weightingSelect = select(
-    weightings.map((w) => [w, w === "value" ? "value-weighted \u2016\u03b1\u00b7f(x)\u2016" : "attention"]), weighting(), "weights");
+    weightings.map((w) => [w, w === "value" ? "value-weighted" : "attention"]), weighting(), "weights");
   weightingSelect.disabled = weightings.length < 2;
   const viewSelect = select([["matrix", "matrix"], ["text", "text"]], view(), "view");
   const directionSelect = select([["from", "attention from the token"], ["to", "attention to the token"]], direction, "direction");

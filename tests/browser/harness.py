@@ -30,7 +30,7 @@ import psutil
 
 KERNEL_NAME = "interpwidgets-test"
 START_TIMEOUT_S = 180
-RUN_TIMEOUT_MS = 120_000
+RUN_TIMEOUT_MS = 240_000
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -114,6 +114,23 @@ def test_picking_head_layer_and_weighting_fetches_from_the_kernel(notebook, kern
     screenshot(root, "attention_value_weighted")
 
 
+def test_text_view_highlights_the_hovered_tokens_attention(notebook, screenshot):
+    root = widget(notebook)
+    root.get_by_label("view").select_option("text")
+    tokens = root.locator(".iw-text .iw-token")
+    tokens.first.wait_for()
+    assert tokens.count() == 15
+    tokens.nth(10).hover()  # the second " John"
+    tooltip = root.locator(".iw-tooltip")
+    tooltip.wait_for(state="visible")
+    assert tooltip.inner_text().startswith("10 \u2018 John\u2019 attends to:")
+    coloured = root.locator(".iw-text .iw-token[style*='background']")
+    assert coloured.count() == 11  # the token itself and the ten before it; later ones are masked
+    screenshot(root, "attention_text")
+    root.get_by_label("view").select_option("matrix")
+    root.locator(".iw-matrix canvas").wait_for()
+
+
 def test_tokens_render_as_text(notebook, screenshot):
     root = widget(notebook, 1)
     root.locator(".iw-text .iw-token").first.wait_for()
@@ -142,3 +159,26 @@ def test_malformed_request_is_answered_in_the_widget(notebook, screenshot):
     root.locator(".iw-head[data-head='3']").click()
     shown_head(root, 2, 3)
     error.wait_for(state="hidden")
+
+
+LEGEND_START_IS_DARK = """(root) => {
+  const bar = root.querySelector(".iw-legend-bar");
+  if (!bar) return false;
+  const [r, g, b] = bar.getContext("2d").getImageData(0, 0, 1, 1).data;
+  return r + g + b < 150;
+}"""
+
+
+def test_dark_theme_recolours_the_widget(notebook, screenshot):
+    page, root = notebook.page, widget(notebook)
+    change_theme = "(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})"
+    page.evaluate(change_theme, "JupyterLab Dark")
+    try:
+        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+        page.wait_for_function(LEGEND_START_IS_DARK, arg=root.element_handle())  # the scale starts at the background
+        background = root.evaluate("el => getComputedStyle(el).backgroundColor")
+        assert sum(int(c) for c in background[background.index("(") + 1 : -1].split(",")[:3]) < 150
+        screenshot(root, "attention_dark")
+    finally:
+        page.evaluate(change_theme, "JupyterLab Light")
+        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'")
