@@ -27,6 +27,7 @@ class AttentionData:
     value_norms: torch.Tensor | None = None
     _domain_max: dict[tuple[int, str], float] = field(default_factory=dict, repr=False)
     _causal: dict[int, bool] = field(default_factory=dict, repr=False)
+    _thumbnails: dict[tuple[int, str, int], torch.Tensor] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.patterns.ndim == 3:
@@ -97,6 +98,12 @@ class AttentionData:
 
     def thumbnails(self, layer: int, weighting: str, side: int) -> torch.Tensor:
         """[heads, t, t] block maxima of each head's pattern with t <= side (a peak stays visible when shrunk)."""
+        key = (layer, weighting, side)
+        if key not in self._thumbnails:
+            self._thumbnails[key] = self._block_maxima(layer, weighting, side)
+        return self._thumbnails[key]
+
+    def _block_maxima(self, layer: int, weighting: str, side: int) -> torch.Tensor:
         n = self.n_tokens
         block = max(1, -(-n // side))
         heads = []

@@ -19,8 +19,7 @@ CELLS = [
     dedent("""\
         import json, torch
         import interpwidgets as iw
-        from interpwidgets.models import build_teaching_model
-        model = build_teaching_model(seed=0)"""),
+        model = iw.load_model(device="cpu")  # the bundled, trained teaching model"""),
     f"patterns = iw.widgets.AttentionPatterns(model, {PROMPT!r})\npatterns",
     # the kernel's own values for the cells the test hovers
     dedent(f"""\

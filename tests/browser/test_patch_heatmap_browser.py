@@ -16,8 +16,7 @@ CELLS = [
     dedent("""\
         import json
         import interpwidgets as iw
-        from interpwidgets.models import build_teaching_model
-        model = build_teaching_model(seed=0)
+        model = iw.load_model(device="cpu")  # the bundled, trained teaching model
         task = iw.tasks.ioi(model, n=8, seed=0)
         result = iw.patching.activation_patch(model, task, site="z", normalize=False, progress=False)"""),
     "heatmap = iw.widgets.PatchHeatmap(result)\nheatmap",
