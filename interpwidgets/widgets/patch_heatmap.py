@@ -19,7 +19,7 @@ from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.encoding import as_numpy, float16_array
 from interpwidgets.widgets.messages import RequestError, check_keys, get_choice, get_indices
 from interpwidgets.widgets.selection import Selection
-from interpwidgets.widgets.static_html import diverging_rgb, esc, frame, legend, png_data_uri
+from interpwidgets.widgets.static_html import diverging_rgb, esc, frame, heatmap_svg, legend
 
 ACTIONS = ("zero", "mean", "patch")
 MAX_CELLS = 16
@@ -106,31 +106,11 @@ class PatchHeatmap(InterpWidget):
         values = self._values.reshape(-1, self._values.shape[-1])
         finite = values[np.isfinite(values)]
         abs_max = float(np.abs(finite).max()) if finite.size else 1.0
-        rows, cols = values.shape
-        cell_w, cell_h = max(4, min(36, 600 // cols)), max(4, min(24, 480 // rows))
-        row_names = [" ".join(names) for names in _row_label_parts(self.labels[:-1], self._values.shape[:-1])]
-        col_names = self.labels[-1]
-        left, top = 110, 70
-        step_r, step_c = max(1, math.ceil(11 / cell_h)), max(1, math.ceil(11 / cell_w))
-        width, height = left + cols * cell_w + 4, top + rows * cell_h + 4
-        text = []
-        for r in range(0, rows, step_r):
-            y = top + (r + 0.5) * cell_h
-            text.append(f'<text x="{left - 4}" y="{y:.1f}" text-anchor="end" dominant-baseline="middle">{esc(row_names[r])}</text>')
-        for c in range(0, cols, step_c):
-            x = left + (c + 0.5) * cell_w
-            text.append(f'<text transform="translate({x:.1f},{top - 4}) rotate(-60)">{esc(col_names[c])}</text>')
-        uri = png_data_uri(diverging_rgb(values, abs_max))
-        svg = (
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'style="font-size:10px;fill:currentColor;overflow:visible">'
-            f'<image href="{uri}" x="{left}" y="{top}" width="{cols * cell_w}" height="{rows * cell_h}" '
-            f'preserveAspectRatio="none" style="image-rendering:pixelated"/>{"".join(text)}</svg>'
-        )
+        rows = [" ".join(parts) for parts in _row_label_parts(self.labels[:-1], self._values.shape[:-1])]
         row_axes = " \u00d7 ".join(self.axes[:-1]) or "\u2014"
         caption = f"rows: {row_axes} \u00b7 columns: {self.axes[-1]}"
-        body = f"<div>{esc(caption)}</div>{svg}{legend('diverging', -abs_max, abs_max, self.units)}"
-        return frame(self.title, body)
+        svg = heatmap_svg(diverging_rgb(values, abs_max), rows, self.labels[-1])
+        return frame(self.title, f"<div>{esc(caption)}</div>{svg}{legend('diverging', -abs_max, abs_max, self.units)}")
 
 
 def _row_label_parts(labels: list[list[str]], shape: tuple[int, ...]) -> list[list[str]]:
@@ -148,4 +128,6 @@ def _units_of(result: Any) -> str:
 
 
 def _title_of(result: Any) -> str:
-    return f"{result.method.capitalize()} patching \u00b7 {result.site} ({result.direction})"
+    receivers = result.details.get("receivers")
+    target = f"{result.site} \u2192 {', '.join(receivers)}" if receivers else result.site
+    return f"{result.method.capitalize()} patching \u00b7 {target} ({result.direction})"

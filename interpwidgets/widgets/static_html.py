@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import struct
 import zlib
 
@@ -87,6 +88,35 @@ def max_pool(matrix: np.ndarray, max_side: int) -> np.ndarray:
     padded[:rows, :cols] = matrix
     blocks = padded.reshape(padded.shape[0] // block, block, padded.shape[1] // block, block)
     return np.fmax.reduce(np.fmax.reduce(blocks, axis=3), axis=1)
+
+
+def _clip(text: str, length: int) -> str:
+    return text if len(text) <= length else text[: length - 1] + "\u2026"
+
+
+def heatmap_svg(rgb: np.ndarray, row_labels: list[str], col_labels: list[str]) -> str:
+    """An SVG of a [rows, cols, 3] colour image with its row labels (left) and column labels (top, slanted)."""
+    rows, cols, _ = rgb.shape
+    cell_w, cell_h = max(4, min(36, 600 // cols)), max(4, min(24, 480 // rows))
+    row_names = [_clip(label, 18) for label in row_labels]
+    col_names = [_clip(label, 16) for label in col_labels]
+    left = 12 + 6 * max(map(len, row_names), default=0)
+    top = 12 + int(5.2 * max(map(len, col_names), default=0))  # room for labels slanted by 60 degrees
+    step_r, step_c = max(1, math.ceil(11 / cell_h)), max(1, math.ceil(11 / cell_w))  # thin out unreadable labels
+    text = [
+        f'<text x="{left - 4}" y="{top + (r + 0.5) * cell_h:.1f}" text-anchor="end" dominant-baseline="middle">'
+        f"{esc(row_names[r])}</text>"
+        for r in range(0, rows, step_r)
+    ] + [
+        f'<text transform="translate({left + (c + 0.5) * cell_w:.1f},{top - 4}) rotate(-60)">{esc(col_names[c])}</text>'
+        for c in range(0, cols, step_c)
+    ]
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + cols * cell_w + 4}" height="{top + rows * cell_h + 4}" '
+        f'style="font-size:10px;fill:currentColor;overflow:visible">'
+        f'<image href="{png_data_uri(rgb)}" x="{left}" y="{top}" width="{cols * cell_w}" height="{rows * cell_h}" '
+        f'preserveAspectRatio="none" style="image-rendering:pixelated"/>{"".join(text)}</svg>'
+    )
 
 
 def legend(kind: str, low: float, high: float, units: str) -> str:

@@ -98,6 +98,23 @@ def test_three_axis_results_and_normalised_units(random_model, task):
     assert reply["ok"] and reply["result"]["description"].startswith("L2H1")
 
 
+def test_path_patching_sweeps_display_the_same_way(random_model, task):
+    into_query = iw.patching.path_patch(random_model, task, senders="heads", receivers="L2H1.q", progress=False)
+    heatmap = PatchHeatmap(into_query)
+    assert heatmap.title == "Path patching \u00b7 z \u2192 L2H1.q (noising)"
+    shown = decode_array(heatmap.values)
+    assert np.isnan(shown[2:]).all() and np.isfinite(shown[:2]).all()  # heads not upstream of the receiver
+    reply, _ = ask(heatmap, cells=[[0, 3]], action="patch")
+    assert reply["ok"] and reply["result"]["description"] == "L0H3"
+
+    entries = iw.patching.path_patch(random_model, task, senders=["L0H1", ["L1H2", "mlp0"]], progress=False)
+    heatmap = PatchHeatmap(entries)
+    assert heatmap.axes == ["sender"] and heatmap.labels == [["L0H1", "L1H2 + mlp0"]]
+    reply, _ = ask(heatmap, cells=[[1]], action="zero")
+    assert reply["result"]["description"] == "L1H2, mlp0"
+    assert "<svg" in heatmap._repr_mimebundle_()[0]["text/html"]
+
+
 def test_labels_must_match_the_values(result):
     broken = type(result)(**{**result.__dict__, "labels": {"layer": ["L0"], "head": result.labels["head"]}})
     with pytest.raises(ValueError, match="axis 'layer' has 4 entries but 1 labels"):
