@@ -18,9 +18,13 @@ CELLS = [
 ]
 
 
-def test_attention_patterns_render_in_notebook7(notebook_page, screenshot):
+def test_attention_patterns_render_in_notebook7(notebook_page, jupyter_server, screenshot):
     notebook = notebook_page("notebook7", CELLS, ui="notebook")
     page = notebook.page
+    tree = page.context.new_page()  # Notebook 7's file browser lists it
+    tree.goto(f"{jupyter_server.url}/tree")
+    tree.get_by_text("notebook7.ipynb").first.wait_for()
+    tree.close()
     assert "/notebooks/notebook7.ipynb" in page.url
     root = page.locator(".iw-attention")
     root.locator(".iw-caption", has_text="L0H1:").wait_for()
