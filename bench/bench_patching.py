@@ -7,12 +7,13 @@ corrupt baselines, then all cells stacked along the batch in a few forwards). Va
 is TransformerLens's wall time over ours (the CPU-time ratio, less sensitive to other load, is given too). Uses the trained teaching model when its weights exist, else
 the same architecture with random weights. Prints a markdown table and writes bench/results/patching.json.
 
-    python bench/bench_patching.py [--n 16] [--repeats 3] [--device cpu]
+    python bench/bench_patching.py [--n 4 16] [--repeats 3] [--device cpu]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -22,7 +23,6 @@ from pathlib import Path
 os.environ.setdefault("TQDM_DISABLE", "1")  # TransformerLens's per-cell progress bars would swamp the table
 
 import torch  # noqa: E402
-import transformer_lens  # noqa: E402
 import transformer_lens.patching as tlp  # noqa: E402
 
 import interpwidgets as iw  # noqa: E402
@@ -68,52 +68,59 @@ def our_sweep(model, task, site, by):
     return lambda: iw.patching.activation_patch(model, task, site, by=by, normalize=False, progress=False).values
 
 
+def bench_sweep(model, task, name, fn, site, by, order, repeats: int) -> dict:
+    ours_run, tl_run = our_sweep(model, task, site, by), transformer_lens_sweep(model, task, fn, order)
+    ours_run()  # warm-up (allocator, first-call overheads)
+    wall = {"tl": [], "ours": []}
+    cpu = {"tl": [], "ours": []}
+    values = {}
+    for _ in range(repeats):
+        for side, run in (("tl", tl_run), ("ours", ours_run)):
+            seconds, cpu_seconds, values[side] = timed(run)
+            wall[side].append(seconds)
+            cpu[side].append(cpu_seconds)
+    diff = float((values["ours"].cpu() - values["tl"].cpu()).abs().max())
+    return {
+        "sweep": name, "site": site, "by": by, "prompts": len(task), "cells": values["ours"].numel(),
+        "transformer_lens_s": min(wall["tl"]), "interpwidgets_s": min(wall["ours"]),
+        "speedup": min(wall["tl"]) / min(wall["ours"]), "cpu_time_speedup": min(cpu["tl"]) / min(cpu["ours"]),
+        "max_abs_diff": diff, "identical_to_1e-4": diff <= 1e-4,
+        "transformer_lens_all_s": wall["tl"], "interpwidgets_all_s": wall["ours"],
+        "transformer_lens_cpu_s": cpu["tl"], "interpwidgets_cpu_s": cpu["ours"],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=16, help="IOI prompts per task")
+    parser.add_argument("--n", type=int, nargs="+", default=[16], help="IOI prompts per task (several: one table row each)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
     model, trained = load(args.device)
-    task = iw.tasks.ioi(model, n=args.n, seed=0).to(args.device)
-    rows = []
-    for name, fn, site, by, order in SWEEPS:
-        ours_run, tl_run = our_sweep(model, task, site, by), transformer_lens_sweep(model, task, fn, order)
-        ours_run()  # warm-up (allocator, first-call overheads) for both sides
-        tl_times, our_times, tl_cpu, our_cpu = [], [], [], []
-        for _ in range(args.repeats):
-            wall, cpu, tl_values = timed(tl_run)
-            tl_times.append(wall)
-            tl_cpu.append(cpu)
-            wall, cpu, our_values = timed(ours_run)
-            our_times.append(wall)
-            our_cpu.append(cpu)
-        diff = float((our_values.cpu() - tl_values.cpu()).abs().max())
-        rows.append({
-            "sweep": name, "site": site, "by": by, "cells": our_values.numel(),
-            "transformer_lens_s": min(tl_times), "interpwidgets_s": min(our_times),
-            "speedup": min(tl_times) / min(our_times), "cpu_time_speedup": min(tl_cpu) / min(our_cpu),
-            "max_abs_diff": diff, "identical_to_1e-4": diff <= 1e-4,
-            "transformer_lens_all_s": tl_times, "interpwidgets_all_s": our_times,
-            "transformer_lens_cpu_s": tl_cpu, "interpwidgets_cpu_s": our_cpu,
-        })
-        print(f"done: {name}", flush=True)
-
+    tasks = {n: iw.tasks.ioi(model, n=n, seed=0).to(args.device) for n in args.n}
+    seq = next(iter(tasks.values())).clean_tokens.shape[1]
     setup = {
         "model": "teaching (trained)" if trained else "teaching architecture, random weights (trained weights absent)",
-        "task": f"IOI, {len(task)} prompts x {task.clean_tokens.shape[1]} tokens", "device": args.device,
-        "torch": torch.__version__, "transformer_lens": transformer_lens.__version__,
+        "task": f"IOI, {', '.join(map(str, args.n))} prompts x {seq} tokens", "device": args.device,
+        "torch": torch.__version__, "transformer_lens": importlib.metadata.version("transformer-lens"),
         "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(), "repeats": args.repeats,
+        "load_average_at_start": os.getloadavg(),
     }
+    rows = []
+    for n, task in tasks.items():
+        for name, fn, site, by, order in SWEEPS:
+            rows.append(bench_sweep(model, task, name, fn, site, by, order, args.repeats))
+            print(f"done: {name}, {n} prompts", flush=True)
+
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"setup": setup, "results": rows}, indent=2) + "\n")
     print(f"\n{setup['model']}; {setup['task']}; {args.device}, {setup['threads']} threads; best of {args.repeats}\n")
-    print("| sweep | cells | transformer_lens.patching (s) | interpwidgets (s) | speed-up | CPU-time speed-up | max abs diff |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| sweep | prompts | cells | transformer_lens.patching (s) | interpwidgets (s) | speed-up | CPU-time speed-up | max abs diff |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['sweep']} | {r['cells']} | {r['transformer_lens_s']:.2f} | {r['interpwidgets_s']:.2f} | "
+        print(f"| {r['sweep']} | {r['prompts']} | {r['cells']} | {r['transformer_lens_s']:.2f} | {r['interpwidgets_s']:.2f} | "
               f"{r['speedup']:.1f}x | {r['cpu_time_speedup']:.1f}x | {r['max_abs_diff']:.1e} |")
     print(f"\nwrote {args.out}")
 

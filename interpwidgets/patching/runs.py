@@ -73,16 +73,21 @@ def scalar(value, what: str = "metric") -> torch.Tensor:
 
 
 def run_baseline(model, task, metric: Metric, hook_names: Iterable[str]) -> Baseline:
-    """Run the clean and corrupt prompts once each, caching `hook_names`; checks that `metric` gives a scalar."""
+    """Run the clean and corrupt prompts (in one forward), caching `hook_names`; checks that `metric` gives a scalar."""
     names = set(hook_names)
-    device = model_device(model)
-    runs = {}
+    batch = task.clean_tokens.shape[0]
+    tokens = torch.cat([task.clean_tokens, task.corrupt_tokens]).to(model_device(model))
     with torch.no_grad():
-        for kind in ("clean", "corrupt"):
-            tokens = getattr(task, f"{kind}_tokens").to(device)
-            logits, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
-            runs[kind] = (float(scalar(metric(logits))), {n: cache[n] for n in names}, logits[0, -1].float().cpu())
-    return Baseline(runs["clean"][0], runs["corrupt"][0], runs["clean"][1], runs["corrupt"][1], runs["clean"][2], runs["corrupt"][2])
+        logits, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
+    clean, corrupt = logits[:batch], logits[batch:]
+    return Baseline(
+        clean_metric=float(scalar(metric(clean))),
+        corrupt_metric=float(scalar(metric(corrupt))),
+        clean={n: cache[n][:batch] for n in names},
+        corrupt={n: cache[n][batch:] for n in names},
+        clean_last_logits=clean[0, -1].float().cpu(),
+        corrupt_last_logits=corrupt[0, -1].float().cpu(),
+    )
 
 
 def normalise(values: torch.Tensor, baseline: Baseline) -> torch.Tensor:
