@@ -2,13 +2,13 @@
 
 Sentences follow the corpus's filler grammar, all of the same token length:
 
-    "Mary and John slept near the park."        label 1: the subject is people
-    "The big cat waited near the library."      label 0: the subject is an animal
+    "The big cat ran near the park!"           label 1: an active verb (ran, laughed, sang, walked)
+    "Mary and John slept near the library."    label 0: a calm verb (slept, waited, stayed, smiled)
 
-The spurious cue is the place: "outdoor" places (park, garden, forest, beach, river, farm) versus
-"indoor" ones (library, office, museum, school, hospital, bakery). In the training split the cue
-agrees with the label on every sentence (people outdoors, animals indoors), so a probe may learn
-either; in the test split the four (label, cue) groups are balanced, so only the label generalises.
+The spurious cue is the final punctuation: "!" or ".". In the training split the cue agrees with the
+label on every sentence (active verbs end with "!"), so a probe may learn either; in the test split
+the four (label, cue) groups are balanced, so only the label generalises. On the teaching model a
+probe of the last position's residual stream trained on the training split follows the cue.
 """
 
 from __future__ import annotations
@@ -21,16 +21,17 @@ import torch
 from interpwidgets.tasks.base import encode_prompts
 from interpwidgets.zoo import vocab
 
-OUTDOOR = ("park", "garden", "forest", "beach", "river", "farm")
-INDOOR = ("library", "office", "museum", "school", "hospital", "bakery")
+ACTIVE = ("ran", "laughed", "sang", "walked")
+CALM = ("slept", "waited", "stayed", "smiled")
+CUES = {1: "!", 0: "."}
 
 
 @dataclass
 class SpuriousCueDataset:
     """Train (cue == label everywhere) and balanced test splits.
 
-    *_tokens: `[n, seq]` ids with BOS; *_labels: `[n]` 1 = people, 0 = animal; *_cues: `[n]`
-    1 = outdoor place, 0 = indoor. cue_words: the words carrying the spurious cue.
+    *_tokens: `[n, seq]` ids with BOS; *_labels: `[n]` 1 = active verb, 0 = calm; *_cues: `[n]`
+    1 = ends with "!", 0 = with ".". cue_words: the tokens carrying the spurious cue.
     """
 
     train_tokens: torch.Tensor
@@ -41,9 +42,9 @@ class SpuriousCueDataset:
     test_cues: torch.Tensor
     train_texts: list[str] = field(default_factory=list)
     test_texts: list[str] = field(default_factory=list)
-    label_name: str = "subject is people (1) or an animal (0)"
-    cue_name: str = "place is outdoors (1) or indoors (0)"
-    cue_words: tuple[str, ...] = OUTDOOR + INDOOR
+    label_name: str = "the verb is active (1) or calm (0)"
+    cue_name: str = "the sentence ends with '!' (1) or '.' (0)"
+    cue_words: tuple[str, ...] = ("!", ".")
 
     def groups(self) -> dict[tuple[int, int], torch.Tensor]:
         """Test row indices of each (label, cue) group."""
@@ -51,13 +52,12 @@ class SpuriousCueDataset:
 
 
 def _sentence(rng: random.Random, label: int, cue: int) -> str:
-    if label == 1:
-        a, b = rng.sample(vocab.NAMES, 2)
-        subject = f"{a} and {b}"
+    if rng.random() < 0.5:
+        subject = " and ".join(rng.sample(vocab.NAMES, 2))
     else:
         subject = f"The {rng.choice(vocab.ADJECTIVES)} {rng.choice(vocab.ANIMALS)}"
-    place = rng.choice(OUTDOOR if cue == 1 else INDOOR)
-    return f"{subject} {rng.choice(vocab.INTRANSITIVE)} near the {place}."
+    verb = rng.choice(ACTIVE if label == 1 else CALM)
+    return f"{subject} {verb} near the {rng.choice(vocab.PLACES)}{CUES[cue]}"
 
 
 def spurious_cue_dataset(model, n_train: int = 128, n_test: int = 128, seed: int = 0) -> SpuriousCueDataset:

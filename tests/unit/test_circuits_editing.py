@@ -8,7 +8,7 @@ import torch
 import interpwidgets as iw
 from interpwidgets.circuits.editing import LinearProbe, ablate_features, probe_activations
 from interpwidgets.circuits.graph import Node
-from interpwidgets.circuits.spurious import spurious_cue_dataset
+from interpwidgets.circuits.spurious import ACTIVE, CALM, spurious_cue_dataset
 from interpwidgets.sae.base import SAEConfig, build_sae
 from interpwidgets.sae.sets import SAESet
 
@@ -117,6 +117,6 @@ def test_spurious_cue_data_is_ambiguous_in_training_and_balanced_in_test(random_
     assert torch.equal(data.train_labels, data.train_cues)
     assert {k: len(v) for k, v in data.groups().items()} == {(0, 0): 4, (0, 1): 4, (1, 0): 4, (1, 1): 4}
     assert data.train_tokens.shape == (16, 9) and data.test_tokens.shape == (16, 9)
-    people = [t for t, y in zip(data.test_texts, data.test_labels) if y == 1]
-    assert all(" and " in t for t in people)
-    assert all(t.split()[-1].rstrip(".") in data.cue_words for t in data.test_texts)
+    for text, y, c in zip(data.test_texts, data.test_labels, data.test_cues):
+        assert text.split()[3] in (ACTIVE if y == 1 else CALM)
+        assert text.endswith("!" if c == 1 else ".")
