@@ -27,6 +27,11 @@ _EXPORTS = {
 }
 
 
+# Functions named like their module are bound now: once the submodule is imported anywhere, Python
+# would otherwise set this attribute to the module and __getattr__ would never run.
+from interpwidgets.sae.pretrained import pretrained  # noqa: E402
+
+
 def __getattr__(name: str):
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f"interpwidgets.sae.{_EXPORTS[name]}"), name)
