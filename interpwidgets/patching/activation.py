@@ -1,4 +1,9 @@
-"""Activation patching: patch one site's activation from one run into the other, cell by cell."""
+"""Activation patching: patch one site's activation from one run into the other, cell by cell.
+
+Every stacked forward holds the clean prompts, the corrupt prompts and one copy of the patched
+prompts per cell; each cell's edit copies the source rows of the same forward at that hook, so
+the unpatched runs need no forward of their own.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,11 @@ from typing import Literal
 
 import torch
 
+from interpwidgets.interventions import Component
 from interpwidgets.patching.result import PatchResult, axis_labels
-from interpwidgets.patching.runs import Metric, check_direction, check_task, normalise, resolve_metric, run_baseline
+from interpwidgets.patching.runs import Baseline, Metric, baseline_from, check_direction, check_task, normalise, resolve_metric, scalar
 from interpwidgets.patching.sites import default_granularity, get_site
-from interpwidgets.patching.stacking import copy_from, sweep
+from interpwidgets.patching.stacking import LiveRows, chunks, grouped, groups_per_chunk, model_device, stacked_forward
 
 Direction = Literal["denoising", "noising"]
 
@@ -35,10 +41,12 @@ def activation_patch(
     normalize: report (metric - corrupt) / (clean - corrupt), so 0 = corrupt and 1 = clean; else raw.
     metric: logits [batch, seq, vocab] -> scalar; default the task's mean logit difference.
     batch_budget_mb: memory for each stacked forward (default 1 GiB on CPU, half the free GPU memory).
-    Cells whose clean and corrupt activations are equal are not run (their value is the base run's).
 
     Returns a PatchResult whose values have shape [n_layers, seq], [n_layers], [n_layers, n_heads]
     or [n_layers, n_heads, seq]. Many patch runs share each forward (stacked along the batch).
+    Cells that cannot change the run are not run (their value is the base run's metric): with
+    causal attention, positions before the first token where clean and corrupt differ, and at
+    blocks.0.hook_resid_pre (the embeddings) positions whose tokens agree.
     """
     site_ = get_site(site, model)
     by = by or default_granularity(site_)
@@ -46,17 +54,31 @@ def activation_patch(
     check_direction(direction)
     metric = resolve_metric(task, metric)
     cfg = model.cfg
-    axes, shape, cells = site_.cells(cfg.n_layers, cfg.n_heads, task.clean_tokens.shape[1], by)
-    baseline = run_baseline(model, task, metric, [site_.hook_name(layer) for layer in range(cfg.n_layers)])
-    base, unpatched, source = baseline.base_and_source(direction)
-    # a cell whose source and base activations are equal (e.g. positions before the first differing
-    # token) cannot change the run: its value is the base metric, no forward needed
-    todo = [i for i, c in enumerate(cells) if not torch.equal(c.select(source[c.hook_name]), c.select(unpatched[c.hook_name]))]
-    groups = [cells[i].edits(model, copy_from(cells[i], source[cells[i].hook_name])) for i in todo]
-    values = torch.full((len(cells),), getattr(baseline, f"{base}_metric"))
-    values[todo] = sweep(
-        model, getattr(task, f"{base}_tokens"), groups, metric, batch_budget_mb, f"patching {site_.name} by {by}", progress
-    )
+    clean, corrupt = (t.to(model_device(model)) for t in (task.clean_tokens, task.corrupt_tokens))
+    batch, seq = clean.shape
+    axes, shape, cells = site_.cells(cfg.n_layers, cfg.n_heads, seq, by)
+    hooks = [site_.hook_name(layer) for layer in range(cfg.n_layers)]
+    causal = getattr(cfg, "attention_dir", "causal") == "causal"
+    todo = [i for i, cell in enumerate(cells) if not (causal and _is_noop(cell, clean, corrupt))]
+
+    base_name = "corrupt" if direction == "denoising" else "clean"
+    base = corrupt if direction == "denoising" else clean
+    live = LiveRows(group=0 if direction == "denoising" else 1)  # groups 0 and 1: clean and corrupt prompts
+    values = torch.full((len(cells),), float("nan"))
+    baseline: Baseline | None = None
+    per_chunk = max(1, groups_per_chunk(model, batch, seq, batch_budget_mb) - 2)
+    parts = list(chunks(len(todo), per_chunk, f"patching {site_.name} by {by}", progress)) or [range(0)]
+    with torch.no_grad():
+        for part in parts:
+            groups = [[], []] + [cells[todo[i]].edits(model, live.copier(cells[todo[i]])) for i in part]
+            tokens = torch.stack([clean, corrupt] + [base] * len(part))
+            logits, captured = stacked_forward(model, tokens, groups, capture=hooks if baseline is None else (), live=live)
+            if baseline is None:
+                first_rows = {name: grouped(act, len(groups))[:2].flatten(0, 1) for name, act in captured.items()}
+                baseline = baseline_from(metric, logits[0], logits[1], first_rows, batch)
+            for g, i in enumerate(part, start=2):
+                values[todo[i]] = float(scalar(metric(logits[g])))
+    values[sorted(set(range(len(cells))) - set(todo))] = getattr(baseline, f"{base_name}_metric")
     values = values.view(shape)
     return PatchResult(
         values=normalise(values, baseline) if normalize else values,
@@ -73,3 +95,17 @@ def activation_patch(
         metric=metric,
         details={"by": by},
     )
+
+
+def _is_noop(cell: Component, clean: torch.Tensor, corrupt: torch.Tensor) -> bool:
+    """True when the cell's clean and corrupt activations are equal by construction (causal models):
+    all its positions precede the first differing token, or it is an embedding position whose tokens agree."""
+    if cell.positions is None:
+        return False
+    differs = (clean != corrupt).any(0)
+    seq = differs.numel()
+    positions = [p % seq for p in cell.positions]
+    first = int(differs.nonzero()[0]) if differs.any() else seq
+    if max(positions) < first:
+        return True
+    return cell.hook_name == "blocks.0.hook_resid_pre" and not bool(differs[positions].any())

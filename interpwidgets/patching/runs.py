@@ -79,12 +79,17 @@ def run_baseline(model, task, metric: Metric, hook_names: Iterable[str]) -> Base
     tokens = torch.cat([task.clean_tokens, task.corrupt_tokens]).to(model_device(model))
     with torch.no_grad():
         logits, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
-    clean, corrupt = logits[:batch], logits[batch:]
+    return baseline_from(metric, logits[:batch], logits[batch:], {n: cache[n] for n in names}, batch)
+
+
+def baseline_from(metric: Metric, clean: torch.Tensor, corrupt: torch.Tensor, stacked: dict[str, torch.Tensor], batch: int) -> Baseline:
+    """A Baseline from the clean and corrupt logits [batch, seq, vocab] and activations whose first
+    2 * batch rows are the clean then the corrupt prompts'."""
     return Baseline(
         clean_metric=float(scalar(metric(clean))),
         corrupt_metric=float(scalar(metric(corrupt))),
-        clean={n: cache[n][:batch] for n in names},
-        corrupt={n: cache[n][batch:] for n in names},
+        clean={n: act[:batch].clone() for n, act in stacked.items()},
+        corrupt={n: act[batch : 2 * batch].clone() for n, act in stacked.items()},
         clean_last_logits=clean[0, -1].float().cpu(),
         corrupt_last_logits=corrupt[0, -1].float().cpu(),
     )

@@ -74,19 +74,41 @@ def chunks(n_groups: int, per_chunk: int, desc: str, progress: bool = True) -> I
         bar.close()
 
 
+class LiveRows:
+    """One group's rows at the hook being run, for edits that copy from that group in the same forward
+    (e.g. the clean prompts' activations into the corrupt ones)."""
+
+    def __init__(self, group: int):
+        self.group = group
+        self.rows: dict[str, torch.Tensor] = {}
+
+    def copier(self, component: Component) -> RowFn:
+        """An edit setting `component` to its value in the live group's rows, in place."""
+
+        def copy(act: torch.Tensor) -> torch.Tensor:
+            return component.write(act, self.rows[component.hook_name])
+
+        return copy
+
+
 def stacked_forward(
     model,
     tokens: torch.Tensor,
     groups: Sequence[Group],
     capture: Sequence[str] = (),
-    retain_grad: bool = False,
+    live: LiveRows | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One forward of `tokens` [batch, seq] repeated once per group, each group with its own edits.
+    """One forward of all groups stacked along the batch, each group with its own edits.
 
-    Returns logits [groups, batch, seq, vocab] and, for each hook name in `capture`, the (edited)
-    activation [groups * batch, ...] (see `grouped`); with `retain_grad`, these keep `.grad` after a backward.
+    tokens: [batch, seq] shared by every group, or [groups, batch, seq] one batch per group.
+    capture: hook names whose (edited) activations to return, [groups * batch, ...] (see `grouped`).
+    live: filled at each edited hook with its group's rows before the edits run (that group must have no edits).
+    Returns logits [groups, batch, seq, vocab] and the captured activations.
     """
-    k, batch = len(groups), tokens.shape[0]
+    k = len(groups)
+    stacked = tokens.to(model_device(model))
+    stacked = stacked.repeat(k, 1) if stacked.ndim == 2 else stacked.reshape(-1, stacked.shape[-1])
+    batch = stacked.shape[0] // k
     by_hook: dict[str, list[tuple[int, RowFn]]] = defaultdict(list)
     for g, group in enumerate(groups):
         for name, fn in group:
@@ -101,18 +123,17 @@ def stacked_forward(
             if edits:
                 out = act.clone(memory_format=torch.contiguous_format)
                 view = out.view(k, batch, *act.shape[1:])
+                if live is not None:
+                    live.rows[name] = view[live.group]
                 for g, fn in edits:
                     view[g] = fn(view[g])
             if name in capture:
-                if retain_grad and out.requires_grad:
-                    out.retain_grad()
                 captured[name] = out
             return out
 
         return hook
 
     names = list(dict.fromkeys([*by_hook, *capture]))
-    stacked = tokens.to(model_device(model)).repeat(k, 1)
     with hooked(model, [(name, make_hook(name)) for name in names]):
         logits = model(stacked)
     return logits.view(k, batch, *logits.shape[1:]), captured
@@ -121,22 +142,3 @@ def stacked_forward(
 def grouped(tensor: torch.Tensor, k: int) -> torch.Tensor:
     """[k * batch, ...] -> [k, batch, ...]."""
     return tensor.view(k, tensor.shape[0] // k, *tensor.shape[1:])
-
-
-def sweep(
-    model,
-    tokens: torch.Tensor,
-    groups: Sequence[Group],
-    score: Callable[[torch.Tensor], torch.Tensor],
-    budget_mb: float | None = None,
-    desc: str = "patching",
-    progress: bool = True,
-) -> torch.Tensor:
-    """[len(groups)] scores: `score(logits [batch, seq, vocab]) -> scalar` for each group's patched run."""
-    per_chunk = groups_per_chunk(model, *tokens.shape, budget_mb)
-    values = []
-    with torch.no_grad():
-        for part in chunks(len(groups), per_chunk, desc, progress):
-            logits, _ = stacked_forward(model, tokens, [groups[g] for g in part])
-            values += [score(group_logits) for group_logits in logits]
-    return torch.stack(values).float().cpu() if values else torch.zeros(0)
