@@ -2,7 +2,8 @@
 
 Every stacked forward holds the clean prompts, the corrupt prompts and one copy of the patched
 prompts per cell; each cell's edit copies the source rows of the same forward at that hook, so
-the unpatched runs need no forward of their own.
+the unpatched runs need no forward of their own, and a cell in block L joins the forward there
+(blocks before L are the unpatched run's).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from interpwidgets.interventions import Component
 from interpwidgets.patching.result import PatchResult, axis_labels
 from interpwidgets.patching.runs import Baseline, Metric, baseline_from, check_direction, check_task, normalise, resolve_metric, scalar
 from interpwidgets.patching.sites import default_granularity, get_site
-from interpwidgets.patching.stacking import LiveRows, chunks, grouped, groups_per_chunk, model_device, stacked_forward
+from interpwidgets.patching.stacking import LiveRows, chunks, groups_per_chunk, model_device, stacked_forward
 
 Direction = Literal["denoising", "noising"]
 
@@ -72,10 +73,11 @@ def activation_patch(
         for part in parts:
             groups = [[], []] + [cells[todo[i]].edits(model, live.copier(cells[todo[i]])) for i in part]
             tokens = torch.stack([clean, corrupt] + [base] * len(part))
-            logits, captured = stacked_forward(model, tokens, groups, capture=hooks if baseline is None else (), live=live)
+            logits, captured = stacked_forward(
+                model, tokens, groups, capture=hooks if baseline is None else (), live=live, late_from=1 - live.group
+            )
             if baseline is None:
-                first_rows = {name: grouped(act, len(groups))[:2].flatten(0, 1) for name, act in captured.items()}
-                baseline = baseline_from(metric, logits[0], logits[1], first_rows, batch)
+                baseline = baseline_from(metric, logits[0], logits[1], captured, batch)
             for g, i in enumerate(part, start=2):
                 values[todo[i]] = float(scalar(metric(logits[g])))
     values[sorted(set(range(len(cells))) - set(todo))] = getattr(baseline, f"{base_name}_metric")

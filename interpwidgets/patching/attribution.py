@@ -92,9 +92,11 @@ def _mean_gradients(model, tokens, hooks, delta, metric, method, steps, budget_m
     weight = 1.0 if method == "grad" else 1.0 / steps
     grads = {name: torch.zeros_like(delta[name]) for name in hooks}
     tokens = tokens.to(model_device(model))
-    per_chunk = groups_per_chunk(model, *tokens.shape, budget_mb, grad=True)
+    # IG runs edit one layer each: an unedited run leads each chunk so they can join at their layer
+    lead = 1 if method == "ig" else 0
+    per_chunk = max(1, groups_per_chunk(model, *tokens.shape, budget_mb, grad=True) - lead)
     for part in chunks(len(plan), per_chunk, f"attribution ({method})", progress):
-        groups, leaves = [], []
+        groups, leaves = [[]] * lead, []
         for g in part:
             edits = []
             for name, alpha in plan[g]:
@@ -103,8 +105,8 @@ def _mean_gradients(model, tokens, hooks, delta, metric, method, steps, budget_m
                 leaves.append((name, shift))
             groups.append(edits)
         with torch.enable_grad():
-            logits, _ = stacked_forward(model, tokens, groups)
-            total = sum(scalar(metric(group_logits), "metric") for group_logits in logits)
+            logits, _ = stacked_forward(model, tokens, groups, late_from=0 if lead else None)
+            total = sum(scalar(metric(group_logits), "metric") for group_logits in logits[lead:])
             found = torch.autograd.grad(total, [leaf for _, leaf in leaves], allow_unused=True)
         for (name, _), grad in zip(leaves, found):
             if grad is not None:

@@ -4,17 +4,22 @@ each copy ("group") with its own edits, in chunks that fit a memory budget.
 Group g occupies rows g*batch ... (g+1)*batch - 1 of the stacked batch; at each hook point, every
 group's edits see and return only that group's rows. The per-forward Python overhead of a
 TransformerBridge is large next to a small model's compute, so fewer, bigger forwards win.
+
+Late entry: a group whose first edit is in block L computes blocks 0..L-1 exactly as an unedited
+group with the same tokens does, so (where the model allows rows to join a forward at a block
+boundary) it joins at blocks.L.hook_resid_pre as a copy of that group's rows instead.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from weakref import WeakKeyDictionary
 
 import torch
 from tqdm.auto import tqdm
 
-from interpwidgets.interventions import Component, hooked
+from interpwidgets.interventions import Component, hooked, run_hooked
 from interpwidgets.interventions.components import RowFn
 
 Group = Sequence[tuple[str, RowFn]]
@@ -97,12 +102,15 @@ def stacked_forward(
     groups: Sequence[Group],
     capture: Sequence[str] = (),
     live: LiveRows | None = None,
+    late_from: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One forward of all groups stacked along the batch, each group with its own edits.
 
     tokens: [batch, seq] shared by every group, or [groups, batch, seq] one batch per group.
-    capture: hook names whose (edited) activations to return, [groups * batch, ...] (see `grouped`).
+    capture: hook names whose (edited) activations to return, [present groups * batch, ...] (see `grouped`).
     live: filled at each edited hook with its group's rows before the edits run (that group must have no edits).
+    late_from: an unedited group with the same tokens as the edited ones, listed before them; edited
+      groups (sorted by their first edited block) then join late as copies of its rows (see module doc).
     Returns logits [groups, batch, seq, vocab] and the captured activations.
     """
     k = len(groups)
@@ -113,16 +121,26 @@ def stacked_forward(
     for g, group in enumerate(groups):
         for name, fn in group:
             by_hook[name].append((g, fn))
+    entry = _entry_blocks(model, groups, late_from)
+    n_blocks = model.cfg.n_layers
+    present = [sum(e <= layer for e in entry) for layer in range(n_blocks)] + [k]  # groups in the batch at each block
+    joins = {f"blocks.{layer}.hook_resid_pre": layer for layer in range(1, n_blocks) if present[layer] > present[layer - 1]}
     captured: dict[str, torch.Tensor] = {}
 
     def make_hook(name: str) -> Callable:
         edits = by_hook.get(name, [])
+        layer = Component(name).layer
+        groups_here = present[layer if layer is not None else n_blocks] if name.startswith("blocks.") else (
+            present[0] if name.startswith(("hook_embed", "hook_pos_embed", "embed.", "pos_embed.")) else k)
 
         def hook(act: torch.Tensor, hook) -> torch.Tensor:
             out = act
+            if name in joins:
+                rows = act.view(present[layer - 1], batch, *act.shape[1:])[late_from]
+                out = torch.cat([act, rows.repeat(groups_here - present[layer - 1], *[1] * (act.ndim - 1))])
             if edits:
-                out = act.clone(memory_format=torch.contiguous_format)
-                view = out.view(k, batch, *act.shape[1:])
+                out = out.clone(memory_format=torch.contiguous_format) if out is act else out
+                view = out.view(groups_here, batch, *act.shape[1:])
                 if live is not None:
                     live.rows[name] = view[live.group]
                 for g, fn in edits:
@@ -133,10 +151,42 @@ def stacked_forward(
 
         return hook
 
-    names = list(dict.fromkeys([*by_hook, *capture]))
+    names = list(dict.fromkeys([*by_hook, *capture, *joins]))
     with hooked(model, [(name, make_hook(name)) for name in names]):
-        logits = model(stacked)
+        logits = model(stacked[: present[0] * batch])
     return logits.view(k, batch, *logits.shape[1:]), captured
+
+
+def _entry_blocks(model, groups: Sequence[Group], late_from: int | None) -> list[int]:
+    """The block at which each group joins the forward (all 0 unless late entry applies)."""
+    if late_from is None or not supports_late_entry(model):
+        return [0] * len(groups)
+    entry = []
+    for g, group in enumerate(groups):
+        layers = [Component(name).layer for name, _ in group]
+        entry.append(0 if g <= late_from or not layers or None in layers else min(layers))
+    return entry if entry == sorted(entry) else [0] * len(groups)
+
+
+_LATE_ENTRY: WeakKeyDictionary = WeakKeyDictionary()
+
+
+def supports_late_entry(model) -> bool:
+    """Whether rows can join a forward at a block boundary: checked once per model by growing the
+    batch at blocks.1.hook_resid_pre of a 2-token input and comparing with a plain forward."""
+    if model not in _LATE_ENTRY:
+        ok = False
+        if model.cfg.n_layers > 1:
+            tokens = torch.zeros(1, 2, dtype=torch.long, device=model_device(model))
+            try:
+                with torch.no_grad():
+                    plain = model(tokens)
+                    grown = run_hooked(model, tokens, [("blocks.1.hook_resid_pre", lambda act, hook: act.repeat(2, 1, 1))])
+                ok = grown.shape == (2, *plain.shape[1:]) and torch.allclose(grown, plain.expand_as(grown), atol=1e-5)
+            except (RuntimeError, ValueError, IndexError):
+                ok = False
+        _LATE_ENTRY[model] = ok
+    return _LATE_ENTRY[model]
 
 
 def grouped(tensor: torch.Tensor, k: int) -> torch.Tensor:

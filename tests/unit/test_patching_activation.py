@@ -10,8 +10,9 @@ import pytest
 import torch
 import transformer_lens.patching as tlp
 
-from interpwidgets.interventions import Component, count_hooks
+from interpwidgets.interventions import Component, ablate, count_hooks
 from interpwidgets.patching import activation_patch
+from interpwidgets.patching.stacking import stacked_forward, supports_late_entry
 from interpwidgets.tasks import Task, ioi
 
 matplotlib.use("Agg")
@@ -99,6 +100,19 @@ def test_a_tiny_memory_budget_only_changes_the_chunking(random_model, tiny):
     whole = activation_patch(random_model, tiny, "v", by="head_position", normalize=False, progress=False)
     chunked = activation_patch(random_model, tiny, "v", by="head_position", normalize=False, batch_budget_mb=0.001, progress=False)
     torch.testing.assert_close(whole.values, chunked.values, atol=1e-5, rtol=0)
+
+
+def test_runs_joining_the_stacked_forward_at_their_first_edited_block_equal_full_runs(random_model, tiny):
+    """Late entry (rows copied from the unedited run at blocks.L.hook_resid_pre) changes no logits."""
+    assert supports_late_entry(random_model)
+    edits = [ablate(random_model, spec).edits for spec in ("L2H1", "resid_pre1", "mlp3", "L0H0")]
+    groups = [[], *sorted(edits, key=lambda e: Component(e[0][0]).layer)]
+    with torch.no_grad():
+        late, _ = stacked_forward(random_model, tiny.corrupt_tokens, groups, late_from=0)
+        full, _ = stacked_forward(random_model, tiny.corrupt_tokens, groups)
+        alone = [ablate(random_model, spec).run(tiny.corrupt_tokens) for spec in ("L0H0", "resid_pre1", "L2H1", "mlp3")]
+    torch.testing.assert_close(late, full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(late[1:], torch.stack(alone), atol=1e-5, rtol=1e-5)
 
 
 def test_result_labels_dataframe_and_components_name_each_cell(random_model):
