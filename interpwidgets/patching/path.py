@@ -21,7 +21,7 @@ import torch
 
 from interpwidgets.interventions import Component, parse_component
 from interpwidgets.patching.result import PatchResult, axis_labels
-from interpwidgets.patching.runs import Metric, check_direction, check_task, normalise, resolve_metric, run_baseline
+from interpwidgets.patching.runs import Metric, check_direction, check_task, normalise, resolve_metric, run_baseline, scalar
 from interpwidgets.patching.stacking import chunks, copy_from, grouped, groups_per_chunk, model_device, stacked_forward
 
 _RECEIVER_HEAD = re.compile(r"^l(\d+)h(\d+)(?:\.([qkv]+))?$")
@@ -73,21 +73,22 @@ def path_patch(
 
     todo = [i for i, ok in enumerate(reachable) if ok]
     values = torch.full((len(sender_sets),), float("nan"))
-    per_chunk = groups_per_chunk(model, *tokens.shape, batch_budget_mb)
+    # each chunk leads with an unpatched run, so patched runs join the forward at their first edited block
+    per_chunk = max(1, groups_per_chunk(model, *tokens.shape, batch_budget_mb) - 1)
     with torch.no_grad():
         for part in chunks(len(todo), per_chunk, "path patching", progress):
-            batch = [sender_sets[todo[i]] for i in part]
-            step1 = [_freeze_edits(model, group, frozen, base, source, unfrozen) for group in batch]
-            logits, recorded = stacked_forward(model, tokens, step1, capture=sorted(receiver_hooks))
+            senders_here = [sender_sets[todo[i]] for i in part]
+            step1 = [[]] + [_freeze_edits(group, frozen, base, source, unfrozen) for group in senders_here]
+            logits, recorded = stacked_forward(model, tokens, step1, capture=sorted(receiver_hooks), late_from=0)
             if receiver_set:
-                k = len(batch)
-                step2 = [
-                    [edit for r in receiver_set for edit in r.edits(model, copy_from(r, grouped(recorded[r.hook_name], k)[g]))]
-                    for g in range(k)
+                rows = {name: grouped(t, t.shape[0] // tokens.shape[0]) for name, t in recorded.items()}
+                step2 = [[]] + [
+                    [edit for r in receiver_set for edit in r.edits(model, copy_from(r, rows[r.hook_name][g]))]
+                    for g in range(1, len(step1))
                 ]
-                logits, _ = stacked_forward(model, tokens, step2)
-            for g, i in enumerate(part):
-                values[todo[i]] = float(metric(logits[g]))
+                logits, _ = stacked_forward(model, tokens, step2, late_from=0)
+            for g, i in enumerate(part, start=1):
+                values[todo[i]] = float(scalar(metric(logits[g])))
     values = values.view(shape)
     labels = axis_labels(model, task, axes) if axes != ("sender",) else {"sender": [" + ".join(s.label for s in g) for g in sender_sets]}
     return PatchResult(
@@ -194,11 +195,13 @@ def _read_point(receiver: Component, n_layers: int) -> int:
     return 2 * receiver.layer + offset
 
 
-def _freeze_edits(model, senders: Sequence[Component], frozen: Sequence[str], base: dict, source: dict, unfrozen: set[str]):
-    """Edits that freeze every head and MLP at the base run's values, except the senders (source values) and receiver MLPs."""
+def _freeze_edits(senders: Sequence[Component], frozen: Sequence[str], base: dict, source: dict, unfrozen: set[str]):
+    """Edits that freeze every head and MLP from the first sender's block on at the base run's values
+    (earlier ones hold them anyway), except the senders (source values) and receiver MLPs."""
+    first = min(s.layer for s in senders)
     edits = []
     for name in frozen:
-        if name in unfrozen:
+        if name in unfrozen or Component(name).layer < first:
             continue
         overrides = [s for s in senders if s.hook_name == name]
         edits.append((name, _frozen(base[name], [(s, source[name]) for s in overrides])))
