@@ -3,7 +3,7 @@
 For each sweep both sides start from tokens: TransformerLens caches the clean run and calls its
 `get_act_patch_*` function (one forward per cell); interpwidgets runs `activation_patch` (clean and
 corrupt baselines, then all cells stacked along the batch in a few forwards). Values must agree to
-1e-4. Times are the best of `--repeats` alternating runs (the machine may be shared); the speed-up
+1e-4. Times are the best of 3-10 alternating runs (the machine may be shared); the speed-up
 is TransformerLens's wall time over ours (the CPU-time ratio, less sensitive to other load, is given too). Uses the trained teaching model when its weights exist, else
 the same architecture with random weights. Prints a markdown table and writes bench/results/patching.json.
 
@@ -68,13 +68,16 @@ def our_sweep(model, task, site, by):
     return lambda: iw.patching.activation_patch(model, task, site, by=by, normalize=False, progress=False).values
 
 
-def bench_sweep(model, task, name, fn, site, by, order, repeats: int) -> dict:
+def bench_sweep(model, task, name, fn, site, by, order, repeats: int, budget_s: float) -> dict:
+    """Both sides the same number of times, alternating: `repeats`, or more (up to 10) while
+    TransformerLens's runs fit in `budget_s` seconds, so short sweeps get more samples."""
     ours_run, tl_run = our_sweep(model, task, site, by), transformer_lens_sweep(model, task, fn, order)
     ours_run()  # warm-up (allocator, first-call overheads)
     wall = {"tl": [], "ours": []}
     cpu = {"tl": [], "ours": []}
     values = {}
-    for _ in range(repeats):
+    first, _, _ = timed(tl_run)
+    for _ in range(max(repeats, min(10, int(budget_s / first)))):
         for side, run in (("tl", tl_run), ("ours", ours_run)):
             seconds, cpu_seconds, values[side] = timed(run)
             wall[side].append(seconds)
@@ -84,7 +87,7 @@ def bench_sweep(model, task, name, fn, site, by, order, repeats: int) -> dict:
         "sweep": name, "site": site, "by": by, "prompts": len(task), "cells": values["ours"].numel(),
         "transformer_lens_s": min(wall["tl"]), "interpwidgets_s": min(wall["ours"]),
         "speedup": min(wall["tl"]) / min(wall["ours"]), "cpu_time_speedup": min(cpu["tl"]) / min(cpu["ours"]),
-        "max_abs_diff": diff, "identical_to_1e-4": diff <= 1e-4,
+        "max_abs_diff": diff, "identical_to_1e-4": diff <= 1e-4, "runs_each": len(wall["tl"]),
         "transformer_lens_all_s": wall["tl"], "interpwidgets_all_s": wall["ours"],
         "transformer_lens_cpu_s": cpu["tl"], "interpwidgets_cpu_s": cpu["ours"],
     }
@@ -93,7 +96,8 @@ def bench_sweep(model, task, name, fn, site, by, order, repeats: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, nargs="+", default=[16], help="IOI prompts per task (several: one table row each)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="least timed runs of each side per sweep")
+    parser.add_argument("--budget-s", type=float, default=20.0, help="more runs (up to 10) while TransformerLens's fit in this")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -111,12 +115,12 @@ def main() -> None:
     rows = []
     for n, task in tasks.items():
         for name, fn, site, by, order in SWEEPS:
-            rows.append(bench_sweep(model, task, name, fn, site, by, order, args.repeats))
+            rows.append(bench_sweep(model, task, name, fn, site, by, order, args.repeats, args.budget_s))
             print(f"done: {name}, {n} prompts", flush=True)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"setup": setup, "results": rows}, indent=2) + "\n")
-    print(f"\n{setup['model']}; {setup['task']}; {args.device}, {setup['threads']} threads; best of {args.repeats}\n")
+    print(f"\n{setup['model']}; {setup['task']}; {args.device}, {setup['threads']} threads; best of 3-10 runs each\n")
     print("| sweep | prompts | cells | transformer_lens.patching (s) | interpwidgets (s) | speed-up | CPU-time speed-up | max abs diff |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
