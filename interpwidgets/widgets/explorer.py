@@ -44,6 +44,8 @@ class Explorer(ipywidgets.VBox):
                                           selection=self.selection)
         self.attention = AttentionPatterns(model, prompt, selection=self.selection) if attention else None
         link_views(*self.views, selection=self.selection)
+        self.token_features.layout.flex = "1 1 420px"
+        self.dashboard.layout.flex = "1 1 560px"
         top = ipywidgets.HBox([self.token_features, self.dashboard], layout=ipywidgets.Layout(flex_flow="row wrap", gap="8px"))
         parts = [top] + ([self.attention] if self.attention is not None else [])
         super().__init__(parts, layout=ipywidgets.Layout(gap="8px"))

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from interpwidgets.sae.activations import token_batches, token_rows
 from interpwidgets.sae.hooks import as_dictionary_input
 from interpwidgets.widgets.feature_data import device_of, token_strings
 
@@ -26,11 +27,7 @@ BATCH_ROWS = 32
 def corpus_tokens(model: Any, corpus: Any = None, rows: int = CORPUS_ROWS, seq: int = CORPUS_SEQ) -> torch.Tensor:
     """Token rows `[rows, seq]`: a tensor as given, a list of texts packed into rows, or (None) the teaching corpus."""
     if corpus is None:
-        from interpwidgets.zoo.train import training_batch
-
-        return training_batch(model.tokenizer, CORPUS_SEED, 0, rows, seq)
-    from interpwidgets.sae.training import token_rows
-
+        return next(token_batches(model, None, rows, seq, CORPUS_SEED))
     tokens = token_rows(model, corpus, seq)
     if tokens is None or tokens.ndim != 2 or tokens.numel() == 0:
         raise ValueError("the corpus is empty; pass token rows [rows, seq] or a list of texts.")

@@ -25,7 +25,7 @@ from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.static_html import display_token, esc, frame, legend, sequential_rgb
 
 N_EXAMPLES = 10
-BEFORE, AFTER = 12, 4  # context window around an example's peak (tokens)
+BEFORE, AFTER = 10, 4  # context window around an example's peak (tokens)
 N_LOGITS = 8
 
 

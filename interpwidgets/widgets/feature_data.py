@@ -1,12 +1,10 @@
-"""Prompt-level computations behind the SAE feature widgets.
+"""Prompt-level computations behind the SAE feature widgets: dictionaries by hook, prompt tokens,
+every dictionary's feature activations from one forward pass, next-token predictions, logit effects.
 
 A dictionary (SAE or transcoder) reads `x [..., d_in]` at `cfg.hook_name` and writes into the activation
-at `cfg.output_hook` (the same hook for an SAE). Feature `f` contributes `acts[..., f] * W_dec[f]` there, so
-
-- ablating `f` subtracts that contribution at the output hook (with `acts` computed from the live,
-  possibly already edited, input activation);
-- steering along `f` adds `alpha * W_dec[f]` at the output hook (`interventions.steer`);
-- its direct logit effect is `W_dec[f] @ W_U` (the decoder direction read by the unembedding).
+at its output hook (the same hook for an SAE). Feature `f` contributes `acts[..., f] * W_dec[f]` there;
+ablating and steering it are `iw.sae.features.ablate_features` / `steer_feature`, and its direct logit
+effect is `W_dec[f] @ W_U`.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ from typing import Any
 
 import torch
 
-from interpwidgets.interventions import Intervention, steer
+from interpwidgets.sae import features as sae_features
 from interpwidgets.sae.hooks import as_dictionary_input
 
 
@@ -89,41 +87,6 @@ def feature_activations(model: Any, saes: Sequence[Any], tokens: torch.Tensor) -
     return out
 
 
-def ablate_feature(model: Any, sae: Any, feature: int, positions: Sequence[int] | None = None) -> Intervention:
-    """Removes feature `feature`'s contribution `acts[..., f] * W_dec[f]` at the dictionary's output hook.
-
-    The activation is re-encoded in the run itself, so upstream edits are taken into account. With
-    `positions`, only those token positions are edited.
-    """
-    check_feature(sae, feature)
-    read_hook, write_hook = sae.cfg.hook_name, output_hook(sae)
-    inputs: dict[str, torch.Tensor] = {}
-
-    def read(act: torch.Tensor) -> torch.Tensor:
-        inputs["x"] = as_dictionary_input(act, sae.cfg.d_in, read_hook)
-        return act
-
-    def write(act: torch.Tensor) -> torch.Tensor:
-        x = inputs.pop("x") if read_hook != write_hook else as_dictionary_input(act, sae.cfg.d_in, read_hook)
-        coefficient = sae.encode(x.to(sae.W_enc.dtype))[..., feature]
-        contribution = coefficient[..., None] * sae.W_dec[feature]
-        if positions is not None:
-            keep = torch.zeros(contribution.shape[-2], 1, dtype=torch.bool, device=contribution.device)
-            keep[list(positions)] = True
-            contribution = contribution * keep
-        flat = as_dictionary_input(act, sae.cfg.d_out, write_hook)
-        return (flat - contribution.to(flat.dtype)).reshape(act.shape)
-
-    edits = [(read_hook, read), (write_hook, write)] if read_hook != write_hook else [(write_hook, write)]
-    return Intervention(model, edits, f"ablate feature {feature} of {read_hook}")
-
-
-def steer_feature(model: Any, sae: Any, feature: int, alpha: float, positions: Sequence[int] | None = None) -> Intervention:
-    """Adds `alpha * W_dec[feature]` at the dictionary's output hook (all positions, or `positions`)."""
-    check_feature(sae, feature)
-    return steer(model, output_hook(sae), sae.W_dec[feature].detach(), alpha, positions=positions)
-
-
 def check_feature(sae: Any, feature: int) -> None:
     d_sae = int(sae.cfg.d_sae)
     if isinstance(feature, bool) or not isinstance(feature, int) or not 0 <= feature < d_sae:
@@ -137,20 +100,20 @@ def top_predictions(model: Any, logits: torch.Tensor, k: int) -> list[tuple[str,
     return list(zip(token_strings(model, ids.tolist()), values.tolist()))
 
 
-@torch.no_grad()
 def logit_effects(model: Any, sae: Any, feature: int, k: int) -> dict[str, list[tuple[str, float]]] | None:
-    """The `k` tokens most promoted ("positive") and suppressed ("negative") by `W_dec[feature] @ W_U`.
+    """The `k` tokens most promoted ("positive") and suppressed ("negative") by `W_dec[feature] @ W_U`
+    (`iw.sae.features.logit_effects`), tokens decoded as the widgets show them.
 
     None when the dictionary does not write the residual stream's width (e.g. a per-head hook_z SAE).
     """
     check_feature(sae, feature)
-    unembed = model.W_U
-    if sae.W_dec.shape[-1] != unembed.shape[0]:
+    try:
+        values = sae_features.logit_effects(model, sae, feature, k=1)["values"].float()
+    except ValueError:
         return None
-    effects = (sae.W_dec[feature].to(unembed.device, unembed.dtype) @ unembed).float().cpu()
-    k = min(k, effects.numel())
-    top, bottom = effects.topk(k), (-effects).topk(k)
+    k = min(k, values.numel())
+    top, bottom = values.topk(k), values.topk(k, largest=False)
     return {
         "positive": list(zip(token_strings(model, top.indices.tolist()), top.values.tolist())),
-        "negative": list(zip(token_strings(model, bottom.indices.tolist()), (-bottom.values).tolist())),
+        "negative": list(zip(token_strings(model, bottom.indices.tolist()), bottom.values.tolist())),
     }

@@ -132,10 +132,18 @@ class Steering(InterpWidget):
         self._sync_rows(scales)
 
     def generate(self, scales: Sequence[float] | None = None, **settings: Any) -> tuple[str, str]:
-        """(baseline continuation, steered continuation) as text, for `scales` (default: the sliders')."""
+        """(baseline continuation, steered continuation) as text, for `scales` (default: the sliders').
+
+        settings: max_new_tokens, sampling, temperature, seed (default: the widget's).
+        """
         baseline, steered = self._continuations(list(self.scales if scales is None else scales), self._settings(settings))
         decode = self.model.tokenizer.decode
         return decode(baseline), decode(steered)
+
+    def continuations(self, scales: Sequence[float] | None = None, **settings: Any) -> tuple[list[str], list[str]]:
+        """Like `generate`, as lists of tokens (what the widget shows)."""
+        baseline, steered = self._continuations(list(self.scales if scales is None else scales), self._settings(settings))
+        return token_strings(self.model, baseline), token_strings(self.model, steered)
 
     # ---- traits
     @validate("scales")
@@ -183,9 +191,10 @@ class Steering(InterpWidget):
         )
         baseline, steered = self._continuations(checked, settings)
         active = [f"{d.label} \u00d7 {s:g}" for d, s in zip(self._directions, checked) if s != 0]
+        _, sampling, temperature, seed = settings
+        decoding = "greedy" if sampling == "greedy" else f"sampled at T={temperature:g}, seed {seed}"
         return {
-            "scales_used": len(checked),
-            "description": " + ".join(active) or "no steering (all scales 0)",
+            "description": f"{' + '.join(active) or 'no steering (all scales 0)'} \u00b7 {decoding}",
             "baseline": token_strings(self.model, baseline),
             "steered": token_strings(self.model, steered),
         }

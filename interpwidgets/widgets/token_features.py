@@ -18,8 +18,9 @@ from traitlets import Enum, Float, Int, List, TraitError, Unicode, observe, vali
 
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.encoding import float16_array
+from interpwidgets.sae.features import ablate_features, steer_feature
 from interpwidgets.widgets.feature_data import (
-    ablate_feature, dictionaries, feature_activations, prompt_tokens, steer_feature, token_strings, top_predictions,
+    dictionaries, feature_activations, prompt_tokens, token_strings, top_predictions,
 )
 from interpwidgets.widgets.feature_params import get_feature, get_float, get_hook, int32_array, predictions
 from interpwidgets.widgets.messages import check_keys, get_choice, get_int
@@ -186,7 +187,7 @@ class TokenFeatures(InterpWidget):
     def intervened_logits(self, hook: str, feature: int, action: str, alpha: float = 0.0) -> torch.Tensor:
         """Logits `[n_tokens, vocab]` of the prompt with the feature ablated, or steered by `alpha`."""
         sae = self.saes[hook]
-        intervention = ablate_feature(self.model, sae, feature) if action == "ablate" else steer_feature(self.model, sae, feature, alpha)
+        intervention = ablate_features(self.model, sae, [feature]) if action == "ablate" else steer_feature(self.model, sae, feature, alpha)
         with torch.no_grad():
             return intervention.run(self._tokens)[0].float().cpu()
 

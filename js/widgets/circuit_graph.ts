@@ -18,7 +18,7 @@ import { decodeFloats, decodeInt32 } from "./features/wire";
 const SVG = "http://www.w3.org/2000/svg";
 const KIND_ORDER: Record<string, number> = { embed: 0, pos: 0, attn: 1, mlp: 2, resid: 3, bias: 4, logit: 5, metric: 5 };
 const ROW_H = 58;
-const NODE_GAP = 24;
+const NODE_GAP = 32;
 const COL_MIN = 40;
 const LEFT = 88;
 const TOP = 16;
@@ -152,16 +152,32 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
   }
   const n = nodes.ids.length;
   const layout = layOut(nodes);
-  const nodeMax = Math.max(0, ...Array.from(nodes.effect, Math.abs).filter(Number.isFinite));
+  // the metric node's "effect" is the total effect of the patch, another quantity: the scale is the nodes'
+  const isMetric = (i: number) => nodes.kinds[i] === "metric";
+  const nodeMax = Math.max(0, ...Array.from(nodes.effect, Math.abs).filter((v, i) => Number.isFinite(v) && !isMetric(i)));
   const edgeMax = Math.max(0, ...Array.from(edges.weight, Math.abs).filter(Number.isFinite));
   let ablated: number | null = null;
 
   // ---- toolbar
-  const actions = model.get("actions") as string[];
-  const actionSelect = select(actions.map((a) => [a, ACTION_LABELS[a] ?? a]), model.get("action") as string, "on click");
+  let actions = model.get("actions") as string[];
+  const actionSelect = select([], "", "on click");
   const ablationSelect = select([["mean", "mean (corrupt prompts)"], ["zero", "zero"]], model.get("ablation") as string, "ablation");
-  if (actions.length) shell.toolbar.append(control("On click", actionSelect));
-  if (actions.includes("ablate")) shell.toolbar.append(control("Ablation", ablationSelect));
+  const actionControl = control("On click", actionSelect);
+  const ablationControl = control("Ablation", ablationSelect);
+  shell.toolbar.append(actionControl, ablationControl);
+  /** The click actions the kernel offers (they change when Python registers a callback with on_open). */
+  function showActions(): void {
+    actions = model.get("actions") as string[];
+    setChildren(actionSelect, ...actions.map((a) => {
+      const option = h("option", {}, ACTION_LABELS[a] ?? a);
+      option.value = a;
+      return option;
+    }));
+    actionSelect.value = model.get("action") as string;
+    actionControl.hidden = !actions.length;
+    ablationControl.hidden = !actions.includes("ablate");
+  }
+  showActions();
   shell.toolbar.append(h("span", { className: "iw-hint" }, `${n} nodes \u00b7 ${edges.src.length} edges`));
 
   const canvas = svg("svg", { class: "iw-graph", role: "img", "aria-label": `circuit of ${n} nodes` });
@@ -207,8 +223,8 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
     canvas.append(edgeLayer);
     const nodeLayer = svg("g", { class: "iw-nodes" });
     for (let i = 0; i < n; i++) {
-      const radius = 5 + 7 * Math.sqrt(nodeMax > 0 ? Math.abs(nodes.effect[i]) / nodeMax : 0);
-      const fill = cssColour(colourOf(scale, nodes.effect[i]));
+      const radius = isMetric(i) ? 10 : 5 + 7 * Math.sqrt(nodeMax > 0 ? Math.abs(nodes.effect[i]) / nodeMax : 0);
+      const fill = isMetric(i) ? cssColour(theme.background) : cssColour(colourOf(scale, nodes.effect[i]));
       const isFeature = nodes.feature[i] >= 0 || nodes.kinds[i] === "metric";
       const shape = isFeature
         ? svg("circle", { cx: layout.x[i], cy: layout.y[i], r: radius.toFixed(2) })
@@ -219,7 +235,8 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
       shape.setAttribute("data-id", nodes.ids[i]);
       shape.setAttribute("class", `iw-node${i === ablated ? " iw-ablated" : ""}`);
       nodeEls.push(shape);
-      nodeLayer.append(shape);
+      nodeLayer.append(shape, svg("text", { class: "iw-node-label", x: layout.x[i], y: layout.y[i] + radius + 11, "text-anchor": "middle" },
+        shortName(i)));
     }
     canvas.append(nodeLayer);
     setChildren(shell.footer, legend(scale),
@@ -230,6 +247,11 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
       h("span", { className: "iw-hint" }, "circles: features \u00b7 squares: errors, embeddings"));
   }
 
+  function shortName(i: number): string {
+    if (nodes.feature[i] >= 0) return `#${nodes.feature[i]}`;
+    return nodes.kinds[i] === "metric" ? "" : nodes.names[i] || nodes.kinds[i];
+  }
+
   function highlight(node: number | null): void {
     canvas.classList.toggle("iw-focused", node !== null);
     edgeEls.forEach((path, e) => path.classList.toggle("iw-hot", node !== null && (edges.src[e] === node || edges.dst[e] === node)));
@@ -237,7 +259,8 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
   }
 
   function describeNode(i: number): string[] {
-    const lines = [nodes.labels[i], `id ${nodes.ids[i]}`, `effect: ${formatNumber(nodes.effect[i])}`];
+    const lines = [nodes.labels[i], `id ${nodes.ids[i]}`,
+      `${isMetric(i) ? "total effect of the patch" : "effect"}: ${formatNumber(nodes.effect[i])}`];
     if (!Number.isNaN(nodes.activation[i])) lines.push(`activation: ${formatNumber(nodes.activation[i])}`);
     let into = 0;
     let out = 0;
@@ -308,6 +331,7 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
   actionSelect.addEventListener("change", () => { model.set("action", actionSelect.value); model.save_changes(); });
   ablationSelect.addEventListener("change", () => { model.set("ablation", ablationSelect.value); model.save_changes(); });
   model.on("change:action", () => { actionSelect.value = model.get("action") as string; });
+  model.on("change:actions", showActions);
   model.on("change:ablation", () => { ablationSelect.value = model.get("ablation") as string; });
 
   draw();

@@ -173,7 +173,8 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
     draw();
   }
 
-  function show(nextHook: string, nextFeature: number, save: boolean): void {
+  /** Shows a feature; `save` writes it to the model (the kernel), `share` to the shared selection. */
+  function show(nextHook: string, nextFeature: number, save: boolean, share = false): void {
     if (nextHook === hook && nextFeature === feature) return;
     hook = nextHook;
     feature = Math.min(nextFeature, dSae() - 1);
@@ -182,6 +183,7 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
       model.set("feature", feature);
       model.save_changes();
     }
+    if (share) selection.set({ feature });
     void load();
   }
 
@@ -211,8 +213,8 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
     ]);
   });
   histogram.addEventListener("mouseleave", () => shell.tooltip.hide());
-  prevButton.addEventListener("click", () => show(hook, Math.max(0, feature - 1), true));
-  nextButton.addEventListener("click", () => show(hook, Math.min(dSae() - 1, feature + 1), true));
+  prevButton.addEventListener("click", () => show(hook, Math.max(0, feature - 1), true, true));
+  nextButton.addEventListener("click", () => show(hook, Math.min(dSae() - 1, feature + 1), true, true));
   featureInput.addEventListener("change", () => {
     const next = readInteger(featureInput, 0, dSae() - 1);
     if (next === null) {
@@ -220,7 +222,7 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
       featureInput.value = String(feature);
       return;
     }
-    show(hook, next, true);
+    show(hook, next, true, true);
   });
   hookSelect.addEventListener("change", () => show(hookSelect.value, feature, true));
   follow.addEventListener("change", () => {

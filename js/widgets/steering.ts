@@ -8,11 +8,11 @@ import "./features/features.css";
 import "./steering.css";
 import type { RenderProps } from "../lib/anywidget";
 import { h, select, setChildren } from "../lib/dom";
-import { formatNumber } from "../lib/format";
+import { formatNumber, quoteToken } from "../lib/format";
 import { Requester } from "../lib/messaging";
 import { connectSelection } from "../lib/selection";
 import { control, createShell } from "../lib/shell";
-import { tokenSpan } from "../lib/tokens";
+import { tokenFromEvent, tokenSpan } from "../lib/tokens";
 import { integerInput, readInteger } from "./features/views";
 import { hookLayer } from "./features/wire";
 
@@ -48,6 +48,7 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
   let rows = model.get("rows") as Row[];
   let scales = (model.get("scales") as number[]).slice();
   let timer: number | undefined;
+  let shown: Generation | null = null;
   signal.addEventListener("abort", () => window.clearTimeout(timer));
 
   // ---- toolbar: generation settings, adding a feature
@@ -155,6 +156,7 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
   }
 
   function show(generation: Generation): void {
+    shown = generation;
     const prompt = () => h("span", { className: "iw-prompt" }, ...tokens.map((token, i) => tokenSpan(token, i)));
     const continuation = (list: string[], other: string[] | null) => list.map((token, i) => {
       const span = tokenSpan(token, tokens.length + i);
@@ -165,6 +167,23 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
     setChildren(description, generation.description);
     setChildren(baselineBox, prompt(), ...continuation(generation.baseline, null));
     setChildren(steeredBox, prompt(), ...continuation(generation.steered, generation.baseline));
+  }
+
+  function hoverLines(index: number, steered: boolean): string[] {
+    if (index < tokens.length) return [`prompt ${quoteToken(tokens[index], index)}`];
+    const k = index - tokens.length;
+    const own = (steered ? shown?.steered : shown?.baseline) ?? [];
+    const lines = [`generated ${quoteToken(own[k] ?? "", index)}${steered ? " with steering" : " without steering"}`];
+    const other = (steered ? shown?.baseline : shown?.steered) ?? [];
+    if (k < other.length && other[k] !== own[k]) lines.push(`${steered ? "without" : "with"} steering: ${quoteToken(other[k], index)}`);
+    return lines;
+  }
+  for (const [box, steered] of [[baselineBox, false], [steeredBox, true]] as const) {
+    box.addEventListener("mouseover", (event) => {
+      const hit = tokenFromEvent(event, box);
+      if (hit) shell.tooltip.show(event as MouseEvent, hoverLines(hit.index, steered));
+    });
+    box.addEventListener("mouseleave", () => shell.tooltip.hide());
   }
 
   // ---- events

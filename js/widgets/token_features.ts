@@ -166,13 +166,14 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
     try {
       const [before, after] = await Promise.all([decodeRanked(reply.result.before, "probs"), decodeRanked(reply.result.after, "probs")]);
       const at = Number(reply.result.position);
+      const top = Math.max(...before.values, ...after.values);
       setChildren(outcomePanel,
         h("div", { className: "iw-outcome-title" }, String(reply.result.description)),
         h("div", { className: "iw-hint" },
           `next token after ${quoteToken(tokens[at], at)}; the feature's activation there: ${formatNumber(Number(reply.result.activation))}`),
         h("div", { className: "iw-tops" },
-          barList("before", before, 1, "iw-top-before"),
-          barList("after", after, 1, "iw-top-after")));
+          barList("before: probability", before, top, "iw-top-before"),
+          barList("after", after, top, "iw-top-after")));
     } catch (error) {
       shell.status.showError(`could not read the predictions: ${(error as Error).message}`);
     }

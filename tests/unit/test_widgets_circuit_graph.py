@@ -178,8 +178,11 @@ def test_constructor_checks_and_pruning(random_model, saes, circuit):
 
 
 def test_a_circuit_from_the_engine_draws_and_ablates(random_model, saes, task):
-    circuit = iw.circuits.feature_circuit(random_model, saes, task, method="atp", kinds=("resid",), node_threshold=0.0,
-                                          edge_threshold=0.0, progress=False).prune(top_k=40)  # random SAEs: keep some features
+    options = dict(method="atp", kinds=("resid",), progress=False)
+    effects = iw.circuits.feature_circuit(random_model, saes, task, node_threshold=0.0, edges=False, **options)
+    threshold = sorted(abs(n.effect) for n in effects.nodes if n.is_feature)[-8]  # at least 8 feature nodes
+    circuit = iw.circuits.feature_circuit(random_model, saes, task, node_threshold=threshold, **options)
+    assert circuit.edges
     graph = CircuitGraph(circuit, model=random_model, saes=saes, task=task)
     feature = next(n for n in circuit.nodes if n.is_feature)
     ok, result = ask(graph, "ablate", node=feature.id, ablation="zero")
@@ -190,5 +193,7 @@ def test_a_circuit_from_the_engine_draws_and_ablates(random_model, saes, task):
 def test_static_preview_lists_nodes_by_layer(graph):
     html = graph._repr_mimebundle_()[0]["text/html"]
     assert "resid 1 #5 @3 (+0.8)" in html and "layer 4" in html and "node effect on the metric" in html
+    markup = CircuitGraph(Circuit([Node("embed@0", 0, "embed", None, 0, "<script>alert(1)</script>", 1.0)]))
+    assert "<script>" not in markup._repr_mimebundle_()[0]["text/html"]
     empty = CircuitGraph(Circuit([], [], {"message": "No node has |effect| >= 0.1"}))
     assert "No node has |effect| &gt;= 0.1" in empty._repr_mimebundle_()[0]["text/html"]

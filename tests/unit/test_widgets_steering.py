@@ -71,11 +71,11 @@ def test_steered_text_is_generation_under_the_summed_steering(random_model, widg
 
 
 def test_sampling_is_reproducible_by_seed(random_model, widget):
-    sample = {**SETTINGS, "sampling": "sample", "temperature": 2.0}
+    sample = {**SETTINGS, "max_new_tokens": 4, "sampling": "sample", "temperature": 2.0}
     first = ask(widget, "generate", scales=[3.0, 0], **sample)[1]
     again = ask(widget, "generate", scales=[3.0, 0], **sample)[1]
     assert first == again
-    others = [ask(widget, "generate", scales=[3.0, 0], **{**sample, "seed": seed})[1]["steered"] for seed in (1, 2, 3)]
+    others = [ask(widget, "generate", scales=[3.0, 0], **{**sample, "seed": seed})[1]["steered"] for seed in (1, 2)]
     assert any(other != first["steered"] for other in others)
 
 

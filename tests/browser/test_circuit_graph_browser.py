@@ -1,0 +1,149 @@
+"""CircuitGraph in JupyterLab: a feature circuit from the engine drawn by layer and position; hover shows node
+and edge values; a click ablates the node in the kernel and shows the metric before and after (mean and zero);
+in "open" mode a click shows the node's feature in a linked FeatureDashboard; labels with markup stay text."""
+
+from __future__ import annotations
+
+import json
+import re
+from textwrap import dedent
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CELLS = [
+    dedent("""\
+        import json
+        import interpwidgets as iw
+        from interpwidgets.models import build_teaching_model
+        from interpwidgets.sae import SAEConfig, SAESet, build_sae
+        from interpwidgets.widgets.circuit_graph import CircuitGraph
+        from interpwidgets.widgets.feature_corpus import corpus_tokens
+        from interpwidgets.widgets.feature_dashboard import FeatureDashboard
+        model = build_teaching_model(seed=0)
+        saes = SAESet.of([build_sae(SAEConfig(d_in=128, d_sae=32, architecture="topk", k=4,
+                                              hook_name=f"blocks.{layer}.hook_resid_post"), seed=layer) for layer in range(4)])
+        task = iw.tasks.ioi(model, n=4, seed=0)
+        options = dict(method="atp", kinds=("resid",), edge_threshold=0.0, progress=False)
+        everything = iw.circuits.feature_circuit(model, saes, task, node_threshold=0.0, edges=False, **options)
+        threshold = sorted(abs(n.effect) for n in everything.nodes if n.is_feature)[-10]  # 10 features and some errors
+        circuit = iw.circuits.feature_circuit(model, saes, task, node_threshold=threshold, **options)"""),
+    dedent("""\
+        dashboard = FeatureDashboard(model, saes, corpus=corpus_tokens(model, rows=8, seq=16))
+        graph = CircuitGraph(circuit, model=model, saes=saes, task=task, dashboard=dashboard)
+        graph"""),
+    "dashboard",
+    # the kernel's answers for the nodes the test clicks
+    dedent("""\
+        features = sorted((n for n in circuit.nodes if n.is_feature), key=lambda n: -abs(n.effect))
+        A = features[0]
+        B = next(n for n in features[1:] if (n.layer, n.feature) != (0, 0))
+        edge = max(circuit.edges, key=lambda e: abs(e.weight))
+        before, after = graph.ablate(A.id, "mean")
+        expected = {"n_nodes": len(circuit.nodes), "n_edges": len(circuit.edges), "before": before,
+                    "A": {"id": A.id, "label": A.label, "effect": A.effect, "after": after,
+                          "after_zero": graph.ablate(A.id, "zero")[1]},
+                    "B": {"id": B.id, "label": B.label, "hook": f"blocks.{B.layer}.hook_resid_post", "feature": B.feature},
+                    "edge": {"index": circuit.edges.index(edge), "src": circuit.node(edge.src).label,
+                             "dst": circuit.node(edge.dst).label, "weight": edge.weight}}
+        print("IW-EXPECTED", json.dumps(expected))"""),
+    # labels are data: markup in them must show as text
+    dedent("""\
+        from interpwidgets.circuits import Circuit, Edge, Node
+        xss = CircuitGraph(Circuit([Node("resid0/1@0", 0, "resid", 1, 0, "<img src=x onerror=alert(1)>", 0.5),
+                                    Node("metric", 1, "metric", label="<b>metric</b>")],
+                                   [Edge("resid0/1@0", "metric", 0.3)]), title="<i>xss</i>")
+        xss"""),
+]
+
+
+@pytest.fixture(scope="module")
+def notebook(notebook_page):
+    return notebook_page("circuit_graph", CELLS)
+
+
+@pytest.fixture(scope="module")
+def expected(notebook) -> dict:
+    output = notebook.page.locator(".jp-OutputArea-output", has_text="IW-EXPECTED")
+    output.wait_for()
+    return json.loads(output.inner_text().split("IW-EXPECTED", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def root(notebook, expected):
+    root = notebook.page.locator(".iw-circuit").first
+    root.locator(".iw-node").first.wait_for()
+    return root
+
+
+def wait_idle(root) -> None:
+    root.locator("xpath=self::*[@data-iw-status='idle']").wait_for()
+
+
+def number(text: str) -> float:
+    return float(text.strip().replace("\u2212", "-"))
+
+
+def node(root, node_id: str):
+    return root.locator(f".iw-node[data-id='{node_id}']")
+
+
+def test_renders_nodes_edges_and_legend(root, expected, screenshot):
+    assert root.locator(".iw-node").count() == expected["n_nodes"]
+    assert root.locator("path[data-edge]").count() == expected["n_edges"]
+    assert root.locator(".iw-legend-units").inner_text() == "node effect on the metric"
+    assert number(root.locator(".iw-edge-max").inner_text()) == pytest.approx(abs(expected["edge"]["weight"]), rel=0.01)
+    assert "metric" in root.locator(".iw-guides text").evaluate_all("els => els.map(e => e.textContent)")
+    screenshot(root, "circuit_graph")
+
+
+def test_hover_shows_node_and_edge_values(root, expected):
+    node(root, expected["A"]["id"]).hover()
+    tooltip = root.locator(".iw-tooltip")
+    tooltip.wait_for(state="visible")
+    text = tooltip.inner_text()
+    assert expected["A"]["label"] in text
+    assert number(re.search(r"effect: (\S+)", text).group(1)) == pytest.approx(expected["A"]["effect"], rel=0.01, abs=1e-4)
+    edge = expected["edge"]
+    root.locator(f"path[data-edge='{edge['index']}']").dispatch_event("mouseover")
+    root.locator(".iw-tooltip", has_text="weight:").wait_for(state="visible")
+    text = tooltip.inner_text()
+    assert f"{edge['src']} \u2192 {edge['dst']}" in text
+    assert number(re.search(r"weight: (\S+)", text).group(1)) == pytest.approx(edge["weight"], rel=0.01, abs=1e-4)
+
+
+def test_click_ablates_the_node_in_the_kernel(root, expected, screenshot):
+    node(root, expected["A"]["id"]).click()
+    root.locator(".iw-outcome-title", has_text=f"mean-ablated {expected['A']['label']}").wait_for()
+    wait_idle(root)
+    assert number(root.locator(".iw-metric-before").inner_text()) == pytest.approx(expected["before"], rel=0.01, abs=1e-3)
+    assert number(root.locator(".iw-metric-after").inner_text()) == pytest.approx(expected["A"]["after"], rel=0.01, abs=1e-3)
+    assert "iw-ablated" in node(root, expected["A"]["id"]).get_attribute("class")
+    root.locator("select[aria-label='ablation']").select_option("zero")
+    node(root, expected["A"]["id"]).click()
+    root.locator(".iw-outcome-title", has_text=f"zero-ablated {expected['A']['label']}").wait_for()
+    wait_idle(root)
+    assert number(root.locator(".iw-metric-after").inner_text()) == pytest.approx(expected["A"]["after_zero"], rel=0.01,
+                                                                                  abs=1e-3)
+    root.page.mouse.move(0, 0)  # the tooltip off the picture
+    root.locator(".iw-tooltip").wait_for(state="hidden")
+    screenshot(root, "circuit_graph_ablated")
+
+
+def test_click_opens_the_feature_in_the_dashboard(notebook, root, expected):
+    b = expected["B"]
+    root.locator("select[aria-label='on click']").select_option("open")
+    node(root, b["id"]).click()
+    root.locator(".iw-opened", has_text=f"{b['hook']} \u00b7 feature {b['feature']}").wait_for()
+    dashboard = notebook.page.locator(".iw-dashboard").first
+    dashboard.locator(".iw-dash-title", has_text=re.compile(rf"^Feature {b['feature']}$")).wait_for()
+    dashboard.locator(".iw-dash-header", has_text=b["hook"]).wait_for()
+
+
+def test_labels_are_text_not_markup(notebook):
+    root = notebook.page.locator(".iw-circuit").nth(1)
+    root.locator(".iw-node[data-id='resid0/1@0']").hover()
+    root.locator(".iw-tooltip", has_text="<img src=x onerror=alert(1)>").wait_for(state="visible")
+    assert root.locator(".iw-title").inner_text() == "<i>xss</i>"
+    assert root.locator("img, b, i").count() == 0 and notebook.dialogs == []

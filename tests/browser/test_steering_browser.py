@@ -1,0 +1,133 @@
+"""Steering in JupyterLab: the kernel's generations without and with steering side by side; moving a slider
+regenerates (debounced, coalesced) and shows the kernel's steered text with changed tokens marked; hover
+shows what the other side wrote; sliders are added and removed in the kernel; seeded sampling."""
+
+from __future__ import annotations
+
+import json
+from textwrap import dedent
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+PROMPT = "When Mary and John went to the store,"
+HOOK = "blocks.1.hook_resid_post"
+
+CELLS = [
+    dedent("""\
+        import json
+        from interpwidgets.models import build_teaching_model
+        from interpwidgets.sae import SAEConfig, build_sae
+        from interpwidgets.widgets.steering import Steering
+        model = build_teaching_model(seed=0)
+        sae = build_sae(SAEConfig(d_in=128, d_sae=64, architecture="relu", hook_name="blocks.1.hook_resid_post"), seed=0)"""),
+    f"steering = Steering(model, sae, {PROMPT!r}, features=[5, 9], max_new_tokens=8)\nsteering",
+    # the kernel's own generations for the settings the test chooses
+    dedent("""\
+        limit = steering.rows[0]["limit"]
+        def run(scales, **settings):
+            baseline, steered = steering.continuations(scales, max_new_tokens=8, **settings)
+            return {"baseline": baseline, "steered": steered}
+        expected = {"limit": limit, "zero": run([0.0, 0.0]), "max": run([limit, 0.0]),
+                    "half": run([-limit / 2, 0.0]),
+                    "sampled": run([limit, 0.0], sampling="sample", temperature=1.0, seed=3),
+                    "n_prompt": len(steering.tokens)}
+        print("IW-EXPECTED", json.dumps(expected))"""),
+]
+
+
+@pytest.fixture(scope="module")
+def notebook(notebook_page):
+    return notebook_page("steering", CELLS)
+
+
+@pytest.fixture(scope="module")
+def expected(notebook) -> dict:
+    output = notebook.page.locator(".jp-OutputArea-output", has_text="IW-EXPECTED")
+    output.wait_for()
+    return json.loads(output.inner_text().split("IW-EXPECTED", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def root(notebook, expected):
+    root = notebook.page.locator(".iw-steering").first
+    root.locator(".iw-description", has_text="no steering").wait_for()
+    wait_idle(root)
+    return root
+
+
+def wait_idle(root) -> None:
+    root.locator("xpath=self::*[@data-iw-status='idle']").wait_for()
+
+
+def generated(root, side: str) -> list[str]:
+    return root.locator(f".iw-{side} .iw-new").evaluate_all("els => els.map(e => e.textContent)")
+
+
+def set_slider(root, index: int, value: str) -> None:
+    root.locator(f".iw-slider[data-index='{index}']").evaluate(
+        f"el => {{ el.value = {value}; el.dispatchEvent(new Event('input')); }}")
+
+
+def test_renders_sliders_and_both_generations(root, expected, screenshot):
+    assert root.locator(".iw-row-label").all_inner_texts() == [f"{HOOK} #5", f"{HOOK} #9"]
+    slider = root.locator(".iw-slider[data-index='0']")
+    assert float(slider.get_attribute("max")) == pytest.approx(expected["limit"])
+    assert generated(root, "baseline") == generated(root, "steered") == expected["zero"]["baseline"]
+    assert root.locator(".iw-baseline .iw-prompt .iw-token").count() == expected["n_prompt"]
+
+
+def test_moving_a_slider_regenerates_in_the_kernel(notebook, root, expected, screenshot):
+    for value in ("el.max / 4", "el.max / 3", "el.max / 2", "el.max"):  # a burst: only the latest settings matter
+        set_slider(root, 0, value)
+    root.locator(".iw-description", has_text=f"{HOOK} #5 \u00d7").wait_for()
+    root.locator(".iw-description", has_text=f"\u00d7 {expected['limit']:g}").wait_for()
+    wait_idle(root)
+    assert generated(root, "steered") == expected["max"]["steered"]
+    assert generated(root, "baseline") == expected["max"]["baseline"]
+    changed = [i for i, (a, b) in enumerate(zip(expected["max"]["baseline"], expected["max"]["steered"])) if a != b]
+    marked = root.locator(".iw-steered .iw-new").evaluate_all("els => els.map(e => e.classList.contains('iw-diff'))")
+    assert [i for i, on in enumerate(marked) if on] == changed and changed
+    screenshot(root, "steering")
+
+
+def test_hover_shows_the_other_sides_token(root, expected):
+    first = next(i for i, (a, b) in enumerate(zip(expected["max"]["baseline"], expected["max"]["steered"])) if a != b)
+    root.locator(".iw-steered .iw-new").nth(first).hover()
+    tooltip = root.locator(".iw-tooltip")
+    tooltip.wait_for(state="visible")
+    assert f"without steering: {expected['n_prompt'] + first} \u2018{expected['max']['baseline'][first]}\u2019" in tooltip.inner_text()
+
+
+def test_reset_and_negative_scales(root, expected):
+    set_slider(root, 0, "-el.max / 2")
+    root.locator(".iw-description", has_text=f"\u00d7 {-expected['limit'] / 2:g}").wait_for()
+    wait_idle(root)
+    assert generated(root, "steered") == expected["half"]["steered"]
+    root.locator(".iw-reset").first.click()
+    root.locator(".iw-description", has_text="no steering").wait_for()
+    wait_idle(root)
+    assert generated(root, "steered") == expected["zero"]["steered"]
+
+
+def test_seeded_sampling(root, expected):
+    set_slider(root, 0, "el.max")
+    root.locator("select[aria-label='sampling']").select_option("sample")
+    root.locator("input[aria-label='seed']").evaluate("el => { el.value = '3'; el.dispatchEvent(new Event('change')); }")
+    root.locator(".iw-description", has_text="sampled at T=1, seed 3").wait_for()
+    wait_idle(root)
+    assert generated(root, "steered") == expected["sampled"]["steered"]
+    assert generated(root, "baseline") == expected["sampled"]["baseline"]
+
+
+def test_sliders_are_added_and_removed_in_the_kernel(root):
+    root.locator("input[aria-label='feature to add']").fill("12")
+    root.locator(".iw-add").click()
+    root.locator(".iw-row-label", has_text=f"{HOOK} #12").wait_for()
+    assert root.locator(".iw-slider").count() == 3
+    root.locator(".iw-add").click()  # the same feature again: the kernel refuses
+    root.locator(".iw-error", has_text="already has a slider").wait_for()
+    root.locator(".iw-remove").nth(1).click()
+    root.locator(".iw-row-label", has_text=f"{HOOK} #9").wait_for(state="detached")
+    assert root.locator(".iw-row-label").all_inner_texts() == [f"{HOOK} #5", f"{HOOK} #12"]
