@@ -11,6 +11,8 @@ head plus a constant:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from interpwidgets.circuits.runs import device_of
@@ -23,17 +25,28 @@ def _encoder_column(sae, feature: int) -> torch.Tensor:
     return column * r_mag[feature].exp() if r_mag is not None else column
 
 
-def attention_feature_heads(model, sae, tokens: torch.Tensor, feature: int, position: int | None = None) -> torch.Tensor:
-    """`[n_heads]` each head's contribution to feature `feature`'s pre-activation, averaged over prompts.
+def attention_feature_heads(
+    model, sae, tokens: torch.Tensor, features: int | Sequence[int], positions: int | None | Sequence[int | None] = None,
+) -> torch.Tensor:
+    """Each head's contribution to each feature's pre-activation, averaged over prompts: `[n_features, n_heads]`
+    (`[n_heads]` for a single int feature). One forward pass for all features.
 
-    sae: an SAE reading "blocks.L.hook_attn_out"; tokens: `[batch, seq]`. position: one position, or
-    None to average over the positions where the feature is active (all positions if it never is).
+    sae: an SAE reading "blocks.L.hook_attn_out"; tokens: `[batch, seq]`. positions: per feature (or one
+    for all) a position, or None to average over the positions where the feature is active (over all
+    positions if it never is).
     """
     hook = sae.cfg.hook_name
     if not hook.endswith(".hook_attn_out") or sae.is_transcoder:
         raise ValueError(f"attention_feature_heads needs an SAE reading 'blocks.L.hook_attn_out', not {hook!r}.")
-    if not 0 <= feature < sae.cfg.d_sae:
-        raise ValueError(f"feature {feature} is outside the SAE's {sae.cfg.d_sae} features.")
+    single = isinstance(features, int)
+    features = [features] if single else [int(f) for f in features]
+    if not isinstance(positions, Sequence):
+        positions = [positions] * len(features)
+    if len(positions) != len(features):
+        raise ValueError(f"Got {len(positions)} positions for {len(features)} features.")
+    bad = [f for f in features if not 0 <= f < sae.cfg.d_sae]
+    if bad:
+        raise ValueError(f"features {bad[:5]} are outside the SAE's {sae.cfg.d_sae} features.")
     layer = int(hook.split(".")[1])
     store: dict[str, torch.Tensor] = {}
 
@@ -45,11 +58,17 @@ def attention_feature_heads(model, sae, tokens: torch.Tensor, feature: int, posi
 
     with torch.no_grad(), hooked(model, [(f"blocks.{layer}.attn.hook_z", keep("z")), (hook, keep("out"))]):
         model(tokens.to(device_of(model)))
-        W_O = model.blocks[layer].attn.W_O  # [n_heads, d_head, d_model]
-        per_head = torch.einsum("bphd,hdm->bphm", store["z"], W_O) @ _encoder_column(sae, feature)  # [batch, seq, n_heads]
-        if position is not None:
-            return per_head[:, position].mean(0)
-        active = sae.encode(store["out"])[..., feature] != 0  # [batch, seq]
-        if not bool(active.any()):
-            return per_head.mean((0, 1))
-        return per_head[active].mean(0)
+        heads_out = torch.einsum("bphd,hdm->bphm", store["z"], model.blocks[layer].attn.W_O)  # [batch, seq, head, d_model]
+        columns = torch.stack([_encoder_column(sae, f) for f in features], dim=-1)  # [d_model, n_features]
+        per_head = heads_out @ columns  # [batch, seq, head, n_features]
+        active = sae.encode(store["out"])[..., features] != 0  # [batch, seq, n_features]
+        rows = []
+        for i, position in enumerate(positions):
+            if position is not None:
+                rows.append(per_head[:, position, :, i].mean(0))
+            elif bool(active[..., i].any()):
+                rows.append(per_head[..., i][active[..., i]].mean(0))
+            else:
+                rows.append(per_head[..., i].mean((0, 1)))
+    out = torch.stack(rows)
+    return out[0] if single else out

@@ -213,10 +213,12 @@ def test_head_contributions_to_an_attention_feature_sum_to_its_pre_activation(ra
     _, cache = random_model.run_with_cache(task.clean_tokens, names_filter=["blocks.1.hook_attn_out"])
     pre = sae.encode_pre(cache["blocks.1.hook_attn_out"])  # [batch, seq, d_sae]
     pos, j = 7, int(pre[:, 7].mean(0).argmax())
-    heads = attention_feature_heads(random_model, sae, task.clean_tokens, j, position=pos)
+    heads = attention_feature_heads(random_model, sae, task.clean_tokens, j, pos)
     constant = (random_model.blocks[1].attn.b_O - sae.b_dec) @ sae.W_enc[:, j] + sae.b_enc[j]
     assert heads.shape == (random_model.cfg.n_heads,)
     assert (heads.sum() + constant).item() == pytest.approx(pre[:, pos, j].mean().item(), abs=1e-4)
+    both = attention_feature_heads(random_model, sae, task.clean_tokens, [j, 3], [pos, None])
+    assert both.shape == (2, random_model.cfg.n_heads) and torch.allclose(both[0], heads, atol=1e-5)
     with pytest.raises(ValueError, match="hook_attn_out"):
         attention_feature_heads(random_model, saes["blocks.1.hook_resid_post"], task.clean_tokens, 0)
 
