@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu", "gated")
+ENCODER_INIT_SCALE = 0.1
 
 
 @dataclass
@@ -125,15 +126,18 @@ class SAE(nn.Module):
     # ---- initialisation -------------------------------------------------------------------
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        """Random unit-norm decoder rows; encoder = decoder transpose (tied init, Gao et al.)."""
+        """Random unit-norm decoder rows; encoder = `ENCODER_INIT_SCALE` x decoder transpose (tied init,
+        Gao et al.; random directions for a transcoder), so that initial reconstructions are small
+        rather than large and wrong — large early errors drive many latents dead."""
         W = torch.randn(self.cfg.d_sae, self.cfg.d_out, generator=generator)
         W /= W.norm(dim=-1, keepdim=True)
         self.W_dec.copy_(W)
         if self.cfg.is_transcoder:
-            enc = torch.randn(self.cfg.d_in, self.cfg.d_sae, generator=generator) / self.cfg.d_in**0.5
+            enc = torch.randn(self.cfg.d_in, self.cfg.d_sae, generator=generator)
+            enc /= enc.norm(dim=0, keepdim=True)
         else:
             enc = W.T.clone()
-        self.W_enc.copy_(enc)
+        self.W_enc.copy_(ENCODER_INIT_SCALE * enc)
         self.b_enc.zero_()
         self.b_dec.zero_()
 

@@ -2,9 +2,11 @@
 
 Training keeps the `k * n_tokens` largest ReLU'd pre-activations over the whole batch, so tokens
 share a budget of k latents on average. Inference cannot depend on the batch, so it uses a single
-threshold learned during training (an exponential moving average of the smallest activation kept in
-each batch): f = pre * (pre > threshold), exactly a JumpReLU with one shared threshold. That is how
-it is saved in SAELens format ("jumprelu" with a `threshold` vector).
+threshold: f = pre * (pre > threshold), exactly a JumpReLU with one shared threshold (how it is
+saved in SAELens format: "jumprelu" with a `threshold` vector). During training the threshold
+follows an exponential moving average of the smallest activation kept in each batch; at the end
+the trainer calibrates it on recent training batches so that the mean L0 there is exactly k (the
+moving average lags behind weights that are still changing).
 """
 
 from __future__ import annotations
@@ -36,6 +38,13 @@ class BatchTopKSAE(SAE):
 
     def activation(self, pre: torch.Tensor) -> torch.Tensor:
         return pre * (pre > self.threshold)
+
+    @torch.no_grad()
+    def calibrate_threshold(self, x: torch.Tensor) -> None:
+        """Set the threshold so that on inputs `x [n, d_in]` exactly k * n activations pass (mean L0 = k)."""
+        pre = torch.relu(self.encode_pre(x)).flatten()
+        n_keep = min(self.cfg.k * len(x), pre.numel() - 1)
+        self.threshold.fill_(pre.kthvalue(pre.numel() - n_keep).values.item())
 
     def training_outputs(self, x: torch.Tensor, target: torch.Tensor, sparsity_coefficient: float) -> dict[str, torch.Tensor]:
         pre = self.encode_pre(x)

@@ -21,17 +21,24 @@ def shuffled_batches(
     """
     if capacity < 2 * batch_size:
         raise ValueError(f"buffer capacity ({capacity}) must be at least twice the batch size ({batch_size}).")
-    store: torch.Tensor | None = None
+    store: torch.Tensor | None = None  # rows left over from the last refill
+    pending: list[torch.Tensor] = []
+    n_pending = 0
     for chunk in chunks:
-        store = chunk if store is None else torch.cat([store, chunk])
-        if len(store) < capacity:
+        pending.append(chunk)
+        n_pending += len(chunk)
+        held = n_pending + (len(store) if store is not None else 0)
+        if held < capacity:
             continue
+        store = torch.cat(([store] if store is not None else []) + pending)
+        pending, n_pending = [], 0
         store = store[torch.randperm(len(store), generator=generator)]
         n_batches = (len(store) - capacity // 2) // batch_size
         for i in range(n_batches):
             yield store[i * batch_size:(i + 1) * batch_size]
         store = store[n_batches * batch_size:]
-    if store is not None:
+    if store is not None or pending:
+        store = torch.cat(([store] if store is not None else []) + pending)
         store = store[torch.randperm(len(store), generator=generator)]
         for i in range(len(store) // batch_size):
             yield store[i * batch_size:(i + 1) * batch_size]

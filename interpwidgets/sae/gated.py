@@ -11,10 +11,12 @@ SAELens name: "gated" (parameters b_gate, r_mag, b_mag).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-from interpwidgets.sae.base import SAE, register
+from interpwidgets.sae.base import ENCODER_INIT_SCALE, SAE, register
 
 
 @register
@@ -29,8 +31,8 @@ class GatedSAE(SAE):
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         super().reset_parameters(generator)
-        if hasattr(self, "r_mag"):
-            self.r_mag.zero_()
+        if hasattr(self, "r_mag"):  # the gate starts small; the magnitude path at the decoder's scale
+            self.r_mag.fill_(-math.log(ENCODER_INIT_SCALE))
             self.b_mag.zero_()
 
     def _centred(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Train, evaluate and install the SAEs and transcoders bundled for the teaching model.
 
-    python -m interpwidgets.sae.train_pretrained [--tokens 1000000] [--d-sae 1024] [--k 32]
+    python -m interpwidgets.sae.train_pretrained [--tokens 600000] [--d-sae 1024] [--k 32]
 
 For each of the 4 layers: residual SAEs (hook_resid_post), attention-output SAEs (hook_attn_out),
 MLP-output SAEs (hook_mlp_out) and MLP transcoders (ln2.hook_normalized -> hook_mlp_out): 16
@@ -8,8 +8,8 @@ BatchTopK dictionaries, stored as JumpReLU with one shared threshold (SAELens "j
 "jumprelu_transcoder"), float16, under `interpwidgets/zoo/assets/teaching/saes/`. One forward pass
 over `--tokens` tokens of the teaching corpus (seed 101, unseen in the model's training) caches
 every hook's activations; each dictionary then trains on its slice. Evaluation uses other corpus
-text (seed 102). The run is deterministic for a given torch build and thread count; on 2 CPU cores it
-takes about 20-25 minutes. Writes `evaluation.json`, `training_log.json` and `README.md` beside the
+text (seeds 102 and 104). The run is deterministic for a given torch build and thread count; on 2 CPU
+cores it takes about 20-25 minutes (the time of the run is recorded in the README it writes). Writes `evaluation.json`, `training_log.json` and `README.md` beside the
 dictionaries.
 """
 
@@ -33,6 +33,15 @@ from interpwidgets.sae.training import train_on_activations
 
 TARGETS = {"resid_ce_loss_recovered": 0.90, "resid_l0": 50, "transcoder_explained_variance": 0.85, "dead_fraction": 0.05}
 TABLE_COLUMNS = ("l0", "explained_variance", "ce_loss_recovered", "dead_fraction", "dense_fraction", "mse")
+
+
+@torch.no_grad()
+def latent_frequencies(sae, acts: torch.Tensor, dense_threshold: float = 0.1) -> dict:
+    """Dead/dense fractions over held-out activations `[n, d_in]` (more tokens than the CE evaluation sees)."""
+    fired = sum((sae.encode(chunk.float()) != 0).sum(0) for chunk in acts.split(8192))
+    frequency = fired / len(acts)
+    return {"dead_fraction": (frequency == 0).float().mean().item(), "dense_fraction": (frequency > dense_threshold).float().mean().item(),
+            "frequency_tokens": len(acts), "feature_frequency": frequency}
 
 
 def dictionary_specs(n_layers: int) -> list[tuple[str, str | None, str]]:
@@ -76,12 +85,15 @@ def model_card(rows: list[dict], args: argparse.Namespace, minutes: float, check
 
 Sixteen BatchTopK dictionaries (Bussmann et al. 2024) — per layer a residual-stream SAE, an
 attention-output SAE, an MLP-output SAE and an MLP transcoder (Ge et al. 2024) — each with
-{args.d_sae} latents and k = {args.k}, trained on {args.tokens:,} tokens of the teaching corpus (seed
+{args.d_sae} latents and k = {args.k}, trained on {args.tokens:,} tokens of the teaching corpus (batch {args.batch_size}, Adam lr {args.lr}, AuxK coefficient
+{args.aux_coefficient}) (seed
 {CORPUS_SEED}) by `python -m interpwidgets.sae.train_pretrained` in {minutes:.1f} minutes. Stored in SAELens
 format as JumpReLU dictionaries with one shared threshold, weights in float16. Load them with
 `iw.sae.pretrained(model)`.
 
-Evaluation on {rows[0]['n_tokens']:,} held-out tokens (corpus seed {CORPUS_SEED + 1}); CE loss recovered is
+Evaluation on {rows[0]['n_tokens']:,} held-out tokens (corpus seed {CORPUS_SEED + 1}); dead and dense fractions
+(latents active on no token / on more than 10% of tokens) over {rows[0]['frequency_tokens']:,} further held-out tokens
+(seed {CORPUS_SEED + 3}); CE loss recovered is
 (CE_zero_ablation - CE_with_dictionary) / (CE_zero_ablation - CE_clean), the output hook zero-ablated;
 explained variance is of the output hook (the MLP output for transcoders).
 
@@ -95,14 +107,17 @@ dead fraction <= 5% for all.
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokens", type=int, default=1_000_000, help="training tokens per dictionary")
+    parser.add_argument("--tokens", type=int, default=600_000, help="training tokens per dictionary")
     parser.add_argument("--d-sae", type=int, default=1024)
     parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=2048)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--eval-batches", type=int, default=16, help="evaluation batches of 16 x 128 tokens")
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--aux-coefficient", type=float, default=2.0)
+    parser.add_argument("--dead-after-tokens", type=int, default=20_000)
+    parser.add_argument("--eval-batches", type=int, default=16, help="CE-loss evaluation batches of 16 x 128 tokens")
+    parser.add_argument("--frequency-tokens", type=int, default=200_000, help="held-out tokens for dead/dense fractions")
     parser.add_argument("--out", type=Path, default=SAE_ASSETS)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for these small matmuls on a shared machine)")
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -114,6 +129,7 @@ def main() -> None:
     start = time.time()
     hooks = sorted({h for spec in specs for h in spec[:2] if h})
     cache = cache_activations(model, hooks, args.tokens)
+    held_out = cache_activations(model, sorted({spec[0] for spec in specs}), args.frequency_tokens, seed=CORPUS_SEED + 3)
     staging = Path(tempfile.mkdtemp(prefix=".saes-", dir=args.out.parent))
     rows, log = [], []
     try:
@@ -123,9 +139,11 @@ def main() -> None:
                 cache[hook_in], cache[hook_out] if hook_out else None, hook_name=hook_in, hook_name_out=hook_out,
                 model_name=model.cfg.model_name, architecture="batchtopk", d_sae=args.d_sae, k=args.k,
                 total_tokens=args.tokens, batch_size=args.batch_size, lr=args.lr, seed=index,
+                aux_coefficient=args.aux_coefficient, dead_after_tokens=args.dead_after_tokens,
             )
             train_seconds = time.time() - t0
             stats = evaluate(model, sae, n_batches=args.eval_batches)
+            stats.update(latent_frequencies(sae, held_out[hook_in]))
             row = {"hook_name": hook_in, "hook_name_out": hook_out, "kind": kind, "d_sae": args.d_sae, "k": args.k,
                    **{k: v for k, v in stats.items() if k != "feature_frequency"}, "train_seconds": round(train_seconds, 1)}
             sae.cfg.metadata["evaluation"] = {k: row[k] for k in (*TABLE_COLUMNS, "ce_loss_clean", "ce_loss_with_sae", "n_tokens")}

@@ -6,7 +6,8 @@ returned dictionary acts on raw activations. Loss per batch:
 
     sum_d (y_hat - y)^2, averaged over tokens          (reconstruction)
   + the architecture's sparsity_loss and aux_loss      (see each architecture module)
-  + aux_coefficient * AuxK loss                         (TopK / BatchTopK, Gao et al. 2024)
+  + aux_coefficient * AuxK loss                         (TopK / BatchTopK, Gao et al. 2024; in the
+                                                         reconstruction loss's units, as SAELens does)
 
 Dead latents (no activation in the last `dead_after_tokens` tokens) are revived by AuxK for TopK
 and BatchTopK: the k_aux largest pre-activations among dead latents must reconstruct the residual
@@ -17,6 +18,7 @@ pre-activations, through which no such gradient flows; they are resampled instea
 
 from __future__ import annotations
 
+import collections
 import copy
 import json
 import math
@@ -32,6 +34,7 @@ from interpwidgets.sae.base import SAE, SAEConfig, build_sae
 CHECKPOINT_FILE = "checkpoint.safetensors"
 DEFAULT_SPARSITY = {"relu": 2.0, "jumprelu": 0.3, "gated": 4.0, "topk": 0.0, "batchtopk": 0.0}
 AUXK_ARCHITECTURES = ("topk", "batchtopk")
+CALIBRATION_BATCHES = 8  # recent batches kept to calibrate a BatchTopK threshold at the end
 
 
 class NonFiniteActivationsError(ValueError):
@@ -56,7 +59,7 @@ class TrainConfig:
     lr: float = 1e-3
     warmup_steps: int = 50
     decay_fraction: float = 0.2
-    aux_coefficient: float = 1 / 32
+    aux_coefficient: float = 1.0
     k_aux: int | None = None
     dead_after_tokens: int = 250_000
     resample_every: int = 200
@@ -105,6 +108,7 @@ class Trainer:
         self.source_position = 0  # rows drawn from the data source (for resuming deterministic sources)
         self.generator = torch.Generator().manual_seed(cfg.seed + 1)
         self.k_aux = cfg.k_aux or max(1, sae_cfg.d_out // 2)
+        self.recent: collections.deque[torch.Tensor] = collections.deque(maxlen=CALIBRATION_BATCHES)  # scaled inputs
 
     # ---- schedule and bookkeeping ---------------------------------------------------------
     def learning_rate(self, step: int) -> float:
@@ -143,6 +147,8 @@ class Trainer:
             self._initialise(x, y)
         x = x * self.scale_in
         y = y * self.scale_out
+        if self.sae.cfg.architecture == "batchtopk":
+            self.recent.append(x)
         lr = self.learning_rate(self.step_count)
         for group in self.opt.param_groups:
             group["lr"] = lr * group["lr_scale"]
@@ -179,14 +185,15 @@ class Trainer:
         }
 
     def _auxk_loss(self, pre: torch.Tensor, residual: torch.Tensor, dead: torch.Tensor) -> torch.Tensor:
-        """Normalised error of reconstructing `residual [batch, d_out]` from the top-k_aux dead latents."""
-        k = min(self.k_aux, int(dead.sum()))
+        """Error of reconstructing `residual [batch, d_out]` from the top-k_aux dead latents (Gao et al. 2024),
+        in the units of the reconstruction loss, scaled down while fewer than k_aux latents are dead."""
+        n_dead = int(dead.sum())
+        k = min(self.k_aux, n_dead)
         dead_pre = pre[:, dead]
         values, indices = dead_pre.topk(k, dim=-1, sorted=False)
-        acts = torch.zeros_like(dead_pre).scatter(-1, indices, torch.relu(values))
+        acts = torch.zeros_like(dead_pre).scatter(-1, indices, values)  # no ReLU: strongly negative latents learn too
         residual_hat = acts @ self.sae.W_dec[dead]
-        scale = (residual - residual.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
-        return (residual_hat - residual).pow(2).sum(-1).mean() / scale
+        return min(1.0, n_dead / self.k_aux) * (residual_hat - residual).pow(2).sum(-1).mean()
 
     def _resample_due(self) -> bool:
         c = self.cfg
@@ -228,6 +235,8 @@ class Trainer:
     def result(self, metadata: dict | None = None) -> SAE:
         """A copy of the dictionary for raw (unscaled) activations, in eval mode."""
         sae = copy.deepcopy(self.sae).eval()
+        if self.recent:
+            sae.calibrate_threshold(torch.cat(list(self.recent)))
         if self.scale_in is not None:
             sae.fold_input_output_scale(self.scale_in, self.scale_out)
         sae.cfg.metadata = {**sae.cfg.metadata, **(metadata or {}), "training": {**asdict(self.cfg), "steps_done": self.step_count}}

@@ -115,3 +115,10 @@ def test_jumprelu_threshold_receives_gradient_from_l0_penalty():
 def test_invalid_configs_are_rejected_with_a_message(bad):
     with pytest.raises(ValueError, match=r"."):
         SAEConfig(**{"d_in": 8, "d_sae": 16, **bad})
+
+
+def test_batchtopk_calibration_gives_mean_l0_k_on_the_calibration_inputs():
+    sae = perturbed("batchtopk")
+    x = torch.randn(500, 8)
+    sae.calibrate_threshold(x)
+    assert (sae.encode(x) != 0).sum(-1).float().mean().item() == pytest.approx(4.0, abs=0.01)

@@ -14,7 +14,8 @@ HOOK = "blocks.1.hook_resid_post"
 @pytest.fixture(scope="module")
 def sae():
     s = build_sae(SAEConfig(128, 64, "relu", HOOK), seed=0)
-    with torch.no_grad():
+    with torch.no_grad():  # a tied encoder with a negative bias: every feature fires on some tokens, not all
+        s.W_enc.copy_(s.W_dec.T)
         s.b_enc.fill_(-0.5)
     return s
 

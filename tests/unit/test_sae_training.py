@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -154,3 +156,28 @@ def test_train_transcoder_from_strings(random_model):
 def test_unknown_hook_is_named_with_suggestions(random_model):
     with pytest.raises(KeyError, match="did you mean|Did you mean"):
         train(random_model, "blocks.0.hook_resid_pots", total_tokens=128, progress=False)
+
+
+@pytest.mark.parametrize("architecture", ["topk", "relu"])
+def test_dead_latents_are_revived(architecture):
+    """Half the latents start dead (b_enc = -5); AuxK (topk) or resampling (relu) brings them back,
+    and without it they stay dead."""
+    from interpwidgets.sae.synthetic import make_sparse_features
+
+    x, _ = make_sparse_features(16, 32, 2.0, seed=0).sample(40_000, torch.Generator().manual_seed(0))
+
+    def alive_after(revive: bool) -> float:
+        cfg = TrainConfig(architecture=architecture, d_sae=64, k=4 if architecture == "topk" else None, batch_size=256,
+                          total_tokens=256 * 300, lr=3e-3, dead_after_tokens=2_000, resample_every=50,
+                          aux_coefficient=1.0 if revive else 0.0)
+        t = Trainer(SAEConfig(16, 64, architecture, k=cfg.k), cfg)
+        if not revive:
+            t._resample_due = lambda: False
+        with torch.no_grad():
+            t.sae.b_enc[32:] = -5.0
+        for batch in itertools.islice(itertools.cycle(x.split(256)), 300):
+            t.step(batch, batch)
+        return (t.result().encode(x[:5000]) != 0).any(0)[32:].float().mean().item()
+
+    assert alive_after(revive=False) < 0.2
+    assert alive_after(revive=True) > 0.8
