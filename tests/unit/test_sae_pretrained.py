@@ -44,14 +44,14 @@ def test_assets_fit_the_budget():
 
 
 def test_evaluation_table_meets_the_targets_the_readme_claims():
-    """L0 <= 50 and transcoder explained variance >= 0.85 everywhere; residual CE loss recovered >= 0.90 for
-    layers 0-2 (layer 3 reaches 0.88, a documented miss). The dead-fraction target (<= 5%) is missed for
-    layer 0 and part of layer 3, as the README's model card says, so it is not asserted here."""
+    """The bundle's own evaluation (written by the training script): residual CE loss recovered >= 0.90 at
+    L0 <= 50, transcoder explained variance >= 0.85 and dead fraction <= 5% for every dictionary."""
     table = json.loads(EVALUATION_FILE.read_text())
-    assert table["checks"]["resid_l0<=50"] and table["checks"]["transcoder_explained_variance>=0.85"]
-    resid = {r["hook_name"]: r["ce_loss_recovered"] for r in table["rows"] if r["kind"] == "resid"}
-    assert all(resid[f"blocks.{layer}.hook_resid_post"] >= 0.90 for layer in range(3)), resid
-    assert resid["blocks.3.hook_resid_post"] >= 0.88, resid
+    assert all(table["checks"].values()), table["checks"]
+    for row in table["rows"]:
+        assert row["dead_fraction"] <= 0.05 and row["l0"] <= 50, row
+        if row["kind"] == "resid":
+            assert row["ce_loss_recovered"] >= 0.90, row
 
 
 def test_a_residual_sae_reconstructs_fresh_text(teaching_model, saes):
