@@ -33,9 +33,9 @@ _EXPORTS = {
 
 # Functions named like their module are bound now: once the submodule is imported anywhere, Python
 # would otherwise set this attribute to the module and __getattr__ would never run.
-from interpwidgets.circuits.feature_circuit import feature_circuit  # noqa: E402
-from interpwidgets.circuits.faithfulness import faithfulness  # noqa: E402
-from interpwidgets.circuits.linear_graph import linear_graph  # noqa: E402
+from interpwidgets.circuits.feature_circuit import feature_circuit as feature_circuit  # noqa: E402
+from interpwidgets.circuits.faithfulness import faithfulness as faithfulness  # noqa: E402
+from interpwidgets.circuits.linear_graph import linear_graph as linear_graph  # noqa: E402
 
 
 def __getattr__(name: str):

@@ -104,7 +104,7 @@ def hierarchical_attribution(
                 flows[(v.id, uid)] = flows.get((v.id, uid), 0.0) + flow
     bar.close()
     total_in: dict[str, float] = {}
-    for (src, dst), w in flows.items():
+    for (src, _dst), w in flows.items():
         total_in[src] = total_in.get(src, 0.0) + w
     for nid, node in nodes.items():
         if nid != root.id:

@@ -115,7 +115,7 @@ def interpolated_gradient(
         x = (x_clean[None] + alphas[:, None, None, None] * (x_patch - x_clean)[None]).reshape(k * batch, *x_clean.shape[1:])
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
-            out = forward(model, tokens.repeat(k, 1), [(site.hook, lambda a, hook: x)], readout)
+            out = forward(model, tokens.repeat(k, 1), [(site.hook, lambda a, hook, x=x: x)], readout)
             m = sum(check_metric(metric(out[i * batch:(i + 1) * batch])) for i in range(k))
             (g,) = torch.autograd.grad(m, [x], allow_unused=True)
         if g is not None:

@@ -29,7 +29,7 @@ _EXPORTS = {
 
 # Functions named like their module are bound now: once the submodule is imported anywhere, Python
 # would otherwise set this attribute to the module and __getattr__ would never run.
-from interpwidgets.sae.pretrained import pretrained  # noqa: E402
+from interpwidgets.sae.pretrained import pretrained as pretrained  # noqa: E402
 
 
 def __getattr__(name: str):

@@ -32,7 +32,7 @@ def as_dictionary_input(activation: torch.Tensor, width: int, hook_name: str) ->
 
 def check_fits(model, sae) -> None:
     """Raise unless `sae` reads and writes hooks that exist in `model` with matching widths."""
-    for name, width in ((sae.cfg.hook_name, sae.cfg.d_in), (sae.cfg.output_hook, sae.cfg.d_out)):
+    for name in (sae.cfg.hook_name, sae.cfg.output_hook):
         check_hook(model, name)
     with torch.no_grad():
         names = {sae.cfg.hook_name, sae.cfg.output_hook}
