@@ -8,7 +8,8 @@ Sentences follow the corpus's filler grammar, all of the same token length:
 The spurious cue is the final punctuation: "!" or ".". In the training split the cue agrees with the
 label on every sentence (active verbs end with "!"), so a probe may learn either; in the test split
 the four (label, cue) groups are balanced, so only the label generalises. On the teaching model a
-probe of the last position's residual stream trained on the training split follows the cue.
+probe of the last layer's residual stream (averaged over positions, as Marks et al. pool) trained on
+the training split leans on the cue: it does worst where cue and label disagree.
 """
 
 from __future__ import annotations
