@@ -184,12 +184,6 @@ def notebook_cells(sizes: list[int], clicks: int, circuitsvis_render: list[int])
     return cells, index
 
 
-def printed(page, marker: str, timeout_ms: int) -> dict:
-    output = page.locator(".jp-OutputArea-output", has_text=marker)
-    output.wait_for(timeout=timeout_ms)
-    return json.loads(output.inner_text().split(marker, 1)[1])
-
-
 def browser_measurements(sizes: list[int], clicks: int, render_timeout_s: float, circuitsvis_render: list[int]) -> dict:
     from playwright.sync_api import sync_playwright
 
@@ -215,7 +209,7 @@ def browser_measurements(sizes: list[int], clicks: int, render_timeout_s: float,
             return ms, frames.count
 
         measure(0, "cell")
-        setup = printed(page, "IW-SETUP", int(render_timeout_s * 1000))
+        setup = harness.printed(page, "IW-SETUP", int(render_timeout_s * 1000))
         out: dict = {"trained_model": setup["trained"], "widget": {}, "circuitsvis": {}}
         for n in sizes:
             ms, received = measure(index["widget"][n], "widget")
@@ -236,7 +230,7 @@ def browser_measurements(sizes: list[int], clicks: int, render_timeout_s: float,
             latencies.append(page.evaluate(CLICK_CELL, {"x": x, "y": y, "label": f"L{layer}H{head}"}))
         page.screenshot(path=str(REPO / "artifacts" / "bench_widgets.png"), full_page=True)
         measure(index["kernel"], "cell")
-        kernel = printed(page, "IW-KERNEL", int(render_timeout_s * 1000))
+        kernel = harness.printed(page, "IW-KERNEL", int(render_timeout_s * 1000))
         out["click_to_redraw"] = {"median_ms": statistics.median(latencies), "times_ms": latencies,
                                   "kernel_intervene_median_ms": kernel["median_ms"]}
         browser.close()

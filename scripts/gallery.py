@@ -45,10 +45,6 @@ CELLS = [
 ]
 
 
-def wait_idle(root) -> None:
-    root.locator("xpath=self::*[@data-iw-status='idle']").wait_for()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
@@ -70,36 +66,36 @@ def main() -> None:
             page.mouse.move(0, 0)
 
             tokens = page.locator(".iw-token-features").first
-            wait_idle(tokens)
+            harness.wait_idle(tokens)
             tokens.locator(".iw-apply").click()
             tokens.locator(".iw-outcome-title").wait_for()
-            wait_idle(tokens)
+            harness.wait_idle(tokens)
             tokens.screenshot(path=str(args.out / "token_features.png"))
 
             dashboard = page.locator(".iw-dashboard").first
             dashboard.locator(".iw-example").first.wait_for()
-            wait_idle(dashboard)
+            harness.wait_idle(dashboard)
             dashboard.screenshot(path=str(args.out / "feature_dashboard.png"))
 
             steering = page.locator(".iw-steering").first
-            wait_idle(steering)
+            harness.wait_idle(steering)
             steering.locator(".iw-slider[data-index='0']").evaluate(
                 "el => { el.value = el.max / 2; el.dispatchEvent(new Event('input')); }")
             steering.locator(".iw-description", has_text="\u00d7").wait_for()
-            wait_idle(steering)
+            harness.wait_idle(steering)
             steering.screenshot(path=str(args.out / "steering.png"))
 
             graph = page.locator(".iw-circuit").first
             node = graph.locator(f".iw-node[data-id='{node_id}']")
             node.click()
             graph.locator(".iw-outcome-title").wait_for()
-            wait_idle(graph)
+            harness.wait_idle(graph)
             page.mouse.move(0, 0)
             graph.locator(".iw-tooltip").wait_for(state="hidden")
             graph.screenshot(path=str(args.out / "circuit_graph.png"))
 
             explorer = page.locator(".widget-vbox").first
-            wait_idle(explorer.locator(".iw-token-features").first)
+            harness.wait_idle(explorer.locator(".iw-token-features").first)
             explorer.screenshot(path=str(args.out / "explorer.png"))
         finally:
             browser.close()

@@ -198,3 +198,24 @@ def open_and_run(page, url: str, path: str) -> None:
     page.evaluate(RUN_ALL)
 
 
+# ---- reading what the page shows -------------------------------------------------------------------
+def printed(page, marker: str, timeout_ms: float | None = None) -> dict:
+    """The JSON a notebook cell printed after `marker` (e.g. "IW-EXPECTED"), once its output appears."""
+    output = page.locator(".jp-OutputArea-output", has_text=marker)
+    output.wait_for(timeout=timeout_ms)
+    return json.loads(output.inner_text().split(marker, 1)[1])
+
+
+def wait_idle(root) -> None:
+    """Wait until a widget's root says no request of its is in flight."""
+    root.locator("xpath=self::*[@data-iw-status='idle']").wait_for()
+
+
+def number(text: str) -> float:
+    """A number as a widget prints it (typographic minus, optional %)."""
+    return float(text.strip().rstrip("%").replace("\u2212", "-"))
+
+
+def texts(locator) -> list[str]:
+    """The textContent of every element the locator matches."""
+    return locator.evaluate_all("els => els.map(e => e.textContent)")

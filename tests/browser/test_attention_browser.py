@@ -3,11 +3,11 @@ from the kernel, tokens are text (no XSS), malformed messages are answered with 
 
 from __future__ import annotations
 
-import json
 import re
 from textwrap import dedent
 
 import pytest
+from harness import printed, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -43,17 +43,11 @@ def notebook(notebook_page):
 
 @pytest.fixture(scope="module")
 def kernel_values(notebook) -> dict[str, float]:
-    output = notebook.page.locator(".jp-OutputArea-output", has_text="IW-VALUES")
-    output.wait_for()
-    return json.loads(output.inner_text().split("IW-VALUES", 1)[1])
+    return printed(notebook.page, "IW-VALUES")
 
 
 def widget(notebook, index: int = 0):
     return notebook.page.locator(".iw-attention").nth(index)
-
-
-def wait_idle(root) -> None:
-    root.locator("xpath=self::*[@data-iw-status='idle']").wait_for()
 
 
 def hover_value(notebook, root, query: int, key: int, n: int) -> float:

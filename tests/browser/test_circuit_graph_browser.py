@@ -4,11 +4,11 @@ in "open" mode a click shows the node's feature in a linked FeatureDashboard; la
 
 from __future__ import annotations
 
-import json
 import re
 from textwrap import dedent
 
 import pytest
+from harness import number, printed, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -65,9 +65,7 @@ def notebook(notebook_page):
 
 @pytest.fixture(scope="module")
 def expected(notebook) -> dict:
-    output = notebook.page.locator(".jp-OutputArea-output", has_text="IW-EXPECTED")
-    output.wait_for()
-    return json.loads(output.inner_text().split("IW-EXPECTED", 1)[1])
+    return printed(notebook.page, "IW-EXPECTED")
 
 
 @pytest.fixture(scope="module")
@@ -75,14 +73,6 @@ def root(notebook, expected):
     root = notebook.page.locator(".iw-circuit").first
     root.locator(".iw-node").first.wait_for()
     return root
-
-
-def wait_idle(root) -> None:
-    root.locator("xpath=self::*[@data-iw-status='idle']").wait_for()
-
-
-def number(text: str) -> float:
-    return float(text.strip().replace("\u2212", "-"))
 
 
 def node(root, node_id: str):

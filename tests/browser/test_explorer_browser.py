@@ -5,11 +5,11 @@ the dashboard through the kernel-side link."""
 
 from __future__ import annotations
 
-import json
 import re
 from textwrap import dedent
 
 import pytest
+from harness import number, printed, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -48,9 +48,7 @@ def notebook(notebook_page):
 
 @pytest.fixture(scope="module")
 def expected(notebook) -> dict:
-    output = notebook.page.locator(".jp-OutputArea-output", has_text="IW-EXPECTED")
-    output.wait_for()
-    return json.loads(output.inner_text().split("IW-EXPECTED", 1)[1])
+    return printed(notebook.page, "IW-EXPECTED")
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +61,6 @@ def views(notebook, expected):
     for root in (tf, dash, attention):
         wait_idle(root)
     return tf, dash, attention
-
-
-def wait_idle(root) -> None:
-    root.locator("xpath=self::*[@data-iw-status='idle']").wait_for()
-
-
-def number(text: str) -> float:
-    return float(text.strip().replace("\u2212", "-"))
 
 
 def test_renders_the_three_linked_views(notebook, views, screenshot):

@@ -3,11 +3,11 @@ shows values; prev/next and jumping to a feature fetch from the kernel and redra
 
 from __future__ import annotations
 
-import json
 import re
 from textwrap import dedent
 
 import pytest
+from harness import number, printed, texts, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -53,9 +53,7 @@ def notebook(notebook_page):
 
 @pytest.fixture(scope="module")
 def expected(notebook) -> dict:
-    output = notebook.page.locator(".jp-OutputArea-output", has_text="IW-EXPECTED")
-    output.wait_for()
-    return json.loads(output.inner_text().split("IW-EXPECTED", 1)[1])
+    return printed(notebook.page, "IW-EXPECTED")
 
 
 @pytest.fixture(scope="module")
@@ -65,21 +63,9 @@ def root(notebook, expected):
     return root
 
 
-def wait_idle(root) -> None:
-    root.locator("xpath=self::*[@data-iw-status='idle']").wait_for()
-
-
 def wait_for_feature(root, feature: int) -> None:
     root.locator(".iw-dash-title", has_text=re.compile(rf"^Feature {feature}$")).wait_for()
     wait_idle(root)
-
-
-def number(text: str) -> float:
-    return float(text.strip().rstrip("%").replace("\u2212", "-"))
-
-
-def texts(locator) -> list[str]:
-    return locator.evaluate_all("els => els.map(e => e.textContent)")
 
 
 def check_summary(root, facts: dict) -> None:

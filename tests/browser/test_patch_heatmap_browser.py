@@ -4,11 +4,11 @@ with a linked AttentionPatterns."""
 
 from __future__ import annotations
 
-import json
 import re
 from textwrap import dedent
 
 import pytest
+from harness import number, printed, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -43,22 +43,12 @@ def notebook(notebook_page):
 
 @pytest.fixture(scope="module")
 def expected(notebook) -> dict:
-    output = notebook.page.locator(".jp-OutputArea-output", has_text="IW-EXPECTED")
-    output.wait_for()
-    return json.loads(output.inner_text().split("IW-EXPECTED", 1)[1])
-
-
-def number(text: str) -> float:
-    return float(text.strip().replace("\u2212", "-"))
+    return printed(notebook.page, "IW-EXPECTED")
 
 
 def cell_point(root, row: int, col: int, rows: int = 4, cols: int = 4) -> tuple[float, float]:
     box = root.locator(".iw-matrix canvas").bounding_box()
     return box["x"] + (col + 0.5) * box["width"] / cols, box["y"] + (row + 0.5) * box["height"] / rows
-
-
-def wait_idle(root) -> None:
-    root.locator("xpath=self::*[@data-iw-status='idle']").wait_for()
 
 
 @pytest.fixture(scope="module")

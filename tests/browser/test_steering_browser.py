@@ -4,10 +4,10 @@ shows what the other side wrote; sliders are added and removed in the kernel; se
 
 from __future__ import annotations
 
-import json
 from textwrap import dedent
 
 import pytest
+from harness import printed, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -44,9 +44,7 @@ def notebook(notebook_page):
 
 @pytest.fixture(scope="module")
 def expected(notebook) -> dict:
-    output = notebook.page.locator(".jp-OutputArea-output", has_text="IW-EXPECTED")
-    output.wait_for()
-    return json.loads(output.inner_text().split("IW-EXPECTED", 1)[1])
+    return printed(notebook.page, "IW-EXPECTED")
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +53,6 @@ def root(notebook, expected):
     root.locator(".iw-description", has_text="no steering").wait_for()
     wait_idle(root)
     return root
-
-
-def wait_idle(root) -> None:
-    root.locator("xpath=self::*[@data-iw-status='idle']").wait_for()
 
 
 def generated(root, side: str) -> list[str]:

@@ -5,11 +5,11 @@ view of the same widget follows it."""
 
 from __future__ import annotations
 
-import json
 import re
 from textwrap import dedent
 
 import pytest
+from harness import number, printed, texts, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -53,9 +53,7 @@ def notebook(notebook_page):
 
 @pytest.fixture(scope="module")
 def expected(notebook) -> dict:
-    output = notebook.page.locator(".jp-OutputArea-output", has_text="IW-EXPECTED")
-    output.wait_for()
-    return json.loads(output.inner_text().split("IW-EXPECTED", 1)[1])
+    return printed(notebook.page, "IW-EXPECTED")
 
 
 @pytest.fixture(scope="module")
@@ -64,18 +62,6 @@ def root(notebook, expected):
     root.locator(".iw-caption", has_text=f"feature {expected['F']} \u00b7 max").wait_for()
     wait_idle(root)
     return root
-
-
-def wait_idle(root) -> None:
-    root.locator("xpath=self::*[@data-iw-status='idle']").wait_for()
-
-
-def number(text: str) -> float:
-    return float(text.strip().replace("\u2212", "-"))
-
-
-def texts(locator) -> list[str]:
-    return locator.evaluate_all("els => els.map(e => e.textContent)")
 
 
 def hover_tooltip(notebook, root, index: int) -> str:
