@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from traitlets import Bool, Int, List, TraitError, Unicode, observe, validate
+from traitlets import Bool
 
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
+from interpwidgets.widgets.dictionary_choice import FeatureChoice
 from interpwidgets.widgets.encoding import float16_array
 from interpwidgets.widgets.feature_corpus import Example, FeatureCorpus, corpus_tokens
 from interpwidgets.widgets.feature_data import dictionaries, logit_effects
@@ -29,7 +30,7 @@ BEFORE, AFTER = 10, 4  # context window around an example's peak (tokens)
 N_LOGITS = 8
 
 
-class FeatureDashboard(InterpWidget):
+class FeatureDashboard(FeatureChoice, InterpWidget):
     """A dashboard of feature `feature` of `sae` (an SAE, or several: a list, dict or `SAESet`, with `hook`).
 
     FeatureDashboard(model, saes["blocks.1.hook_resid_post"], feature=12)
@@ -43,10 +44,6 @@ class FeatureDashboard(InterpWidget):
     _css = STATIC / "feature_dashboard.css"
     _front_end_writable = frozenset({"hook", "feature", "follow_selection"})
 
-    hooks = List(Unicode(), read_only=True).tag(sync=True)
-    sizes = List(Int(), read_only=True).tag(sync=True)
-    hook = Unicode().tag(sync=True)
-    feature = Int(0).tag(sync=True)
     follow_selection = Bool(True).tag(sync=True)
 
     def __init__(
@@ -65,10 +62,8 @@ class FeatureDashboard(InterpWidget):
         self._corpus_tokens = corpus_tokens(model, corpus)
         self._stats: dict[str, FeatureCorpus] = {}
         super().__init__(selection=selection)
-        hooks = list(self.saes)
-        self.set_trait("hooks", hooks)
-        self.set_trait("sizes", [int(s.cfg.d_sae) for s in self.saes.values()])
-        self.hook = hook if hook is not None else hooks[0]
+        self._publish_dictionaries()
+        self.hook = hook if hook is not None else self.hooks[0]
         self.feature = feature
         self.follow_selection = follow_selection
 
@@ -86,24 +81,6 @@ class FeatureDashboard(InterpWidget):
         if hook not in self._stats:
             self._stats[hook] = FeatureCorpus(self.model, self.saes[hook], self._corpus_tokens)
         return self._stats[hook]
-
-    @validate("hook")
-    def _check_hook(self, proposal: dict[str, Any]) -> str:
-        if proposal["value"] not in self.saes:
-            raise TraitError(f"hook must be one of {list(self.saes)}, got {proposal['value']!r}")
-        return proposal["value"]
-
-    @observe("hook")
-    def _keep_feature_in_range(self, change: dict[str, Any]) -> None:
-        if self.feature >= int(self.saes[change["new"]].cfg.d_sae):
-            self.feature = 0
-
-    @validate("feature")
-    def _check_feature(self, proposal: dict[str, Any]) -> int:
-        d_sae = int(self.saes[self.hook].cfg.d_sae)
-        if not 0 <= proposal["value"] < d_sae:
-            raise TraitError(f"feature must be between 0 and {d_sae - 1} for {self.hook}, got {proposal['value']}")
-        return proposal["value"]
 
     # ---- requests from the front end
     @handles("feature")

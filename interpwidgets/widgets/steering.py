@@ -19,6 +19,7 @@ from traitlets import Dict as DictTrait
 
 from interpwidgets.interventions import combine, steer
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
+from interpwidgets.widgets.dictionary_choice import DictionaryList
 from interpwidgets.widgets.feature_data import (
     check_feature, device_of, dictionaries, output_hook, prompt_tokens, token_strings,
 )
@@ -46,7 +47,7 @@ class Direction:
     feature: int | None = None
 
 
-class Steering(InterpWidget):
+class Steering(DictionaryList, InterpWidget):
     """Steer generation from `prompt` along features of `saes` (an SAE, list, dict or `SAESet`) or directions.
 
     Steering(model, saes, "When Mary and John went to the store,", features=[("blocks.1.hook_resid_post", 7)])
@@ -61,8 +62,6 @@ class Steering(InterpWidget):
     _front_end_writable = frozenset({"scales", "max_new_tokens", "sampling", "temperature", "seed"})
 
     tokens = List(Unicode(), read_only=True).tag(sync=True)
-    hooks = List(Unicode(), read_only=True).tag(sync=True)
-    sizes = List(Int(), read_only=True).tag(sync=True)
     rows = List(DictTrait(), read_only=True).tag(sync=True)
     scales = List(Float()).tag(sync=True)
     max_new_tokens = Int(20).tag(sync=True)
@@ -92,8 +91,7 @@ class Steering(InterpWidget):
         self._baseline: dict[tuple, list[int]] = {}
         super().__init__(selection=selection)
         self.set_trait("tokens", token_strings(model, self._tokens[0].tolist()))
-        self.set_trait("hooks", list(self.saes))
-        self.set_trait("sizes", [int(s.cfg.d_sae) for s in self.saes.values()])
+        self._publish_dictionaries()
         self.max_new_tokens, self.sampling, self.temperature, self.seed = max_new_tokens, sampling, temperature, seed
         for spec in features:
             hook, feature = (next(iter(self.saes)), spec) if isinstance(spec, int) else spec

@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from traitlets import Enum, Float, Int, List, TraitError, Unicode, observe, validate
+from traitlets import Enum, Float, Int, List, TraitError, Unicode, validate
 
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
+from interpwidgets.widgets.dictionary_choice import FeatureChoice
 from interpwidgets.widgets.encoding import float16_array
 from interpwidgets.sae.features import ablate_features, steer_feature
 from interpwidgets.widgets.feature_data import (
@@ -39,7 +40,7 @@ def hook_layer(hook: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-class TokenFeatures(InterpWidget):
+class TokenFeatures(FeatureChoice, InterpWidget):
     """The tokens of `prompt` coloured by a feature of one of `saes` (an SAE, list, dict or `SAESet`).
 
     TokenFeatures(model, iw.sae.pretrained(model), "When Mary and John went to the store, John gave a drink to")
@@ -54,11 +55,7 @@ class TokenFeatures(InterpWidget):
     _front_end_writable = frozenset({"hook", "feature", "action", "alpha"})
 
     tokens = List(Unicode(), read_only=True).tag(sync=True)
-    hooks = List(Unicode(), read_only=True).tag(sync=True)
-    sizes = List(Int(), read_only=True).tag(sync=True)
     top_k = Int(10, read_only=True).tag(sync=True)
-    hook = Unicode().tag(sync=True)
-    feature = Int(0).tag(sync=True)
     action = Enum(ACTIONS, default_value="ablate").tag(sync=True)
     alpha = Float(4.0).tag(sync=True)
 
@@ -82,12 +79,10 @@ class TokenFeatures(InterpWidget):
             self._logits = model(self._tokens)[0].float().cpu()
         self._acts = {name: acts[0] for name, acts in feature_activations(model, list(self.saes.values()), self._tokens).items()}
         super().__init__(selection=selection)
-        hooks = list(self.saes)
         self.set_trait("tokens", token_strings(model, self._tokens[0].tolist()))
-        self.set_trait("hooks", hooks)
-        self.set_trait("sizes", [int(sae.cfg.d_sae) for sae in self.saes.values()])
+        self._publish_dictionaries()
         self.set_trait("top_k", _check_top_k(top_k, model.cfg.d_vocab))
-        self.hook = hook if hook is not None else hooks[0]
+        self.hook = hook if hook is not None else self.hooks[0]
         self.feature, self.action, self.alpha = feature, action, alpha
 
     # ---- state
@@ -99,24 +94,6 @@ class TokenFeatures(InterpWidget):
     def activations(self, hook: str | None = None) -> torch.Tensor:
         """Feature activations `[n_tokens, d_sae]` of the dictionary at `hook` (default: the chosen one)."""
         return self._acts[hook or self.hook]
-
-    @validate("hook")
-    def _check_hook(self, proposal: dict[str, Any]) -> str:
-        if proposal["value"] not in self.saes:
-            raise TraitError(f"hook must be one of {list(self.saes)}, got {proposal['value']!r}")
-        return proposal["value"]
-
-    @observe("hook")
-    def _keep_feature_in_range(self, change: dict[str, Any]) -> None:
-        if self.feature >= int(self.saes[change["new"]].cfg.d_sae):
-            self.feature = 0
-
-    @validate("feature")
-    def _check_feature(self, proposal: dict[str, Any]) -> int:
-        d_sae = int(self.saes[self.hook].cfg.d_sae)
-        if not 0 <= proposal["value"] < d_sae:
-            raise TraitError(f"feature must be between 0 and {d_sae - 1} for {self.hook}, got {proposal['value']}")
-        return proposal["value"]
 
     @validate("alpha")
     def _check_alpha(self, proposal: dict[str, Any]) -> float:
