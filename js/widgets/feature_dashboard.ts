@@ -15,7 +15,7 @@ import { Requester } from "../lib/messaging";
 import { connectSelection } from "../lib/selection";
 import { control, createShell } from "../lib/shell";
 import { tokenFromEvent, tokenSpan } from "../lib/tokens";
-import { barList, colourSpan, integerInput, readInteger } from "./features/views";
+import { barList, colourSpan, integerInput, onFeatureInput } from "./features/views";
 import { type Ranked, decodeFloats, decodeInt32, decodeRanked } from "./features/wire";
 
 const HIST_W = 280;
@@ -215,15 +215,7 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
   histogram.addEventListener("mouseleave", () => shell.tooltip.hide());
   prevButton.addEventListener("click", () => show(hook, Math.max(0, feature - 1), true, true));
   nextButton.addEventListener("click", () => show(hook, Math.min(dSae() - 1, feature + 1), true, true));
-  featureInput.addEventListener("change", () => {
-    const next = readInteger(featureInput, 0, dSae() - 1);
-    if (next === null) {
-      shell.status.showError(`feature must be an integer from 0 to ${dSae() - 1}`);
-      featureInput.value = String(feature);
-      return;
-    }
-    show(hook, next, true, true);
-  });
+  onFeatureInput(featureInput, dSae, () => feature, shell.status, (next) => show(hook, next, true, true));
   hookSelect.addEventListener("change", () => show(hookSelect.value, feature, true));
   follow.addEventListener("change", () => {
     model.set("follow_selection", follow.checked);

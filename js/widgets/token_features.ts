@@ -14,7 +14,7 @@ import { Requester } from "../lib/messaging";
 import { connectSelection } from "../lib/selection";
 import { control, createShell } from "../lib/shell";
 import { tokenFromEvent, tokenSpan } from "../lib/tokens";
-import { barList, colourSpan, integerInput, readInteger } from "./features/views";
+import { barList, colourSpan, integerInput, onFeatureInput } from "./features/views";
 import { decodeFloats, decodeInt32, decodeRanked, hookLayer } from "./features/wire";
 
 interface TopFeatures {
@@ -237,15 +237,7 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
     if (hit) pin(pinned === hit.index ? null : hit.index, true);
   });
   hookSelect.addEventListener("change", () => setHook(hookSelect.value, true));
-  featureInput.addEventListener("change", () => {
-    const next = readInteger(featureInput, 0, dSae() - 1);
-    if (next === null) {
-      shell.status.showError(`feature must be an integer from 0 to ${dSae() - 1}`);
-      featureInput.value = String(feature);
-      return;
-    }
-    setFeature(next, true);
-  });
+  onFeatureInput(featureInput, dSae, () => feature, shell.status, (next) => setFeature(next, true));
   actionSelect.addEventListener("change", () => {
     model.set("action", actionSelect.value);
     model.save_changes();

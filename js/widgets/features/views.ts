@@ -3,6 +3,7 @@
 import { type ColourScale, colourOf, cssColour, textColourOn } from "../../lib/colour";
 import { h } from "../../lib/dom";
 import { formatNumber } from "../../lib/format";
+import type { Status } from "../../lib/status";
 import { tokenSpan } from "../../lib/tokens";
 import type { Ranked } from "./wire";
 
@@ -41,4 +42,20 @@ export function integerInput(value: number, min: number, max: number, label: str
 export function readInteger(input: HTMLInputElement, min: number, max: number): number | null {
   const value = Number(input.value);
   return Number.isInteger(value) && value >= min && value <= max ? value : null;
+}
+
+/** On a change of `input`: `choose(feature)` when it holds a feature index below `dSae()`; otherwise an
+ * error in `status` and `current()` put back. */
+export function onFeatureInput(
+  input: HTMLInputElement, dSae: () => number, current: () => number, status: Status, choose: (feature: number) => void,
+): void {
+  input.addEventListener("change", () => {
+    const next = readInteger(input, 0, dSae() - 1);
+    if (next === null) {
+      status.showError(`feature must be an integer from 0 to ${dSae() - 1}`);
+      input.value = String(current());
+      return;
+    }
+    choose(next);
+  });
 }
