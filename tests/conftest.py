@@ -29,3 +29,12 @@ def teaching_model():
     if not WEIGHTS_FILE.exists():
         pytest.fail(f"bundled teaching weights missing: {WEIGHTS_FILE}")
     return load_model(device="cpu")
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: many small training steps run fastest so (and do not crowd a shared machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -20,13 +20,7 @@ SETTINGS = {  # architecture: training options
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Many small training steps run fastest on one thread (and do not crowd a shared machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # many small training steps
 
 
 def recovered(architecture: str, correlated: bool) -> float:

@@ -14,13 +14,7 @@ from interpwidgets.sae.trainer import CHECKPOINT_FILE, NonFiniteActivationsError
 SMALL = dict(d_sae=32, batch_size=64, buffer_tokens=256, checkpoint_every=5, progress=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Many small training steps run fastest on one thread (and do not crowd a shared machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # many small training steps
 
 
 def data(n=4096, d=8, seed=0):
