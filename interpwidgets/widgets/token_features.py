@@ -8,7 +8,6 @@ before and after ablating or steering the chosen feature.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,12 +31,6 @@ ACTIONS = ("ablate", "steer")
 PER_TOKEN = 5  # strongest features per token sent for hover
 TOKEN_LIST = 12  # strongest features listed for a clicked token
 MAX_ALPHA = 1e4
-_LAYER = re.compile(r"^blocks\.(\d+)\.")
-
-
-def hook_layer(hook: str) -> int | None:
-    match = _LAYER.match(hook)
-    return int(match.group(1)) if match else None
 
 
 class TokenFeatures(FeatureChoice, InterpWidget):
