@@ -9,6 +9,11 @@ returned dictionary acts on raw activations. Loss per batch:
   + aux_coefficient * AuxK loss                         (TopK / BatchTopK, Gao et al. 2024; in the
                                                          reconstruction loss's units, as SAELens does)
 
+Before each Adam step the gradient's global norm is clipped to `max_grad_norm` (1.0, as SAELens
+does). The loss is in scaled units, so nearly every step is clipped: steps keep one size from the
+first batch to the last, instead of Adam's second moment remembering the large early gradients
+and shrinking the later steps of a short run.
+
 Dead latents (no activation in the last `dead_after_tokens` tokens) are revived by AuxK for TopK
 and BatchTopK: the k_aux largest pre-activations among dead latents must reconstruct the residual
 error, which pulls them back onto the data. The other architectures' dead latents have negative
@@ -47,7 +52,8 @@ class TrainConfig:
 
     sparsity_coefficient: L1 (relu, gated) or L0 (jumprelu) weight; None takes the architecture's
     default. TopK/BatchTopK ignore it. Learning rate: linear warm-up over `warmup_steps`, constant,
-    then linear decay to 0 over the last `decay_fraction` of the steps.
+    then linear decay to 0 over the last `decay_fraction` of the steps. max_grad_norm: the gradient's
+    global norm is clipped to it before each step (None: no clipping).
     """
 
     architecture: str = "topk"
@@ -59,6 +65,7 @@ class TrainConfig:
     lr: float = 1e-3
     warmup_steps: int = 50
     decay_fraction: float = 0.2
+    max_grad_norm: float | None = 1.0
     aux_coefficient: float = 1.0
     k_aux: int | None = None
     dead_after_tokens: int = 250_000
@@ -167,6 +174,8 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.sae.remove_parallel_decoder_grad()
+        if self.cfg.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
         self.opt.step()
         self.sae.post_step()
 

@@ -125,6 +125,22 @@ def test_learning_rate_warms_up_holds_and_decays_to_zero():
     assert lrs[80] == pytest.approx(1.0) and lrs[99] == pytest.approx(0.05) and all(a >= b for a, b in zip(lrs[80:], lrs[81:]))
 
 
+@pytest.mark.parametrize("max_grad_norm", [0.5, None])
+def test_gradient_norm_reaching_adam_is_clipped_to_max_grad_norm(max_grad_norm):
+    """Each step's gradient (global norm over all parameters) is clipped before Adam sees it, as in SAELens;
+    with max_grad_norm=None the raw gradient, whose norm is far above 0.5 on this data, goes through."""
+    cfg = TrainConfig(architecture="topk", d_sae=32, k=4, total_tokens=64 * 5, batch_size=64, max_grad_norm=max_grad_norm)
+    t = Trainer(SAEConfig(d_in=8, d_sae=32, architecture="topk", k=4), cfg)
+    seen = []
+    t.opt.register_step_pre_hook(lambda opt, *_: seen.append(torch.cat([p.grad.flatten() for p in t.params]).norm().item()))
+    for batch in data().split(64)[:5]:
+        t.step(batch, batch)
+    if max_grad_norm is None:
+        assert min(seen) > 0.5
+    else:
+        assert max(seen) <= 0.5 + 1e-5 and max(seen) > 0.5 - 1e-3
+
+
 def test_decoder_rows_stay_unit_norm_for_topk_training():
     sae = train_on_activations(data(), architecture="topk", k=4, total_tokens=64 * 10, **SMALL)
     # the returned dictionary acts on raw activations: its rows are unit norm divided by the output scale
