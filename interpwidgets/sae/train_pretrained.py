@@ -192,7 +192,7 @@ def main() -> None:
         checks = target_check(rows)
         (staging / "evaluation.json").write_text(json.dumps({"rows": rows, "targets": TARGETS, "checks": checks,
                                                              "command": "python -m interpwidgets.sae.train_pretrained",
-                                                             "args": {k: str(v) for k, v in vars(args).items()},
+                                                             "args": {k: str(v) for k, v in vars(args).items() if k != "out"},  # no local paths
                                                              "minutes": round(minutes, 1)}, indent=2))
         (staging / "training_log.json").write_text(json.dumps(log, indent=2))
         (staging / "README.md").write_text(model_card(rows, args, minutes, checks))
