@@ -33,6 +33,7 @@ MAX_NEW_TOKENS = 64
 MAX_ROWS = 8
 MAX_SEED = 2**31 - 1
 SAMPLING = ("greedy", "sample")
+GENERATION_SETTINGS = ("max_new_tokens", "sampling", "temperature", "seed")  # order of the settings tuple
 
 
 @dataclass
@@ -134,13 +135,13 @@ class Steering(DictionaryList, InterpWidget):
 
         settings: max_new_tokens, sampling, temperature, seed (default: the widget's).
         """
-        baseline, steered = self._continuations(list(self.scales if scales is None else scales), self._settings(settings))
+        baseline, steered = self._requested(scales, settings)
         decode = self.model.tokenizer.decode
         return decode(baseline), decode(steered)
 
     def continuations(self, scales: Sequence[float] | None = None, **settings: Any) -> tuple[list[str], list[str]]:
         """Like `generate`, as lists of tokens (what the widget shows)."""
-        baseline, steered = self._continuations(list(self.scales if scales is None else scales), self._settings(settings))
+        baseline, steered = self._requested(scales, settings)
         return token_strings(self.model, baseline), token_strings(self.model, steered)
 
     # ---- traits
@@ -176,7 +177,7 @@ class Steering(DictionaryList, InterpWidget):
     @handles("generate")
     def _generate(self, params: dict[str, Any]) -> dict[str, Any]:
         """{scales, max_new_tokens, sampling, temperature, seed} -> the generated tokens without and with steering."""
-        check_keys(params, {"scales", "max_new_tokens", "sampling", "temperature", "seed"})
+        check_keys(params, {"scales", *GENERATION_SETTINGS})
         scales = params.get("scales")
         if not isinstance(scales, list) or len(scales) != len(self._directions):
             raise RequestError(f"scales must be a list of {len(self._directions)} numbers (one per slider)")
@@ -249,11 +250,14 @@ class Steering(DictionaryList, InterpWidget):
         return float(f"{max(limit, 1e-3):.3g}")
 
     def _settings(self, overrides: dict[str, Any]) -> tuple[int, str, float, int]:
-        unknown = set(overrides) - {"max_new_tokens", "sampling", "temperature", "seed"}
+        unknown = set(overrides) - set(GENERATION_SETTINGS)
         if unknown:
             raise TypeError(f"unknown settings {sorted(unknown)}")
-        value = {name: overrides.get(name, getattr(self, name)) for name in ("max_new_tokens", "sampling", "temperature", "seed")}
-        return value["max_new_tokens"], value["sampling"], value["temperature"], value["seed"]
+        return tuple(overrides.get(name, getattr(self, name)) for name in GENERATION_SETTINGS)
+
+    def _requested(self, scales: Sequence[float] | None, overrides: dict[str, Any]) -> tuple[list[int], list[int]]:
+        """Token ids of both continuations for a public call: `scales` default to the sliders', settings to the widget's."""
+        return self._continuations(list(self.scales if scales is None else scales), self._settings(overrides))
 
     def _continuations(self, scales: list[float], settings: tuple[int, str, float, int]) -> tuple[list[int], list[int]]:
         max_new, sampling, temperature, seed = settings
