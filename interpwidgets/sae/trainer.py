@@ -74,6 +74,10 @@ class TrainConfig:
     checkpoint_every: int = 100
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm must be a positive number, or None for no clipping; got {self.max_grad_norm!r}.")
+
     @property
     def steps(self) -> int:
         return max(1, self.total_tokens // self.batch_size)

@@ -141,6 +141,13 @@ def test_gradient_norm_reaching_adam_is_clipped_to_max_grad_norm(max_grad_norm):
         assert max(seen) <= 0.5 + 1e-5 and max(seen) > 0.5 - 1e-3
 
 
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan")])
+def test_non_positive_max_grad_norm_is_refused_with_the_fix(bad):
+    """A zero, negative or NaN clipping norm would freeze or flip the updates: it is refused, naming None as the way to turn clipping off."""
+    with pytest.raises(ValueError, match="max_grad_norm must be a positive number, or None"):
+        train_on_activations(data(), architecture="topk", k=4, max_grad_norm=bad, **SMALL)
+
+
 def test_decoder_rows_stay_unit_norm_for_topk_training():
     sae = train_on_activations(data(), architecture="topk", k=4, total_tokens=64 * 10, **SMALL)
     # the returned dictionary acts on raw activations: its rows are unit norm divided by the output scale
