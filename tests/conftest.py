@@ -38,3 +38,29 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# ---- the family matrix: the teaching model and a tiny random model of each Hugging Face family ----------
+from interpwidgets.models.families import FAMILIES, save_random_family  # noqa: E402
+
+MATRIX = ("teaching", *FAMILIES)
+_FAMILY_MODELS: dict = {}
+
+
+def family_model_for(name: str, tmp_path_factory):
+    """The model of one matrix row, built once per session: the teaching architecture (random weights,
+    boot_native) or a random `transformers` model of that family saved to a temp folder and loaded back
+    with iw.load_model(folder)."""
+    if name not in _FAMILY_MODELS:
+        if name == "teaching":
+            _FAMILY_MODELS[name] = build_teaching_model(seed=0)
+        else:
+            folder = save_random_family(name, tmp_path_factory.mktemp(name))
+            _FAMILY_MODELS[name] = load_model(str(folder), device="cpu")
+    return _FAMILY_MODELS[name]
+
+
+@pytest.fixture(scope="session", params=MATRIX)
+def family_model(request, tmp_path_factory):
+    """Each row of the family matrix in turn (see `family_model_for`); tests must not modify the weights."""
+    return family_model_for(request.param, tmp_path_factory)

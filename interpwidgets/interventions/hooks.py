@@ -43,6 +43,24 @@ def hooked(model, fwd_hooks: Sequence[tuple[str, HookFn]] = (), bwd_hooks: Seque
         yield model
 
 
+BlockPreHook = Callable[[tuple, dict], tuple[tuple, dict]]
+"""fn(args, kwargs) -> (args, kwargs): rewrites the inputs of a transformer block before it runs."""
+
+
+@contextmanager
+def block_inputs_hooked(model, pre_hooks: Sequence[tuple[int, BlockPreHook]]) -> Iterator[Any]:
+    """Rewrite the inputs of `model.blocks[layer]` (hidden states and the per-batch arguments a Hugging Face
+    block receives: attention mask, position ids, rotary tables) for the `with` block; always removed."""
+    handles = []
+    try:
+        for layer, fn in pre_hooks:
+            handles.append(model.blocks[layer].register_forward_pre_hook(lambda module, a, k, fn=fn: fn(a, k), with_kwargs=True))
+        yield model
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def run_hooked(model, tokens: torch.Tensor, fwd_hooks: Sequence[tuple[str, HookFn]], **kwargs) -> torch.Tensor:
     """One forward of `tokens` [batch, seq] with `fwd_hooks` attached; returns logits [batch, seq, vocab]."""
     with hooked(model, fwd_hooks):

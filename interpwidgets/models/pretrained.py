@@ -30,12 +30,14 @@ def is_cached(repo_id: str) -> bool:
     return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
 
 
-def load_pretrained(name: str, device: str | torch.device) -> object:
+def load_pretrained(name: str, device: str | torch.device, dtype: torch.dtype = torch.float32) -> object:
     """A TransformerBridge for `name` (TransformerLens name, alias, or a local model folder), in eval mode."""
     from transformer_lens.model_bridge import TransformerBridge
 
+    tokenizer = None
     if Path(name).is_dir():
         source = str(name)
+        tokenizer = folder_tokenizer(Path(name))
     else:
         source = resolve_name(name)
         if not is_cached(source):
@@ -45,5 +47,35 @@ def load_pretrained(name: str, device: str | torch.device) -> object:
                 f"`python -c \"import transformers as t; t.AutoModelForCausalLM.from_pretrained('{source}')\"`) "
                 "and copy the cache over, or pass the path of a folder saved with `save_pretrained`."
             )
-    model = TransformerBridge.boot_transformers(source, device=device)
+    if Path(name).is_dir() and not has_tokenizer(Path(name)):
+        return _boot_without_tokenizer(source, device, dtype).eval()
+    model = TransformerBridge.boot_transformers(source, device=device, dtype=dtype, tokenizer=tokenizer)
     return model.eval()
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def has_tokenizer(folder: Path) -> bool:
+    return any((folder / f).exists() for f in TOKENIZER_FILES)
+
+
+def _boot_without_tokenizer(folder: str, device, dtype: torch.dtype):
+    """A bridge over a saved model that has no tokenizer: it takes token ids only (`model.tokenizer` is None)."""
+    from transformer_lens.model_bridge.sources._bridge_builder import build_bridge_from_module
+    from transformers import AutoModelForCausalLM
+
+    hf_model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device)
+    architecture = (hf_model.config.architectures or [type(hf_model).__name__])[0]
+    return build_bridge_from_module(hf_model, architecture, hf_config=hf_model.config, model_name=folder)
+
+
+def folder_tokenizer(folder: Path):
+    """The tokenizer saved in `folder` exactly as its `tokenizer.json` defines it, or None to let
+    TransformerLens choose. (`AutoTokenizer` swaps in the model type's own tokenizer class for some
+    families, e.g. Qwen 2, which rebuilds a different tokenizer from the same files.)"""
+    if not (folder / "tokenizer.json").exists():
+        return None
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast.from_pretrained(str(folder), add_bos_token=True)  # kept as is by TransformerLens

@@ -6,8 +6,10 @@ group's edits see and return only that group's rows. The per-forward Python over
 TransformerBridge is large next to a small model's compute, so fewer, bigger forwards win.
 
 Late entry: a group whose first edit is in block L computes blocks 0..L-1 exactly as an unedited
-group with the same tokens does, so (where the model allows rows to join a forward at a block
-boundary) it joins at blocks.L.hook_resid_pre as a copy of that group's rows instead.
+group with the same tokens does, so it joins the forward at block L as a copy of that group's rows
+instead. The join rewrites every input of the block with one row per prompt: the hidden states and
+the per-batch arguments a Hugging Face block receives (attention mask; position ids and rotary
+tables where they are per row), so the grown batch is consistent all the way down.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from weakref import WeakKeyDictionary
 import torch
 from tqdm.auto import tqdm
 
-from interpwidgets.interventions import Component, hooked, run_hooked
+from interpwidgets.interventions import Component, hooked
+from interpwidgets.interventions.hooks import BlockPreHook, block_inputs_hooked
 from interpwidgets.interventions.components import RowFn
 
 Group = Sequence[tuple[str, RowFn]]
@@ -124,7 +127,8 @@ def stacked_forward(
     entry = _entry_blocks(model, groups, late_from)
     n_blocks = model.cfg.n_layers
     present = [sum(e <= layer for e in entry) for layer in range(n_blocks)] + [k]  # groups in the batch at each block
-    joins = {f"blocks.{layer}.hook_resid_pre": layer for layer in range(1, n_blocks) if present[layer] > present[layer - 1]}
+    joins = [(layer, _join(present[layer - 1], present[layer], batch, late_from))
+             for layer in range(1, n_blocks) if present[layer] > present[layer - 1]]
     captured: dict[str, torch.Tensor] = {}
 
     def make_hook(name: str) -> Callable:
@@ -135,11 +139,8 @@ def stacked_forward(
 
         def hook(act: torch.Tensor, hook) -> torch.Tensor:
             out = act
-            if name in joins:
-                rows = act.view(present[layer - 1], batch, *act.shape[1:])[late_from]
-                out = torch.cat([act, rows.repeat(groups_here - present[layer - 1], *[1] * (act.ndim - 1))])
             if edits:
-                out = out.clone(memory_format=torch.contiguous_format) if out is act else out
+                out = out.clone(memory_format=torch.contiguous_format)
                 view = out.view(groups_here, batch, *act.shape[1:])
                 if live is not None:
                     live.rows[name] = view[live.group]
@@ -151,10 +152,29 @@ def stacked_forward(
 
         return hook
 
-    names = list(dict.fromkeys([*by_hook, *capture, *joins]))
-    with hooked(model, [(name, make_hook(name)) for name in names]):
+    names = list(dict.fromkeys([*by_hook, *capture]))
+    with hooked(model, [(name, make_hook(name)) for name in names]), block_inputs_hooked(model, joins):
         logits = model(stacked[: present[0] * batch])
     return logits.view(k, batch, *logits.shape[1:]), captured
+
+
+def _join(groups_before: int, groups_after: int, batch: int, source: int) -> BlockPreHook:
+    """A block-input rewrite appending `groups_after - groups_before` copies of group `source`'s rows to
+    every input with one row per prompt (dim 0 of size groups_before * batch); other inputs pass as they are."""
+    rows_before = groups_before * batch
+
+    def grow(value):
+        if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == rows_before:
+            rows = value.view(groups_before, batch, *value.shape[1:])[source]
+            return torch.cat([value, rows.repeat(groups_after - groups_before, *[1] * (value.ndim - 1))])
+        if isinstance(value, (tuple, list)):
+            return type(value)(grow(v) for v in value)
+        return value
+
+    def rewrite(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        return grow(args), {key: grow(value) for key, value in kwargs.items()}
+
+    return rewrite
 
 
 def _entry_blocks(model, groups: Sequence[Group], late_from: int | None) -> list[int]:
@@ -172,17 +192,18 @@ _LATE_ENTRY: WeakKeyDictionary = WeakKeyDictionary()
 
 
 def supports_late_entry(model) -> bool:
-    """Whether rows can join a forward at a block boundary: checked once per model by growing the
-    batch at blocks.1.hook_resid_pre of a 2-token input and comparing with a plain forward."""
+    """Whether rows can join a forward at a block boundary: checked once per model by letting a copy of a
+    2-prompt batch join at block 1 and comparing with a plain forward of both copies (falls back to full runs)."""
     if model not in _LATE_ENTRY:
         ok = False
         if model.cfg.n_layers > 1:
-            tokens = torch.zeros(1, 2, dtype=torch.long, device=model_device(model))
+            tokens = torch.tensor([[0, 1, 2], [0, 2, 1]], device=model_device(model)) % model.cfg.d_vocab
             try:
                 with torch.no_grad():
-                    plain = model(tokens)
-                    grown = run_hooked(model, tokens, [("blocks.1.hook_resid_pre", lambda act, hook: act.repeat(2, 1, 1))])
-                ok = grown.shape == (2, *plain.shape[1:]) and torch.allclose(grown, plain.expand_as(grown), atol=1e-5)
+                    plain = model(tokens.repeat(2, 1))
+                    with block_inputs_hooked(model, [(1, _join(1, 2, 2, 0))]):
+                        grown = model(tokens)
+                ok = grown.shape == plain.shape and torch.allclose(grown, plain, atol=1e-5, rtol=1e-4)
             except (RuntimeError, ValueError, IndexError):
                 ok = False
         _LATE_ENTRY[model] = ok
