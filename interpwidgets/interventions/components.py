@@ -38,6 +38,20 @@ _SHORT_FORMS = (
 SHORT_NAME_HELP = "L1H2 (head), L1H2.q (its query), L1N7 (MLP neuron), mlp1, attn1, resid_pre1, resid_mid1, resid_post1, embed"
 
 
+_KV_HOOK = re.compile(r"\.attn\.hook_(k|v|rot_k)$")
+
+
+def kv_heads(model) -> int:
+    """The number of key/value heads: fewer than the query heads on grouped-query models (Llama, Mistral,
+    Gemma, Qwen), where query head h reads key/value head h // (n_heads // kv_heads)."""
+    return getattr(model.cfg, "n_key_value_heads", None) or model.cfg.n_heads
+
+
+def heads_at(model, hook_name: str) -> int:
+    """The size of the head axis at `hook_name`: key/value heads for hook_k / hook_v, query heads elsewhere."""
+    return kv_heads(model) if _KV_HOOK.search(hook_name) else model.cfg.n_heads
+
+
 def axes_of(hook_name: str) -> tuple[int, int | None]:
     """(position axis, head axis or None) of the activation at `hook_name`."""
     if _HEAD_SQUARE.search(hook_name):
@@ -144,7 +158,7 @@ class Component:
 
     def check(self, model) -> None:
         """Raise a ValueError naming the problem if this component does not exist on `model`."""
-        n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+        n_layers, n_heads = model.cfg.n_layers, heads_at(model, self.hook_name)
         if self.layer is not None and self.layer >= n_layers:
             raise ValueError(
                 f"{self.label}: layer {self.layer} is out of range; the model has {n_layers} layers (0-{n_layers - 1})."
@@ -157,8 +171,9 @@ class Component:
                     "such as blocks.L.attn.hook_z / hook_q / hook_k / hook_v / hook_pattern."
                 )
             if not 0 <= self.head < n_heads:
+                what = "key/value heads" if n_heads != model.cfg.n_heads else "heads"
                 raise ValueError(
-                    f"{self.label}: head {self.head} is out of range; the model has {n_heads} heads (0-{n_heads - 1})."
+                    f"{self.label}: head {self.head} is out of range; the model has {n_heads} {what} (0-{n_heads - 1})."
                 )
         if self.direction is not None and self.neuron is not None:
             raise ValueError(f"{self.label}: give a neuron or a direction, not both.")

@@ -53,7 +53,7 @@ def attribution_patch(
     check_direction(direction)
     metric = resolve_metric(task, metric)
     cfg = model.cfg
-    axes, shape, cells = site_.cells(cfg.n_layers, cfg.n_heads, task.clean_tokens.shape[1], by)
+    axes, shape, cells = site_.model_cells(model, task.clean_tokens.shape[1], by)
     hooks = [site_.hook_name(layer) for layer in range(cfg.n_layers)]
     baseline = run_baseline(model, task, metric, hooks)
     base_name, base, source = baseline.base_and_source(direction)

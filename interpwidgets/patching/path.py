@@ -20,6 +20,7 @@ from typing import Literal
 import torch
 
 from interpwidgets.interventions import Component, parse_component
+from interpwidgets.interventions.components import kv_heads
 from interpwidgets.patching.result import PatchResult, axis_labels
 from interpwidgets.patching.runs import Metric, check_direction, check_task, normalise, resolve_metric, run_baseline, scalar
 from interpwidgets.patching.stacking import chunks, copy_from, grouped, groups_per_chunk, model_device, stacked_forward
@@ -44,7 +45,8 @@ def path_patch(
       kind), "mlps" (every MLP: [n_layers]), or a list whose entries are each one sender or a
       set of senders patched together: heads ("L1H2" or (1, 2)) and MLPs ("mlp1") -> [n_entries].
     receivers: "logits"; or one receiver or a list of receivers patched together: a head's
-      query / key / value input ("L2H1.q", "L2H1.kv", "L2H1" = q, k and v, or (2, 1, "q")), an MLP
+      query / key / value input ("L2H1.q", "L2H1.kv", "L2H1" = q, k and v, or (2, 1, "q"); on grouped-query
+      models a query head's k / v input is its key/value head, shared with the rest of its group), an MLP
       ("mlp2": its output computed from its patched input), or a residual stream point
       ("resid_pre2", "resid_mid2", "resid_post2").
     direction: "noising" (the papers': run clean prompts, senders take corrupt values) or "denoising".
@@ -156,8 +158,10 @@ def _receiver(model, spec) -> list[Component]:
     if isinstance(spec, str):
         match = _RECEIVER_HEAD.match(spec.strip().lower())
         if match:
-            letters = match[3] or "qkv"
-            return [parse_component(f"L{match[1]}H{match[2]}.{x}", model) for x in dict.fromkeys(letters)]
+            layer, head, letters = int(match[1]), int(match[2]), match[3] or "qkv"
+            parse_component(f"L{layer}H{head}", model)  # checks the layer and the query head
+            group = model.cfg.n_heads // kv_heads(model)
+            return [parse_component(f"L{layer}H{head // group if x in 'kv' else head}.{x}", model) for x in dict.fromkeys(letters)]
     component = parse_component(spec, model)
     name = component.hook_name
     if component.positions is not None or component.neuron is not None or component.direction is not None:

@@ -4,6 +4,11 @@ A cell is one patch run's target: a `Component` (hook point + head/positions) at
 result tensor. Residual-like sites are swept by "layer" (all positions) or "position"
 (layer x position); per-head sites by "head" (all positions) or "head_position" (layer x head x
 position; for `pattern` the position is the query/destination position).
+
+Grouped-query models (Llama, Mistral, Gemma, Qwen) have fewer key/value heads than query heads:
+hook_k and hook_v hold one entry per key/value head, shared by a group of query heads. Patching k or
+v by head patches that shared key/value head (all the query heads of its group read it), on an axis
+called "kv_head" (labels "KV0 (H0-H1)"); q, z and pattern stay per query head.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import itertools
 from dataclasses import dataclass
 
 from interpwidgets.interventions import Component
+from interpwidgets.interventions.components import heads_at
 
 GRANULARITY_AXES = {
     "layer": ("layer",),
@@ -39,22 +45,29 @@ class Site:
     def hook_name(self, layer: int) -> str:
         return self.hook.format(layer=layer)
 
-    def cells(self, n_layers: int, n_heads: int, seq: int, by: str) -> tuple[tuple[str, ...], tuple[int, ...], list[Component]]:
-        """(axis names, result shape, one Component per cell in row-major order) for granularity `by`."""
+    def cells(self, n_layers: int, n_heads: int, seq: int, by: str, head_axis: str = "head") -> tuple[tuple[str, ...], tuple[int, ...], list[Component]]:
+        """(axis names, result shape, one Component per cell in row-major order) for granularity `by`;
+        `n_heads` heads on an axis named `head_axis` ("kv_head" for k/v on grouped-query models)."""
         if by not in self.granularities:
             raise ValueError(
                 f"by={by!r} does not apply to site {self.name!r}; use one of {self.granularities}"
                 + (" (per-head sites are z, q, k, v, pattern)." if by in ("head", "head_position") else ".")
             )
-        axes = GRANULARITY_AXES[by]
-        sizes = {"layer": n_layers, "head": n_heads, "position": seq}
+        axes = tuple(head_axis if axis == "head" else axis for axis in GRANULARITY_AXES[by])
+        sizes = {"layer": n_layers, head_axis: n_heads, "position": seq}
         shape = tuple(sizes[axis] for axis in axes)
         components = []
         for index in itertools.product(*(range(n) for n in shape)):
             cell = dict(zip(axes, index))
             positions = (cell["position"],) if "position" in cell else None
-            components.append(Component(self.hook_name(cell["layer"]), head=cell.get("head"), positions=positions))
+            components.append(Component(self.hook_name(cell["layer"]), head=cell.get(head_axis), positions=positions))
         return axes, shape, components
+
+    def model_cells(self, model, seq: int, by: str) -> tuple[tuple[str, ...], tuple[int, ...], list[Component]]:
+        """`cells` with the model's layer and head counts (key/value heads for k and v on grouped-query models)."""
+        n_heads = heads_at(model, self.hook_name(0))
+        head_axis = "kv_head" if n_heads != model.cfg.n_heads else "head"
+        return self.cells(model.cfg.n_layers, n_heads, seq, by, head_axis)
 
 
 SITES: dict[str, Site] = {
