@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 
 FAMILIES = ("gpt2", "pythia", "llama", "mistral", "gemma2", "gemma3", "qwen2", "qwen3")
+GPT2_SMALL = "gpt2-small"
+"""Not in the matrix: `GPT2Config()` as it is (12 layers, d_model 768, 12 heads, 50,257 tokens), for benchmarks."""
 
 
 def family_config(family: str, vocab_size: int, bos: int, eos: int, **overrides):
@@ -27,7 +29,9 @@ def family_config(family: str, vocab_size: int, bos: int, eos: int, **overrides)
     ids = dict(vocab_size=vocab_size, bos_token_id=bos, eos_token_id=eos, pad_token_id=eos)
     llama_like = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
                       num_key_value_heads=2, head_dim=16, max_position_embeddings=256, tie_word_embeddings=False)
-    if family == "gpt2":
+    if family == GPT2_SMALL:
+        config = tf.GPT2Config(bos_token_id=bos, eos_token_id=eos)
+    elif family == "gpt2":
         config = tf.GPT2Config(n_layer=3, n_head=4, n_embd=64, n_positions=256, **ids)
     elif family == "pythia":
         config = tf.GPTNeoXConfig(hidden_size=64, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4,
@@ -48,7 +52,7 @@ def family_config(family: str, vocab_size: int, bos: int, eos: int, **overrides)
     elif family == "qwen3":
         config = tf.Qwen3Config(**llama_like, **ids)
     else:
-        raise ValueError(f"Unknown family {family!r}; choose one of {', '.join(FAMILIES)}.")
+        raise ValueError(f"Unknown family {family!r}; choose one of {', '.join(FAMILIES)} or {GPT2_SMALL!r}.")
     for key, value in overrides.items():
         setattr(config, key, value)
     return config

@@ -14,7 +14,9 @@ import torch
 
 from interpwidgets.interventions import Component
 from interpwidgets.patching.result import PatchResult, axis_labels
-from interpwidgets.patching.runs import Baseline, Metric, baseline_from, check_direction, check_task, normalise, resolve_metric, scalar
+from interpwidgets.patching.runs import (
+    Baseline, Metric, baseline_from, check_direction, check_task, normalise, reads_last_position_only, resolve_metric, scalar,
+)
 from interpwidgets.patching.sites import default_granularity, get_site
 from interpwidgets.patching.stacking import LiveRows, chunks, groups_per_chunk, model_device, stacked_forward
 
@@ -53,6 +55,7 @@ def activation_patch(
     by = by or default_granularity(site_)
     check_task(model, task)
     check_direction(direction)
+    last_only = reads_last_position_only(task, metric)
     metric = resolve_metric(task, metric)
     cfg = model.cfg
     clean, corrupt = (t.to(model_device(model)) for t in (task.clean_tokens, task.corrupt_tokens))
@@ -67,14 +70,15 @@ def activation_patch(
     live = LiveRows(group=0 if direction == "denoising" else 1)  # groups 0 and 1: clean and corrupt prompts
     values = torch.full((len(cells),), float("nan"))
     baseline: Baseline | None = None
-    per_chunk = max(1, groups_per_chunk(model, batch, seq, batch_budget_mb) - 2)
+    per_chunk = max(1, groups_per_chunk(model, batch, seq, batch_budget_mb, last_position_only=last_only) - 2)
     parts = list(chunks(len(todo), per_chunk, f"patching {site_.name} by {by}", progress)) or [range(0)]
     with torch.no_grad():
         for part in parts:
             groups = [[], []] + [cells[todo[i]].edits(model, live.copier(cells[todo[i]])) for i in part]
             tokens = torch.stack([clean, corrupt] + [base] * len(part))
             logits, captured = stacked_forward(
-                model, tokens, groups, capture=hooks if baseline is None else (), live=live, late_from=1 - live.group
+                model, tokens, groups, capture=hooks if baseline is None else (), live=live, late_from=1 - live.group,
+                last_position_only=last_only,
             )
             if baseline is None:
                 baseline = baseline_from(metric, logits[0], logits[1], captured, batch)

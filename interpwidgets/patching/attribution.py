@@ -18,7 +18,9 @@ import torch
 
 from interpwidgets.interventions import Component
 from interpwidgets.patching.result import PatchResult, axis_labels
-from interpwidgets.patching.runs import Metric, check_direction, check_task, normalise, resolve_metric, run_baseline, scalar
+from interpwidgets.patching.runs import (
+    Metric, check_direction, check_task, normalise, reads_last_position_only, resolve_metric, run_baseline, scalar,
+)
 from interpwidgets.patching.sites import default_granularity, get_site
 from interpwidgets.patching.stacking import chunks, groups_per_chunk, model_device, stacked_forward
 
@@ -51,6 +53,7 @@ def attribution_patch(
     by = by or default_granularity(site_)
     check_task(model, task)
     check_direction(direction)
+    last_only = reads_last_position_only(task, metric)
     metric = resolve_metric(task, metric)
     cfg = model.cfg
     axes, shape, cells = site_.model_cells(model, task.clean_tokens.shape[1], by)
@@ -58,7 +61,8 @@ def attribution_patch(
     baseline = run_baseline(model, task, metric, hooks)
     base_name, base, source = baseline.base_and_source(direction)
     delta = {name: source[name] - base[name] for name in hooks}
-    grads = _mean_gradients(model, getattr(task, f"{base_name}_tokens"), hooks, delta, metric, method, steps, batch_budget_mb, progress)
+    grads = _mean_gradients(model, getattr(task, f"{base_name}_tokens"), hooks, delta, metric, method, steps, batch_budget_mb, progress,
+                           last_only)
     effect = {name: (delta[name] * grads[name]) for name in hooks}
     estimate = torch.stack([effect[c.hook_name][c.index(effect[c.hook_name])].sum() for c in cells]).float().cpu()
     values = (getattr(baseline, f"{base_name}_metric") + estimate).view(shape)
@@ -79,7 +83,7 @@ def attribution_patch(
     )
 
 
-def _mean_gradients(model, tokens, hooks, delta, metric, method, steps, budget_mb, progress) -> dict[str, torch.Tensor]:
+def _mean_gradients(model, tokens, hooks, delta, metric, method, steps, budget_mb, progress, last_only) -> dict[str, torch.Tensor]:
     """dmetric/da at each hook, on the base run ("grad") or averaged over the interpolation points ("ig").
 
     Each run adds a leaf tensor `alpha * delta` to the hook's activation and differentiates with
@@ -94,7 +98,7 @@ def _mean_gradients(model, tokens, hooks, delta, metric, method, steps, budget_m
     tokens = tokens.to(model_device(model))
     # IG runs edit one layer each: an unedited run leads each chunk so they can join at their layer
     lead = 1 if method == "ig" else 0
-    per_chunk = max(1, groups_per_chunk(model, *tokens.shape, budget_mb, grad=True) - lead)
+    per_chunk = max(1, groups_per_chunk(model, *tokens.shape, budget_mb, grad=True, last_position_only=last_only) - lead)
     for part in chunks(len(plan), per_chunk, f"attribution ({method})", progress):
         groups, leaves = [[]] * lead, []
         for g in part:
@@ -105,7 +109,7 @@ def _mean_gradients(model, tokens, hooks, delta, metric, method, steps, budget_m
                 leaves.append((name, shift))
             groups.append(edits)
         with torch.enable_grad():
-            logits, _ = stacked_forward(model, tokens, groups, late_from=0 if lead else None)
+            logits, _ = stacked_forward(model, tokens, groups, late_from=0 if lead else None, last_position_only=last_only)
             total = sum(scalar(metric(group_logits), "metric") for group_logits in logits[lead:])
             found = torch.autograd.grad(total, [leaf for _, leaf in leaves], allow_unused=True)
         for (name, _), grad in zip(leaves, found):

@@ -22,7 +22,9 @@ import torch
 from interpwidgets.interventions import Component, parse_component
 from interpwidgets.interventions.components import kv_heads
 from interpwidgets.patching.result import PatchResult, axis_labels
-from interpwidgets.patching.runs import Metric, check_direction, check_task, normalise, resolve_metric, run_baseline, scalar
+from interpwidgets.patching.runs import (
+    Metric, check_direction, check_task, normalise, reads_last_position_only, resolve_metric, run_baseline, scalar,
+)
 from interpwidgets.patching.stacking import chunks, copy_from, grouped, groups_per_chunk, model_device, stacked_forward
 
 _RECEIVER_HEAD = re.compile(r"^l(\d+)h(\d+)(?:\.([qkv]+))?$")
@@ -54,6 +56,7 @@ def path_patch(
     """
     check_task(model, task)
     check_direction(direction)
+    last_only = reads_last_position_only(task, metric)
     metric = resolve_metric(task, metric)
     cfg = model.cfg
     has_mlp = "blocks.0.hook_mlp_out" in model.hook_dict
@@ -76,19 +79,20 @@ def path_patch(
     todo = [i for i, ok in enumerate(reachable) if ok]
     values = torch.full((len(sender_sets),), float("nan"))
     # each chunk leads with an unpatched run, so patched runs join the forward at their first edited block
-    per_chunk = max(1, groups_per_chunk(model, *tokens.shape, batch_budget_mb) - 1)
+    per_chunk = max(1, groups_per_chunk(model, *tokens.shape, batch_budget_mb, last_position_only=last_only) - 1)
     with torch.no_grad():
         for part in chunks(len(todo), per_chunk, "path patching", progress):
             senders_here = [sender_sets[todo[i]] for i in part]
             step1 = [[]] + [_freeze_edits(group, frozen, base, source, unfrozen) for group in senders_here]
-            logits, recorded = stacked_forward(model, tokens, step1, capture=sorted(receiver_hooks), late_from=0)
+            logits, recorded = stacked_forward(model, tokens, step1, capture=sorted(receiver_hooks), late_from=0,
+                                              last_position_only=last_only)
             if receiver_set:
                 rows = {name: grouped(t, t.shape[0] // tokens.shape[0]) for name, t in recorded.items()}
                 step2 = [[]] + [
                     [edit for r in receiver_set for edit in r.edits(model, copy_from(r, rows[r.hook_name][g]))]
                     for g in range(1, len(step1))
                 ]
-                logits, _ = stacked_forward(model, tokens, step2, late_from=0)
+                logits, _ = stacked_forward(model, tokens, step2, late_from=0, last_position_only=last_only)
             for g, i in enumerate(part, start=1):
                 values[todo[i]] = float(scalar(metric(logits[g])))
     values = values.view(shape)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from interpwidgets.patching.stacking import model_device
+from interpwidgets.tasks.base import Task
 
 Metric = Callable[[torch.Tensor], torch.Tensor]
 """logits [batch, seq, vocab] -> scalar tensor."""
@@ -59,6 +60,13 @@ def check_direction(direction: str) -> None:
 
 def resolve_metric(task, metric: Metric | None) -> Metric:
     return task.metric if metric is None else metric
+
+
+def reads_last_position_only(task, metric: Metric | None) -> bool:
+    """True when the metric is the task's own (`Task.metric` reads the last position's logits only), so
+    patched runs need logits at the last position alone: the unembedding, often the largest matmul of a
+    forward (50k tokens on GPT-2), then runs on one position instead of all."""
+    return metric is None and isinstance(task, Task) and type(task).metric is Task.metric and type(task).logit_diff is Task.logit_diff
 
 
 def scalar(value, what: str = "metric") -> torch.Tensor:

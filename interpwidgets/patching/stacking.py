@@ -29,6 +29,7 @@ Group = Sequence[tuple[str, RowFn]]
 """The edits of one patch run: (hook name, fn(rows [batch, ...]) -> rows)."""
 
 CPU_BUDGET_MB = 1024.0
+UNEMBED_INPUT = "unembed.hook_in"
 
 
 def copy_from(component: Component, source: torch.Tensor) -> RowFn:
@@ -52,22 +53,22 @@ def default_budget_mb(device: torch.device) -> float:
     return CPU_BUDGET_MB
 
 
-def row_bytes(model, seq: int, grad: bool = False) -> int:
+def row_bytes(model, seq: int, grad: bool = False, last_position_only: bool = False) -> int:
     """A rough upper estimate of the memory one prompt row of a forward needs (with backward: all layers' saved activations)."""
     cfg = model.cfg
     per_layer = seq * (12 * cfg.d_model + 3 * (cfg.d_mlp or 0) + 3 * cfg.n_heads * seq)
-    logits = 2 * seq * cfg.d_vocab
+    logits = 2 * (1 if last_position_only else seq) * cfg.d_vocab
     live = per_layer * cfg.n_layers if grad else per_layer
     return 4 * (live + logits)
 
 
-def groups_per_chunk(model, batch: int, seq: int, budget_mb: float | None, grad: bool = False) -> int:
+def groups_per_chunk(model, batch: int, seq: int, budget_mb: float | None, grad: bool = False, last_position_only: bool = False) -> int:
     """How many groups of `batch` rows fit in `budget_mb` (at least one)."""
     if budget_mb is None:
         budget_mb = default_budget_mb(model_device(model))
     if budget_mb <= 0:
         raise ValueError(f"batch_budget_mb must be positive, got {budget_mb}.")
-    return max(1, int(budget_mb * 2**20 // (row_bytes(model, seq, grad) * batch)))
+    return max(1, int(budget_mb * 2**20 // (row_bytes(model, seq, grad, last_position_only) * batch)))
 
 
 def chunks(n_groups: int, per_chunk: int, desc: str, progress: bool = True) -> Iterator[range]:
@@ -106,6 +107,7 @@ def stacked_forward(
     capture: Sequence[str] = (),
     live: LiveRows | None = None,
     late_from: int | None = None,
+    last_position_only: bool = False,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One forward of all groups stacked along the batch, each group with its own edits.
 
@@ -114,6 +116,7 @@ def stacked_forward(
     live: filled at each edited hook with its group's rows before the edits run (that group must have no edits).
     late_from: an unedited group with the same tokens as the edited ones, listed before them; edited
       groups (sorted by their first edited block) then join late as copies of its rows (see module doc).
+    last_position_only: unembed the last position only (logits [groups, batch, 1, vocab]), for metrics that read no other.
     Returns logits [groups, batch, seq, vocab] and the captured activations.
     """
     k = len(groups)
@@ -153,7 +156,10 @@ def stacked_forward(
         return hook
 
     names = list(dict.fromkeys([*by_hook, *capture]))
-    with hooked(model, [(name, make_hook(name)) for name in names]), block_inputs_hooked(model, joins):
+    hooks = [(name, make_hook(name)) for name in names]
+    if last_position_only and UNEMBED_INPUT in model.hook_dict:
+        hooks.append((UNEMBED_INPUT, lambda act, hook: act[:, -1:]))
+    with hooked(model, hooks), block_inputs_hooked(model, joins):
         logits = model(stacked[: present[0] * batch])
     return logits.view(k, batch, *logits.shape[1:]), captured
 
