@@ -63,8 +63,8 @@ def attribution_patch(
     delta = {name: source[name] - base[name] for name in hooks}
     grads = _mean_gradients(model, getattr(task, f"{base_name}_tokens"), hooks, delta, metric, method, steps, batch_budget_mb, progress,
                            last_only)
-    effect = {name: (delta[name] * grads[name]) for name in hooks}
-    estimate = torch.stack([effect[c.hook_name][c.index(effect[c.hook_name])].sum() for c in cells]).float().cpu()
+    effect = {name: (delta[name] * grads[name]).float() for name in hooks}  # summed in float32
+    estimate = torch.stack([effect[c.hook_name][c.index(effect[c.hook_name])].sum() for c in cells]).cpu()
     values = (getattr(baseline, f"{base_name}_metric") + estimate).view(shape)
     return PatchResult(
         values=normalise(values, baseline) if normalize else values,

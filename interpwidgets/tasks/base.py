@@ -51,10 +51,11 @@ class Task:
         )
 
     def logit_diff(self, logits: torch.Tensor) -> torch.Tensor:
-        """[batch] logit(answer) - logit(wrong) at the last position; `logits` is [batch, seq, vocab]."""
+        """[batch] logit(answer) - logit(wrong) at the last position, in float32 whatever the model's dtype;
+        `logits` is [batch, seq, vocab]."""
         if logits.ndim != 3 or logits.shape[0] != len(self):
             raise ValueError(f"logits must be [batch={len(self)}, seq, vocab], got {tuple(logits.shape)}.")
-        last = logits[:, -1, :]
+        last = logits[:, -1, :].float()
         answer = self.answer_tokens.to(last.device)[:, None]
         wrong = self.wrong_tokens.to(last.device)[:, None]
         return (last.gather(1, answer) - last.gather(1, wrong)).squeeze(1)

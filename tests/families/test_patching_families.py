@@ -258,3 +258,23 @@ def test_integrated_gradients_over_a_whole_layer_sum_to_patching_that_layer(fami
     gap = ig.clean_metric - ig.corrupt_metric
     total = float((ig.values[1] - ig.corrupt_metric).sum())
     assert total == pytest.approx(gap, abs=0.05 * abs(gap) + 1e-3)
+
+
+# ---- precision ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("family", ["teaching", "llama"])
+def test_bfloat16_models_patch_in_their_dtype_and_agree_with_float32(family, tmp_path):
+    """A bfloat16 model keeps its dtype; activation, attribution and path patching run in it, return float32
+    values, and agree with the float32 model's to bfloat16 precision (2% of the metric's scale)."""
+    import interpwidgets as iw
+    from interpwidgets.models.families import save_random_family
+
+    source = None if family == "teaching" else str(save_random_family(family, tmp_path))
+    half = iw.load_model(source, device="cpu", dtype="bfloat16")
+    full = iw.load_model(source, device="cpu")
+    task = ioi(full, n=4, seed=0)
+    for run in (lambda m: activation_patch(m, task, "z", **RAW), lambda m: attribution_patch(m, task, "resid_pre", **RAW),
+                lambda m: path_patch(m, task, senders="heads", **RAW)):
+        expected, got = run(full).values, run(half).values
+        assert got.dtype == torch.float32 and next(half.parameters()).dtype == torch.bfloat16
+        scale = float(expected.abs().max())
+        assert float((got - expected).abs().max()) <= 0.02 * scale + 1e-3
