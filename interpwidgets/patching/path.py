@@ -59,6 +59,9 @@ def path_patch(
     last_only = reads_last_position_only(task, metric)
     metric = resolve_metric(task, metric)
     cfg = model.cfg
+    if "blocks.0.attn.hook_z" not in model.hook_dict:
+        raise ValueError("Path patching freezes every attention head's output, but this model has no "
+                         "'blocks.0.attn.hook_z' (no attention heads); use activation_patch on the residual stream.")
     has_mlp = "blocks.0.hook_mlp_out" in model.hook_dict
     axes, shape, sender_sets = _senders(model, senders, has_mlp)
     receiver_set = _receivers(model, receivers)
