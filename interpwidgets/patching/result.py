@@ -11,6 +11,7 @@ import torch
 
 from interpwidgets.interventions import Component, ablate, patch
 from interpwidgets.interventions.components import kv_heads
+from interpwidgets.models.tokens import has_tokenizer, token_strings
 from interpwidgets.patching.runs import Baseline, scalar
 from interpwidgets.patching.stacking import model_device
 
@@ -161,20 +162,19 @@ def top_tokens(model, logits: torch.Tensor, k: int = 5) -> list[tuple[str, float
     """The k most likely next tokens of [vocab] logits as (token string, probability)."""
     probs = logits.float().softmax(-1)
     top = probs.topk(k)
-    return [(model.tokenizer.decode([i]), float(p)) for p, i in zip(top.values.tolist(), top.indices.tolist())]
+    return list(zip(token_strings(model, top.indices.tolist()), top.values.tolist()))
 
 
 def axis_labels(model, task, axes: Sequence[str]) -> dict[str, list[str]]:
     """Labels for layer ("L0"), head ("H0"), key/value head ("KV0 (H0-H1)") and position ("5: ' Mary'", from
     the first clean prompt; "5: #42" for a model without a tokenizer) axes."""
     tokens = task.clean_tokens[0].tolist()
-    tokenizer = getattr(model, "tokenizer", None)
     group = model.cfg.n_heads // kv_heads(model)
     makers = {
         "layer": lambda: [f"L{i}" for i in range(model.cfg.n_layers)],
         "head": lambda: [f"H{i}" for i in range(model.cfg.n_heads)],
         "kv_head": lambda: [f"KV{i} (H{i * group}-H{(i + 1) * group - 1})" for i in range(kv_heads(model))],
-        "position": lambda: [f"{i}: " + (repr(tokenizer.decode([t])) if tokenizer is not None else f"#{t}")
-                             for i, t in enumerate(tokens)],
+        "position": lambda: [f"{i}: {text!r}" if has_tokenizer(model) else f"{i}: {text}"
+                             for i, text in enumerate(token_strings(model, tokens))],
     }
     return {axis: makers[axis]() for axis in axes if axis in makers}

@@ -7,6 +7,7 @@
 
 Each widget draws from a bundled ES module (no CDN), receives numbers as binary buffers, validates every
 message from the browser, and carries a static HTML preview for viewers that cannot run widgets.
+A prompt is text or token ids; a model loaded without a tokenizer takes token ids only, shown as "#42".
 How to write a new widget: README.md in this folder. Widget classes load on first use.
 """
 

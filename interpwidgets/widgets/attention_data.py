@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from interpwidgets.widgets.tokens import prompt_tokens, token_strings
+
 WEIGHTINGS = ("attention", "value")
 UNITS = {"attention": "attention probability", "value": "\u2016\u03b1\u00b7v\u00b7W_O\u2016 (value-weighted)"}
 
@@ -127,7 +129,7 @@ def value_norms_from_cache(model, cache, n_layers: int) -> torch.Tensor:
     for layer in range(n_layers):
         v = cache[f"blocks.{layer}.attn.hook_v"][0]  # [pos, kv_heads, d_head]
         w_o = model.W_O[layer]  # [heads, d_head, d_model]
-        if v.shape[1] != w_o.shape[0]:  # grouped-query attention: each value head serves several query heads
+        if v.shape[1] != w_o.shape[0]:  # grouped-query attention: query head h reads value head h // group
             v = v.repeat_interleave(w_o.shape[0] // v.shape[1], dim=1)
         norms.append(torch.einsum("phd,hdm->hpm", v.float(), w_o.float()).norm(dim=-1))
     return torch.stack(norms)
@@ -135,23 +137,15 @@ def value_norms_from_cache(model, cache, n_layers: int) -> torch.Tensor:
 
 def attention_from_model(model, prompt: str | torch.Tensor | Sequence[int]) -> AttentionData:
     """Runs `model` on `prompt` (text, or [seq] / [1, seq] token ids) and keeps every layer's patterns and value norms."""
-    if isinstance(prompt, str):
-        tokens = model.to_tokens(prompt, truncate=False)
-    else:
-        tokens = torch.as_tensor(prompt, dtype=torch.long).reshape(1, -1)
-    n_ctx = model.cfg.n_ctx
-    if tokens.shape[-1] > n_ctx:
-        raise ValueError(
-            f"the prompt has {tokens.shape[-1]} tokens, more than the model's context of {n_ctx}; for longer "
-            "inputs pass precomputed patterns: AttentionPatterns(pattern=..., tokens=...)."
-        )
+    longer = "For longer inputs pass precomputed patterns: AttentionPatterns(pattern=..., tokens=...)."
+    tokens = prompt_tokens(model, prompt, too_long=longer)
     n_layers = model.cfg.n_layers
 
     def wanted(name: str) -> bool:
         return name.endswith(("attn.hook_pattern", "attn.hook_v"))
 
     with torch.no_grad():
-        _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=wanted)
+        _, cache = model.run_with_cache(tokens, names_filter=wanted)
         patterns = torch.stack([cache[f"blocks.{layer}.attn.hook_pattern"][0] for layer in range(n_layers)])
         norms = value_norms_from_cache(model, cache, n_layers)
-    return AttentionData([str(t) for t in model.to_str_tokens(tokens[0])], patterns, norms)
+    return AttentionData(token_strings(model, tokens[0].tolist()), patterns, norms)

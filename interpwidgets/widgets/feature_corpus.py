@@ -15,7 +15,8 @@ import torch
 
 from interpwidgets.sae.activations import token_batches, token_rows
 from interpwidgets.sae.hooks import as_dictionary_input
-from interpwidgets.widgets.feature_data import device_of, token_strings
+from interpwidgets.widgets.feature_data import device_of
+from interpwidgets.widgets.tokens import require_tokenizer, token_strings
 
 HISTOGRAM_BINS = 32
 CORPUS_SEED = 20_240_601  # a stream of the teaching corpus that the widgets read; any seed works
@@ -26,6 +27,9 @@ BATCH_ROWS = 32
 
 def corpus_tokens(model: Any, corpus: Any = None, rows: int = CORPUS_ROWS, seq: int = CORPUS_SEQ) -> torch.Tensor:
     """Token rows `[rows, seq]`: a tensor as given, a list of texts packed into rows, or (None) the teaching corpus."""
+    if not isinstance(corpus, torch.Tensor):
+        require_tokenizer(model, "the teaching corpus" if corpus is None else "a corpus of texts",
+                          "pass corpus= as token rows (an integer tensor [rows, seq])")
     if corpus is None:
         return next(token_batches(model, None, rows, seq, CORPUS_SEED))
     tokens = token_rows(model, corpus, seq)

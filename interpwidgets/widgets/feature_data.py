@@ -1,5 +1,6 @@
-"""Prompt-level computations behind the SAE feature widgets: dictionaries by hook, prompt tokens,
-every dictionary's feature activations from one forward pass, next-token predictions, logit effects.
+"""Prompt-level computations behind the SAE feature widgets: dictionaries by hook, every dictionary's
+feature activations from one forward pass, next-token predictions, logit effects (prompt tokens and
+their display strings come from `tokens.py`).
 
 A dictionary (SAE or transcoder) reads `x [..., d_in]` at `cfg.hook_name` and writes into the activation
 at its output hook (the same hook for an SAE). Feature `f` contributes `acts[..., f] * W_dec[f]` there;
@@ -16,6 +17,8 @@ import torch
 
 from interpwidgets.sae import features as sae_features
 from interpwidgets.sae.hooks import as_dictionary_input
+from interpwidgets.widgets.tokens import prompt_tokens as prompt_tokens  # re-exported for this module's callers
+from interpwidgets.widgets.tokens import token_strings
 
 
 def dictionaries(saes: Any) -> dict[str, Any]:
@@ -44,30 +47,6 @@ def dictionaries(saes: Any) -> dict[str, Any]:
 def output_hook(sae: Any) -> str:
     """The hook a dictionary writes: its input hook for an SAE, `hook_name_out` for a transcoder."""
     return getattr(sae.cfg, "hook_name_out", None) or sae.cfg.hook_name
-
-
-def prompt_tokens(model: Any, prompt: str | torch.Tensor | Sequence[int]) -> torch.Tensor:
-    """Token ids `[1, n]` (on the model's device) of a prompt: text (BOS prepended), or ids."""
-    if isinstance(prompt, str):
-        if not prompt:
-            raise ValueError("the prompt is empty.")
-        tokens = model.to_tokens(prompt)
-    else:
-        tokens = torch.as_tensor(prompt)
-        if tokens.is_floating_point() or tokens.ndim not in (1, 2) or (tokens.ndim == 2 and tokens.shape[0] != 1):
-            raise ValueError(f"token ids must be integers of shape [n] or [1, n], got {tokens.dtype} {tuple(tokens.shape)}.")
-        tokens = tokens.reshape(1, -1).long()
-    n_ctx, n = model.cfg.n_ctx, tokens.shape[1]
-    if not 0 < n <= n_ctx:
-        raise ValueError(f"the prompt has {n} tokens; the model reads 1 to {n_ctx}.")
-    if int(tokens.min()) < 0 or int(tokens.max()) >= model.cfg.d_vocab:
-        raise ValueError(f"token ids must lie in [0, {model.cfg.d_vocab - 1}].")
-    return tokens.to(model.cfg.device)
-
-
-def token_strings(model: Any, ids: Iterable[int]) -> list[str]:
-    """Each token id decoded on its own."""
-    return [model.tokenizer.decode([int(i)]) for i in ids]
 
 
 def device_of(model: Any) -> torch.device:

@@ -20,14 +20,13 @@ from traitlets import Dict as DictTrait
 from interpwidgets.interventions import combine, steer
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.dictionary_choice import DictionaryList
-from interpwidgets.widgets.feature_data import (
-    check_feature, device_of, dictionaries, output_hook, prompt_tokens, token_strings,
-)
+from interpwidgets.widgets.feature_data import check_feature, device_of, dictionaries, output_hook
 from interpwidgets.widgets.feature_params import get_feature, get_float, get_hook
 from interpwidgets.widgets.generation import generate
 from interpwidgets.widgets.messages import RequestError, check_keys, get_choice, get_int
 from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.static_html import esc, frame
+from interpwidgets.widgets.tokens import prompt_tokens, token_strings, token_text
 
 MAX_NEW_TOKENS = 64
 MAX_ROWS = 8
@@ -136,8 +135,7 @@ class Steering(DictionaryList, InterpWidget):
         settings: max_new_tokens, sampling, temperature, seed (default: the widget's).
         """
         baseline, steered = self._requested(scales, settings)
-        decode = self.model.tokenizer.decode
-        return decode(baseline), decode(steered)
+        return token_text(self.model, baseline), token_text(self.model, steered)
 
     def continuations(self, scales: Sequence[float] | None = None, **settings: Any) -> tuple[list[str], list[str]]:
         """Like `generate`, as lists of tokens (what the widget shows)."""
@@ -274,7 +272,7 @@ class Steering(DictionaryList, InterpWidget):
     # ---- static preview
     def _static_html(self) -> str:
         baseline, steered = self.generate()
-        prompt = self.model.tokenizer.decode(self._tokens[0].tolist(), skip_special_tokens=True)
+        prompt = token_text(self.model, self._tokens[0].tolist(), skip_special_tokens=True)
         sliders = "".join(f"<li>{esc(d.label)}: {s:g}</li>" for d, s in zip(self._directions, self.scales)) or "<li>none</li>"
         body = (
             f"<div><b>prompt</b> {esc(prompt)}</div><ul style='margin:4px 0'>{sliders}</ul>"
