@@ -54,7 +54,7 @@ class LeafPass:
                 self.connected[site.name] = (f, err)
                 leaf_f, leaf_err = f.detach().requires_grad_(True), err.detach().requires_grad_(True)
                 self.leaves[site.name] = (leaf_f, leaf_err)
-                return site.join(leaf_f, leaf_err)
+                return site.join(leaf_f, leaf_err).to(x)
             return hook
 
         with torch.enable_grad():
@@ -136,6 +136,7 @@ def edge_effects(
 def _downstream_target(site: Site, d: NodeRef, f: torch.Tensor, err: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """sum over prompts (and positions) of dm/dd * d, as a function of the upstream leaves."""
     positions = slice(None) if d.position is None else slice(d.position, d.position + 1)
+    g = site.to_sae(g)
     if d.column < site.n_features:
         left = g[:, positions] @ site.sae.W_dec[d.column]  # dm/df_j [batch, pos]
         return (left * f[:, positions, d.column]).sum()

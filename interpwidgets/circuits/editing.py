@@ -22,6 +22,7 @@ from interpwidgets.circuits.graph import Circuit, Node
 from interpwidgets.circuits.runs import device_of
 from interpwidgets.interventions import Intervention
 from interpwidgets.interventions.hooks import hooked
+from interpwidgets.sae.hooks import to_dictionary
 
 _KIND_HOOKS = {"resid": "blocks.{layer}.hook_resid_post", "attn": "blocks.{layer}.hook_attn_out",
                "mlp": "blocks.{layer}.hook_mlp_out"}
@@ -95,14 +96,15 @@ def _edits(sae, index: torch.Tensor, mean: torch.Tensor | None) -> list:
     store: dict[str, torch.Tensor] = {}
 
     def read(x: torch.Tensor) -> torch.Tensor:
-        store["f"] = sae.encode(x)
+        store["f"] = sae.encode(to_dictionary(sae, x))
         return x
 
     def write(y: torch.Tensor) -> torch.Tensor:
-        f = store.pop("f") if sae.is_transcoder else sae.encode(y)
+        out = to_dictionary(sae, y)
+        f = store.pop("f") if sae.is_transcoder else sae.encode(out)
         current = f[..., index]
         value = torch.zeros_like(current) if mean is None else mean[: current.shape[-2]].to(current)
-        return y - (current - value) @ sae.W_dec[index]
+        return (out - (current - value) @ sae.W_dec[index]).to(y)
 
     return ([(sae.cfg.hook_name, read)] if sae.is_transcoder else []) + [(sae.cfg.output_hook, write)]
 
@@ -113,7 +115,8 @@ def _mean_activations(model, saes, chosen: dict[str, list[int]], tokens: torch.T
 
     def make(hook_name: str):
         def hook(x, hook):
-            store[hook_name] = saes[hook_name].encode(x)[..., chosen[hook_name]].mean(0)
+            sae = saes[hook_name]
+            store[hook_name] = sae.encode(to_dictionary(sae, x))[..., chosen[hook_name]].mean(0)
             return x
         return hook
 

@@ -63,11 +63,10 @@ class NodeEffects:
 
     def patch_nodes(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(f, err) at the patch values (zeros for a zero patch)."""
-        site = self.site(name)
         if self.zero_patch:
-            x = self.x_clean[name]
-            return x.new_zeros(*x.shape[:-1], site.n_features), torch.zeros_like(x)
-        return site.split(self.x_patch[name])
+            f, err = self.clean_nodes(name)
+            return torch.zeros_like(f), torch.zeros_like(err)
+        return self.site(name).split(self.x_patch[name])
 
     def deltas(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(f_patch - f_clean, err_patch - err_clean)."""
@@ -143,9 +142,11 @@ def node_effects(
 
 
 def _site_effects(result: NodeEffects, site: Site, batch_chunk: int) -> torch.Tensor:
-    """`[seq, n_columns]`: sum over prompts of grad . delta for each feature and the error (chunked over prompts)."""
+    """`[seq, n_columns]`: sum over prompts of grad . delta for each feature and the error (chunked over
+    prompts; in the SAE's dtype, at least float32)."""
     grad, x = result.grads[site.name], result.x_clean[site.name]
-    out = x.new_zeros(x.shape[1], site.n_columns)
+    like = site.to_sae(x[:1, :1])
+    out = like.new_zeros(x.shape[1], site.n_columns, dtype=torch.promote_types(like.dtype, torch.float32))
     for start in range(0, x.shape[0], batch_chunk):
         rows = slice(start, start + batch_chunk)
         fc, ec = site.split(x[rows])
@@ -153,7 +154,7 @@ def _site_effects(result: NodeEffects, site: Site, batch_chunk: int) -> torch.Te
             fp, ep = torch.zeros_like(fc), torch.zeros_like(ec)
         else:
             fp, ep = site.split(result.x_patch[site.name][rows])
-        g = grad[rows]
+        g = site.to_sae(grad[rows])
         out[:, :-1] += (site.feature_grad(g) * (fp - fc)).sum(0)
         out[:, -1] += (g * (ep - ec)).sum(-1).sum(0)
     return out

@@ -7,6 +7,8 @@ head plus a constant:
     pre_j = sum_h (z_h @ W_O[h]) @ W_enc[:, j]  +  (b_O - b_dec * apply_b_dec_to_input) @ W_enc[:, j] + b_enc[j]
 
 (for a gated SAE the magnitude path's encoder `W_enc * exp(r_mag)` and `b_mag` take their place).
+On Gemma 2 and 3 the attention output passes an RMSNorm before the hook; with its scale s held at the
+clean value it is linear, attn_out = sum_h (z_h @ W_O[h]) / s * w, and each head's share goes through it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 
 from interpwidgets.circuits.runs import device_of
 from interpwidgets.interventions.hooks import hooked
+from interpwidgets.sae.hooks import to_dictionary
 
 
 def _encoder_column(sae, feature: int) -> torch.Tensor:
@@ -47,21 +50,11 @@ def attention_feature_heads(
     bad = [f for f in features if not 0 <= f < sae.cfg.d_sae]
     if bad:
         raise ValueError(f"features {bad[:5]} are outside the SAE's {sae.cfg.d_sae} features.")
-    layer = int(hook.split(".")[1])
-    store: dict[str, torch.Tensor] = {}
-
-    def keep(name):
-        def fn(x, hook):
-            store[name] = x.detach()
-            return x
-        return fn
-
-    with torch.no_grad(), hooked(model, [(f"blocks.{layer}.attn.hook_z", keep("z")), (hook, keep("out"))]):
-        model(tokens.to(device_of(model)))
-        heads_out = torch.einsum("bphd,hdm->bphm", store["z"], model.blocks[layer].attn.W_O)  # [batch, seq, head, d_model]
+    heads_out, attn_out = _head_outputs(model, int(hook.split(".")[1]), tokens)
+    with torch.no_grad():
         columns = torch.stack([_encoder_column(sae, f) for f in features], dim=-1)  # [d_model, n_features]
-        per_head = heads_out @ columns  # [batch, seq, head, n_features]
-        active = sae.encode(store["out"])[..., features] != 0  # [batch, seq, n_features]
+        per_head = to_dictionary(sae, heads_out) @ columns  # [batch, seq, head, n_features]
+        active = sae.encode(to_dictionary(sae, attn_out))[..., features] != 0  # [batch, seq, n_features]
         rows = []
         for i, position in enumerate(positions):
             if position is not None:
@@ -72,3 +65,34 @@ def attention_feature_heads(
                 rows.append(per_head[..., i].mean((0, 1)))
     out = torch.stack(rows)
     return out[0] if single else out
+
+
+@torch.no_grad()
+def _head_outputs(model, layer: int, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(each head's share of `blocks.L.hook_attn_out` `[batch, seq, head, d_model]`, the hook's activation
+    `[batch, seq, d_model]`) on `tokens`. z is per query head also on grouped-query models. Where a
+    post-attention RMSNorm sits before the hook (Gemma 2 and 3), the shares pass through it with its scale
+    held at the clean value, so they still add up to the hook's activation (less b_O's share)."""
+    prefix = f"blocks.{layer}"
+    post = getattr(model.blocks[layer], "ln1_post", None)
+    names = ["attn.hook_z", "hook_attn_out"] + (["ln1_post.hook_scale", "ln1_post.hook_normalized"] if post is not None else [])
+    if post is not None and "RMS" not in type(post).__name__:
+        raise NotImplementedError(f"The post-attention norm of layer {layer} is a {type(post).__name__}; head shares "
+                                  "are defined through an RMSNorm only.")
+    store: dict[str, torch.Tensor] = {}
+
+    def keep(name: str):
+        def fn(x, hook):
+            store[name] = x.detach()
+            return x
+        return fn
+
+    with hooked(model, [(f"{prefix}.{name}", keep(name)) for name in names]):
+        model(tokens.to(device_of(model)))
+    shares = torch.einsum("bphd,hdm->bphm", store["attn.hook_z"], model.blocks[layer].attn.W_O)
+    if post is None:
+        return shares, store["hook_attn_out"]
+    normalized, out = store["ln1_post.hook_normalized"], store["hook_attn_out"]
+    # out = normalized * weight elementwise; the least-squares weight per channel recovers it exactly
+    weight = (out * normalized).sum((0, 1)) / normalized.pow(2).sum((0, 1)).clamp_min(1e-30)
+    return shares / store["ln1_post.hook_scale"][..., None] * weight, out

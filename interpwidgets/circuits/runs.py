@@ -138,12 +138,12 @@ def ablation_hooks(
             continue
 
         def hook(x, hook, site=site):
-            mask = keep[site.name].to(x.device)
             f, err = site.split(x)
+            mask = keep[site.name].to(f.device)
             f_abl, err_abl = values[site.name]
-            f = torch.where(mask[..., :-1], f, f_abl.to(f.dtype))
-            err = torch.where(mask[..., -1:], err, err_abl.to(err.dtype))
-            return site.join(f, err)
+            f = torch.where(mask[..., :-1], f, f_abl.to(f))
+            err = torch.where(mask[..., -1:], err, err_abl.to(err))
+            return site.join(f, err).to(x)
 
         hooks.append((site.hook, hook))
     return hooks

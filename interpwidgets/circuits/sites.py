@@ -9,6 +9,8 @@ SAE and is one vector-valued node per position. At every site
 
 so splicing the SAE with its error term leaves the model's output unchanged (Marks et al. 2024).
 Node columns of a site: the `d_sae` features, then the error (the embed site has only that column).
+Node values live on the SAE's device and in its dtype (e.g. float32 SAEs on a bfloat16 model); hooks
+cast what they hand back to the model to the activation's dtype.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
+
+from interpwidgets.sae.hooks import to_dictionary
 
 EMBED_HOOK = "blocks.0.hook_resid_pre"
 SITE_HOOKS = {"attn": "blocks.{layer}.hook_attn_out", "mlp": "blocks.{layer}.hook_mlp_out", "resid": "blocks.{layer}.hook_resid_post"}
@@ -46,24 +50,32 @@ class Site:
         """Node columns: features, then the error term."""
         return self.n_features + 1
 
+    def to_sae(self, x: torch.Tensor) -> torch.Tensor:
+        """`x` on the SAE's device and in its dtype (unchanged at the embed site)."""
+        return x if self.sae is None else to_dictionary(self.sae, x)
+
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(f [..., d_sae], err [..., d_model]) with `x == decode(f) + err`."""
+        """(f [..., d_sae], err [..., d_model]) with `x == decode(f) + err`, in the SAE's dtype."""
         if self.sae is None:
             return x.new_zeros(*x.shape[:-1], 0), x
+        x = self.to_sae(x)
         f = self.sae.encode(x)
         return f, x - self.sae.decode(f)
 
     def join(self, f: torch.Tensor, err: torch.Tensor) -> torch.Tensor:
-        """decode(f) + err: the activation these node values make."""
+        """decode(f) + err: the activation these node values make (in the SAE's dtype)."""
         return err if self.sae is None else self.sae.decode(f) + err
 
     def zero_patch(self, x: torch.Tensor) -> torch.Tensor:
-        """The activation with every node of this site at zero (f = 0, err = 0): decode(0) = b_dec."""
-        return torch.zeros_like(x) if self.sae is None else self.join(x.new_zeros(*x.shape[:-1], self.n_features), torch.zeros_like(x))
+        """The activation `x` would be with every node of this site at zero (f = 0, err = 0): decode(0) = b_dec."""
+        if self.sae is None:
+            return torch.zeros_like(x)
+        err = self.to_sae(torch.zeros_like(x))
+        return self.join(err.new_zeros(*x.shape[:-1], self.n_features), err).to(x)
 
     def feature_grad(self, grad_x: torch.Tensor) -> torch.Tensor:
         """d m / d f `[..., d_sae]` from d m / d x `[..., d_model]`, since x = f @ W_dec + b_dec + err."""
-        return grad_x @ self.sae.W_dec.T if self.sae is not None else grad_x.new_zeros(*grad_x.shape[:-1], 0)
+        return self.to_sae(grad_x) @ self.sae.W_dec.T if self.sae is not None else grad_x.new_zeros(*grad_x.shape[:-1], 0)
 
 
 def resolve_sites(model, saes, kinds: Sequence[str] = SITE_KINDS, embed: bool = True) -> list[Site]:

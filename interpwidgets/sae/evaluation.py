@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from interpwidgets.sae.base import SAE
-from interpwidgets.sae.hooks import as_dictionary_input, check_fits
+from interpwidgets.sae.hooks import as_dictionary_input, check_fits, to_dictionary
 from interpwidgets.sae.splicing import spliced
-from interpwidgets.sae.activations import CORPUS_SEED, token_batches, token_rows
+from interpwidgets.sae.activations import CORPUS_SEED, token_batches, token_source
 
 EVAL_SEED = CORPUS_SEED + 1  # held out from the SAE training stream
 
@@ -39,20 +39,21 @@ def evaluate(
     *,
     n_batches: int = 8,
     batch_size: int = 16,
-    context_size: int = 128,
+    context_size: int | None = None,
     dense_threshold: float = 0.1,
     progress: bool = False,
 ) -> dict:
     """Reconstruction, sparsity and CE-loss metrics of `sae` on `model` (see the module docstring).
 
     tokens: a token tensor [n, seq], a list of strings, or None for `n_batches` batches of the
-    teaching corpus (a seed the bundled SAEs were not trained on).
+    teaching corpus (a seed the bundled SAEs were not trained on); context_size as in `train`.
+    The dictionary runs in its own dtype and device; statistics are computed in float32.
     """
     check_fits(model, sae)
-    rows = token_rows(model, tokens, context_size)
+    rows, context = token_source(model, tokens, context_size)
     if rows is not None:
         n_batches = -(-len(rows) // batch_size)
-    batches = token_batches(model, rows, batch_size, context_size, EVAL_SEED, 0)
+    batches = token_batches(model, rows, batch_size, context, EVAL_SEED, 0)
     in_hook, out_hook = sae.cfg.hook_name, sae.cfg.output_hook
     names = list({in_hook, out_hook})
     device = model.cfg.device
@@ -66,10 +67,10 @@ def evaluate(
     for _ in tqdm(range(n_batches), desc="evaluating", disable=not progress):
         batch = next(batches).to(device)
         logits, cache = model.run_with_cache(batch, names_filter=names)
-        x = as_dictionary_input(cache[in_hook], sae.cfg.d_in, in_hook).flatten(0, -2).float()
-        y = as_dictionary_input(cache[out_hook], sae.cfg.d_out, out_hook).flatten(0, -2).float()
+        x = to_dictionary(sae, as_dictionary_input(cache[in_hook], sae.cfg.d_in, in_hook).flatten(0, -2))
         f = sae.encode(x)
-        y_hat = sae.decode(f)
+        y_hat = sae.decode(f).float()
+        y = as_dictionary_input(cache[out_hook], sae.cfg.d_out, out_hook).flatten(0, -2).to(y_hat)
         active = f != 0
         totals["sq_err"] += (y - y_hat).pow(2).sum().item()
         totals["l0"] += active.sum().item()

@@ -11,9 +11,9 @@ import torch
 from tqdm.auto import tqdm
 
 from interpwidgets.interventions import Intervention
-from interpwidgets.sae.activations import CORPUS_SEED, token_batches, token_rows
+from interpwidgets.sae.activations import CORPUS_SEED, token_batches, token_source
 from interpwidgets.sae.base import SAE
-from interpwidgets.sae.hooks import as_dictionary_input, check_fits
+from interpwidgets.sae.hooks import as_dictionary_input, check_fits, to_dictionary
 
 
 class FeatureActivations(NamedTuple):
@@ -41,42 +41,52 @@ def _check_feature(sae: SAE, feature: int) -> int:
     return int(feature)
 
 
+def _token_strings(model, ids, vocabulary: bool = False) -> list[str]:
+    """Each of `ids [n]` as text (or, with `vocabulary`, as its vocabulary entry); "#id" without a tokenizer."""
+    ids = torch.as_tensor(ids).reshape(-1).tolist()
+    if getattr(model, "tokenizer", None) is None:
+        return [f"#{i}" for i in ids]
+    return model.tokenizer.convert_ids_to_tokens(ids) if vocabulary else model.to_str_tokens(torch.tensor(ids))
+
+
 @torch.no_grad()
 def _encode_tokens(model, sae: SAE, tokens: torch.Tensor) -> torch.Tensor:
-    """Feature activations `[batch, seq, d_sae]` of `tokens [batch, seq]`."""
+    """Feature activations `[batch, seq, d_sae]` of `tokens [batch, seq]` (on the SAE's device, in its dtype)."""
     _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=[sae.cfg.hook_name])
     x = as_dictionary_input(cache[sae.cfg.hook_name], sae.cfg.d_in, sae.cfg.hook_name)
-    return sae.encode(x.float())
+    return sae.encode(to_dictionary(sae, x))
 
 
 def feature_activations(model, sae: SAE, prompt: str | torch.Tensor, prepend_bos: bool = True) -> FeatureActivations:
     """Every feature's activation on every token of `prompt` (a string or token ids [seq]): `(acts [seq, d_sae], str_tokens)`."""
     check_fits(model, sae)
+    if isinstance(prompt, str) and getattr(model, "tokenizer", None) is None:
+        raise ValueError("This model has no tokenizer (it reads token ids only): pass the prompt as token ids [seq].")
     tokens = model.to_tokens(prompt, prepend_bos=prepend_bos) if isinstance(prompt, str) else torch.as_tensor(prompt).reshape(1, -1)
     acts = _encode_tokens(model, sae, tokens)[0]
-    return FeatureActivations(acts, model.to_str_tokens(tokens[0]))
+    return FeatureActivations(acts, _token_strings(model, tokens[0]))
 
 
 @torch.no_grad()
 def top_activating(
     model, sae: SAE, feature: int, tokens=None, *, k: int = 10, window: tuple[int, int] = (8, 3),
-    n_batches: int = 16, batch_size: int = 32, context_size: int = 128, progress: bool = False,
+    n_batches: int = 16, batch_size: int = 32, context_size: int | None = None, progress: bool = False,
 ) -> list[Example]:
     """The `k` strongest activations of `feature` over `tokens` (a token tensor, a list of strings, or
     None for `n_batches` batches of the teaching corpus), strongest first, each with `window`
     (tokens before, tokens after) of context. Positions where the feature is 0 are never returned."""
     check_fits(model, sae)
     feature = _check_feature(sae, feature)
-    rows = token_rows(model, tokens, context_size)
+    rows, context = token_source(model, tokens, context_size)
     if rows is not None:
         n_batches = -(-len(rows) // batch_size)
-    batches = token_batches(model, rows, batch_size, context_size, CORPUS_SEED + 2)
+    batches = token_batches(model, rows, batch_size, context, CORPUS_SEED + 2)
     best_vals = torch.empty(0)
     best_idx = torch.empty(0, 2, dtype=torch.long)
     kept_rows: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     for b in tqdm(range(n_batches), desc="top activations", disable=not progress):
         batch = next(batches)
-        acts = _encode_tokens(model, sae, batch)[..., feature].cpu()  # [batch, seq]
+        acts = _encode_tokens(model, sae, batch)[..., feature].float().cpu()  # [batch, seq]
         flat = acts.flatten()
         take = min(k, int((flat > 0).sum()))
         if take == 0:
@@ -94,7 +104,7 @@ def top_activating(
     for value, (row, pos) in zip(best_vals.tolist(), best_idx.tolist()):
         row_tokens, row_acts = kept_rows[row]
         lo, hi = max(0, pos - before), min(len(row_tokens), pos + after + 1)
-        examples.append(Example(value, row, pos, model.to_str_tokens(row_tokens[lo:hi]), row_acts[lo:hi].tolist(), pos - lo))
+        examples.append(Example(value, row, pos, _token_strings(model, row_tokens[lo:hi]), row_acts[lo:hi].tolist(), pos - lo))
     return examples
 
 
@@ -114,16 +124,16 @@ def logit_effects(model, sae: SAE, feature: int, k: int = 10) -> dict:
         )
     values = (sae.W_dec[feature].to(W_U.device, W_U.dtype) @ W_U).cpu()
     top, bottom = values.topk(k), values.topk(k, largest=False)
-    name = model.tokenizer.convert_ids_to_tokens
     return {
         "values": values,
-        "top": list(zip(name(top.indices.tolist()), top.values.tolist())),
-        "bottom": list(zip(name(bottom.indices.tolist()), bottom.values.tolist())),
+        "top": list(zip(_token_strings(model, top.indices, vocabulary=True), top.values.tolist())),
+        "bottom": list(zip(_token_strings(model, bottom.indices, vocabulary=True), bottom.values.tolist())),
     }
 
 
 def _feature_edits(sae: SAE, edit_output) -> list:
-    """Hook edits that compute features from the input hook and change the output hook with `edit_output(flat_out, f)`."""
+    """Hook edits that compute features from the input hook and change the output hook with `edit_output(flat_out, f)`
+    (both on the SAE's device and in its dtype; the result is cast back to the hook's)."""
     captured: dict[str, torch.Tensor] = {}
     cfg = sae.cfg
 
@@ -134,8 +144,8 @@ def _feature_edits(sae: SAE, edit_output) -> list:
     def write(act: torch.Tensor) -> torch.Tensor:
         x = captured.pop("x") if sae.is_transcoder else as_dictionary_input(act, cfg.d_in, cfg.hook_name)
         flat = as_dictionary_input(act, cfg.d_out, cfg.output_hook)
-        f = sae.encode(x.to(sae.W_enc.dtype))
-        return edit_output(flat, f).to(act.dtype).reshape(act.shape)
+        f = sae.encode(to_dictionary(sae, x))
+        return edit_output(to_dictionary(sae, flat), f).to(act).reshape(act.shape)
 
     return ([(cfg.hook_name, read)] if sae.is_transcoder else []) + [(cfg.output_hook, write)]
 
@@ -149,12 +159,12 @@ def ablate_features(model, sae: SAE, features: int | Sequence[int], positions: S
     idx = torch.tensor([_check_feature(sae, f) for f in ([features] if isinstance(features, int) else features)])
 
     def edit(out: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-        delta = f[..., idx] @ sae.W_dec[idx].to(f.dtype)
+        delta = f[..., idx] @ sae.W_dec[idx]
         if positions is not None:
             mask = torch.zeros(out.shape[-2], 1, dtype=delta.dtype, device=delta.device)
             mask[list(positions)] = 1
             delta = delta * mask
-        return out - delta.to(out.dtype)
+        return out - delta
 
     return Intervention(model, _feature_edits(sae, edit), f"ablate {len(idx)} feature(s) of {sae.cfg.hook_name}")
 

@@ -30,6 +30,12 @@ def as_dictionary_input(activation: torch.Tensor, width: int, hook_name: str) ->
     )
 
 
+def to_dictionary(sae, x: torch.Tensor) -> torch.Tensor:
+    """`x` on the dictionary's device and in its dtype, where its math runs (e.g. a float32 SAE on a
+    bfloat16 model); callers cast what goes back into the model with `.to(activation)`."""
+    return x.to(device=sae.W_enc.device, dtype=sae.W_enc.dtype)
+
+
 def check_fits(model, sae) -> None:
     """Raise unless `sae` reads and writes hooks that exist in `model` with matching widths."""
     for name in (sae.cfg.hook_name, sae.cfg.output_hook):

@@ -11,7 +11,8 @@ so d output / d f = W_dec, d output / d e = I, and the rest of the model receive
 model's gradients (through e). Without the error term nothing is detached: the dictionary is part
 of the model. `run.features[hook]` and `run.errors[hook]` hold the latest forward pass's feature
 activations `[batch, seq, d_sae]` and errors `[batch, seq, d_out]` (keyed by input hook); call
-`retain_grad()` on them inside the block to read their gradients.
+`retain_grad()` on them inside the block to read their gradients. The dictionaries run in their own
+dtype and device (e.g. float32 on a bfloat16 model); what they write is cast back to the hook's.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from interpwidgets.sae.base import SAE
-from interpwidgets.sae.hooks import as_dictionary_input, check_hook
+from interpwidgets.sae.hooks import as_dictionary_input, check_hook, to_dictionary
 
 
 @dataclass
@@ -56,15 +57,15 @@ def _splice_fn(sae: SAE, record: SpliceRecord, error_term: bool, inputs: dict[st
         else:
             x = as_dictionary_input(activation, sae.cfg.d_in, key)
         target = as_dictionary_input(activation, sae.cfg.d_out, sae.cfg.output_hook)
-        f = sae.encode((x.detach() if error_term else x).to(sae.W_enc.dtype))
+        f = sae.encode(to_dictionary(sae, x.detach() if error_term else x))
         recon = sae.decode(f)
         record.features[key] = f
         out = recon
         if error_term:
-            error = target.to(recon.dtype) - recon.detach()
+            error = to_dictionary(sae, target) - recon.detach()
             record.errors[key] = error
             out = recon + error
-        return out.to(activation.dtype).reshape(activation.shape)
+        return out.to(activation).reshape(activation.shape)
 
     def read(activation: torch.Tensor, hook) -> torch.Tensor:
         inputs[key] = as_dictionary_input(activation, sae.cfg.d_in, key)

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from interpwidgets.sae.base import SAE, SAEConfig
 from interpwidgets.sae.buffer import shuffled_batches
-from interpwidgets.sae.activations import CORPUS_SEED, hook_activations, token_batches, token_rows
+from interpwidgets.sae.activations import CORPUS_SEED, hook_activations, token_batches, token_source
 from interpwidgets.sae.hooks import as_dictionary_input, check_hook
 from interpwidgets.sae.trainer import CHECKPOINT_FILE, NonFiniteActivationsError, TrainConfig, Trainer
 
@@ -186,7 +186,7 @@ def train(
     tokens=None,
     *,
     hook_name_out: str | None = None,
-    context_size: int = 128,
+    context_size: int | None = None,
     model_batch_size: int = 32,
     corpus_seed: int = CORPUS_SEED,
     config: TrainConfig | None = None,
@@ -200,19 +200,23 @@ def train(
     tokens: None or "corpus" (the teaching corpus generator, seed `corpus_seed`), a token tensor
         `[n, seq]` (cycled as often as `total_tokens` needs), or a list of strings (packed into
         rows of `context_size`, each document after a BOS).
+    context_size: row length for the corpus and strings; None gives 128, or the model's `n_ctx` if
+        shorter (with a warning). A longer explicit value is refused.
     options: any `TrainConfig` field (architecture, d_sae, k, total_tokens, lr, ...).
+    The dictionary is trained and returned in float32 on the model's device, whatever the model's dtype
+    (every interpwidgets function casts activations to the dictionary's dtype and results back).
     """
     cfg = _config(config, options)
     check_hook(model, hook_name)
     out_hook = hook_name_out or hook_name
     if hook_name_out is not None:
         check_hook(model, hook_name_out)
-    rows = token_rows(model, tokens, context_size)
+    rows, context = token_source(model, tokens, context_size)
     probe = hook_activations(model, torch.zeros(1, 2, dtype=torch.long), [hook_name, out_hook])
     d_in, d_out = probe[hook_name][0, 0].numel(), probe[out_hook][0, 0].numel()  # per-head hooks are flattened
 
     def source(start: int) -> Iterator[torch.Tensor]:
-        for batch in token_batches(model, rows, model_batch_size, context_size, corpus_seed, start):
+        for batch in token_batches(model, rows, model_batch_size, context, corpus_seed, start):
             acts = hook_activations(model, batch, [hook_name, out_hook])
             x = as_dictionary_input(acts[hook_name], d_in, hook_name).reshape(-1, d_in).float()
             if hook_name_out is None:

@@ -198,3 +198,21 @@ def test_dead_latents_are_revived(architecture):
 
     assert alive_after(revive=False) < 0.2
     assert alive_after(revive=True) > 0.8
+
+
+def test_context_size_longer_than_the_models_context_is_refused_and_the_default_is_shortened(tmp_path):
+    """A GPT-2 reading 96 positions: an explicit context_size=128 would index past its position embedding."""
+    import interpwidgets as iw
+    from interpwidgets.models.families import save_random_family
+
+    model = iw.load_model(str(save_random_family("gpt2", tmp_path, n_positions=96)), device="cpu")
+    assert model.cfg.n_ctx == 96
+    small = dict(architecture="topk", k=4, d_sae=32, total_tokens=256, batch_size=64, buffer_tokens=128,
+                 model_batch_size=2, progress=False)
+    with pytest.raises(ValueError, match=r"context_size=128 is longer than the model's context \(n_ctx=96\): pass context_size=96"):
+        train(model, "blocks.0.hook_resid_post", context_size=128, **small)
+    with pytest.raises(ValueError, match="at most n_ctx=96"):
+        train(model, "blocks.0.hook_resid_post", torch.ones(2, 97, dtype=torch.long), **small)
+    with pytest.warns(UserWarning, match="rows of 96 tokens are used"):
+        sae = train(model, "blocks.0.hook_resid_post", **small)
+    assert sae.cfg.metadata["training"]["steps_done"] == 4
