@@ -46,6 +46,7 @@ def hierarchical_attribution(
     depth: expand features at most this many steps from the target. max_expansions: stop after
         expanding this many features.
     Node `effect` = the node's total attribution to the target; edges carry the flows.
+    `metadata["pre_cap"]`: the target is a logit taken before the model's soft-cap (see `Attribution`).
     """
     if depth < 0 or threshold < 0:
         raise ValueError(f"depth and threshold must be >= 0, got depth={depth}, threshold={threshold}.")
@@ -113,7 +114,7 @@ def hierarchical_attribution(
     metadata = dict(
         method="linear_graph", target=root.id, target_value=root_value, depth=depth, threshold=threshold,
         top_k=top_k, n_layers=graph.n_layers, expanded=expanded, dropped=dropped,
-        unexpanded=unexpanded, attn_saes=sorted(graph.attn_saes),
+        unexpanded=unexpanded, attn_saes=sorted(graph.attn_saes), pre_cap=graph.is_pre_cap(target),
     )
     if len(nodes) == 1:
         metadata["message"] = (f"No contribution reaches threshold={threshold} x |target| = {cut:.4g}; "

@@ -1,24 +1,33 @@
 """Linear computation graphs (Ge et al. 2024): exact linear attribution with transcoders.
 
 Replace every MLP by its transcoder (plus its error term, so the output is unchanged) and freeze the
-attention patterns and LayerNorm scales at their values on the prompt. Then every quantity read off
-the residual stream — a transcoder feature's pre-activation, an attention-SAE feature's
-pre-activation, a logit or logit difference — is a linear function of
+attention patterns and every normalisation scale at their values on the prompt (the pre-attention and
+pre-MLP norms, Gemma's post-attention and post-MLP sandwich norms, the final norm, and qk-norms).
+Then every quantity read off the residual stream — a transcoder feature's pre-activation, an
+attention-SAE feature's pre-activation, a logit or logit difference — is a linear function of
 
-    the token and position embeddings, each transcoder feature's activation, each transcoder's
+    the token embeddings (as the residual stream receives them: Gemma's sqrt(d_model) scaling
+    included), learned position embeddings (none on rotary models: rotary positions act inside
+    attention scores, which are frozen), each transcoder feature's activation, each transcoder's
     error, (optionally) each attention-output SAE feature and error, and the biases,
 
 because the only nonlinearities left (feature activations) are inputs of the graph, not parts of
 the paths. A path goes only through residual additions, frozen-pattern attention (the OV circuit)
-and frozen-scale LayerNorms. So target = sum over inputs of value * d target / d value exactly
+and frozen-scale norms. So target = sum over inputs of value * d target / d value exactly
 (Euler's theorem), which is how `LinearGraph.attribute` computes the contributions: one backward
 pass through the frozen replacement model. `remainder` (target - sum) is zero up to float rounding.
+
+The transcoder of layer L reads "blocks.L.ln2.hook_normalized" and writes "blocks.L.hook_mlp_out",
+the value the residual stream receives from the MLP: on Gemma 2/3 that is after the post-MLP norm,
+which the transcoder (with its error) therefore replaces along with the MLP. Models that soft-cap
+their logits (Gemma 2: cap * tanh(logits / cap), not linear) are attributed at the logits before
+the cap; such an `Attribution` says so (`pre_cap`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -30,7 +39,13 @@ from interpwidgets.interventions.hooks import hooked
 
 TRANSCODER_HOOK = "blocks.{layer}.ln2.hook_normalized"
 ATTN_SAE_HOOK = "blocks.{layer}.hook_attn_out"
-_LAYER_IN_NAME = re.compile(r"(?:^|\.)(?:layers|blocks|h|layer)\.(\d+)\.")
+PRE_CAP_LOGITS_HOOK = "unembed.hook_out"
+# per-layer hooks recorded on the clean pass (where the model has them) and those it must have
+_LAYER_HOOKS = ("attn.hook_pattern", "attn.hook_attn_scores", "attn.hook_cos", "attn.hook_sin",
+                "ln2.hook_normalized", "hook_mlp_out", "hook_attn_out")
+_REQUIRED_LAYER_HOOKS = ("attn.hook_pattern", "ln2.hook_normalized", "hook_mlp_out")
+# bridge parts of a block, by the component whose bias node their biases join
+_BLOCK_PARTS = {"ln1": "attn", "attn": "attn", "ln1_post": "attn", "ln2": "mlp", "mlp": "mlp", "ln2_post": "mlp"}
 
 
 @dataclass(frozen=True)
@@ -70,11 +85,14 @@ class Attribution:
     nodes: one per input with a nonzero contribution (`effect`), with its value (`activation`: the
         feature activation; None for error, embedding and bias nodes). Biases are summed per
         component ("attn2/bias", "mlp1/bias", "logit/bias") over positions.
+    pre_cap: True when the target is a logit (difference) of a model that soft-caps its logits
+        (Gemma 2): `value` and the contributions are those of the logits before the cap.
     """
 
     target: Target
     value: float
     nodes: list[Node] = field(default_factory=list)
+    pre_cap: bool = False
 
     @property
     def total(self) -> float:
@@ -101,15 +119,24 @@ class Attribution:
 class LinearGraph:
     """One prompt through the replacement model, ready for exact linear attributions.
 
-    model: a TransformerBridge with LayerNorm or RMSNorm; saes: an SAESet (or dict keyed by input
+    model: a TransformerBridge with separate attention and MLP per block (sequential or parallel),
+    LayerNorm or RMSNorm, learned or rotary positions; saes: an SAESet (or dict keyed by input
     hook) with a transcoder at "blocks.L.ln2.hook_normalized" for every layer L, and optionally
     attention-output SAEs at "blocks.L.hook_attn_out" (used where present when `attn_saes`).
     tokens: `[seq]` or `[1, seq]` token ids, or a string (tokenised with BOS).
+
+    After construction: `logits_clean` (the model's logits) and `logits` (the replacement model's,
+    equal up to rounding), both `[1, seq, vocab]`; `logits_pre_cap` (the unembedding's output,
+    before the soft-cap) and `logit_soft_cap` on models that soft-cap their logits; `frozen`
+    (hook name -> recorded pattern or norm scale); `qk` ("q{L}" `[1, seq, n_heads, d_head]`, "k{L}"
+    `[1, seq, n_key_value_heads, d_head]`: queries and keys as the scores use them, after qk-norm
+    and rotary, connected to the graph's inputs); `clean` (every recorded clean activation).
     """
 
     def __init__(self, model, saes, tokens, attn_saes: bool = True):
         self.model = model
         self.n_layers = model.cfg.n_layers
+        self.logit_soft_cap = _logit_soft_cap(model)
         self.tokens = _prompt_tokens(model, tokens)
         self.seq = self.tokens.shape[1]
         self.transcoders = _transcoders(model, saes)
@@ -124,27 +151,20 @@ class LinearGraph:
 
     # ---- the two passes ------------------------------------------------------------------------
     def _record(self) -> None:
-        """Clean pass: patterns, LayerNorm scales, transcoder and SAE activations and errors."""
+        """Clean pass: patterns, norm scales, transcoder and SAE activations and errors."""
         store: dict[str, torch.Tensor] = {}
-        names = ["hook_embed", "hook_pos_embed", "ln_final.hook_scale"]
-        for layer in range(self.n_layers):
-            names += [f"blocks.{layer}.attn.hook_pattern", f"blocks.{layer}.ln1.hook_scale", f"blocks.{layer}.ln2.hook_scale",
-                      TRANSCODER_HOOK.format(layer=layer), f"blocks.{layer}.hook_mlp_out", ATTN_SAE_HOOK.format(layer=layer)]
-        missing = [n for n in names if n not in self.model.hook_dict]
-        if missing:
-            raise ValueError(f"This model lacks hooks a linear graph needs: {missing}. It needs LayerNorm/RMSNorm "
-                             "blocks with separate attention and MLP (TransformerBridge hook names).")
-
-        def keep(name: str):
-            def hook(x, hook):
-                store[name] = x.detach()
-                return x
-            return hook
-
-        with torch.no_grad(), hooked(self.model, [(n, keep(n)) for n in names]):
+        with torch.no_grad(), hooked(self.model, [(n, _store_in(store, n)) for n in _hooks_to_record(self.model)]):
             self.logits_clean = self.model(self.tokens)
-        self.frozen = {n: v for n, v in store.items() if n.endswith("hook_pattern") or n.endswith("hook_scale")}
-        self.values: dict[str, torch.Tensor] = {"embed": store["hook_embed"], "pos": store["hook_pos_embed"]}
+        required = ["hook_embed"] + [f"blocks.{layer}.{h}" for layer in range(self.n_layers) for h in _REQUIRED_LAYER_HOOKS]
+        missing = [n for n in required if n not in store]
+        if missing:
+            raise ValueError(f"This model lacks hooks a linear graph needs (or they did not fire): {missing}. It needs "
+                             "blocks with separate attention and MLP (TransformerBridge hook names).")
+        self.clean = store
+        self.frozen = {n: v for n, v in store.items() if n.endswith(("hook_pattern", "hook_scale"))}
+        self.values: dict[str, torch.Tensor] = {"embed": store["hook_embed"]}
+        if "hook_pos_embed" in store:  # learned positions; rotary models have none
+            self.values["pos"] = store["hook_pos_embed"]
         with torch.no_grad():
             for layer, tc in enumerate(self.transcoders):
                 acts = tc.encode(store[TRANSCODER_HOOK.format(layer=layer)])
@@ -161,13 +181,18 @@ class LinearGraph:
         self.leaves = {k: v.clone().requires_grad_(True) for k, v in self.values.items()}
         self.pre: dict[str, torch.Tensor] = {}
         self.qk: dict[str, torch.Tensor] = {}
-        hooks = [("hook_embed", lambda x, hook: self.leaves["embed"]), ("hook_pos_embed", lambda x, hook: self.leaves["pos"])]
+        hooks = [(hook, lambda x, hook, leaf=self.leaves[key]: leaf)
+                 for hook, key in (("hook_embed", "embed"), ("hook_pos_embed", "pos")) if key in self.leaves]
         hooks += [(name, lambda x, hook, v=v: v) for name, v in self.frozen.items()]
         for layer, tc in enumerate(self.transcoders):
             hooks.append((TRANSCODER_HOOK.format(layer=layer), self._capture_pre(f"mlp{layer}", tc)))
             hooks.append((f"blocks.{layer}.hook_mlp_out", self._rebuild(f"mlp{layer}", tc)))
-            for name in ("q", "k"):
-                hooks.append((f"blocks.{layer}.attn.hook_{name}", self._capture_qk(f"{name}{layer}")))
+            for name in ("q", "k", "rot_q", "rot_k"):
+                if f"blocks.{layer}.attn.hook_{name}" in self.model.hook_dict:
+                    hooks.append((f"blocks.{layer}.attn.hook_{name}", _store_in(self.qk, f"{name}{layer}")))
+        unembedded: dict[str, torch.Tensor] = {}
+        if self.logit_soft_cap is not None:
+            hooks.append((PRE_CAP_LOGITS_HOOK, _store_in(unembedded, "logits")))
         for layer, sae in self.attn_saes.items():
             hook = ATTN_SAE_HOOK.format(layer=layer)
 
@@ -177,18 +202,38 @@ class LinearGraph:
 
             hooks.append((hook, attn_hook))
         self.biases = _bias_parameters(self.model, self.transcoders, self.attn_saes)
-        with _requiring_grad([p for _, p in self.biases]), torch.enable_grad(), hooked(self.model, hooks):
+        with _requiring_grad([p for _, p in self.biases]), torch.enable_grad(), hooked(self.model, hooks), \
+                warnings.catch_warnings():
+            # the bridge warns that frozen norm scales reroute its norm computation: that is the point here
+            warnings.filterwarnings("ignore", message="A forward hook edited hook_scale")
             self.logits = self.model(self.tokens)
+        self._finish_qk()
+        if self.logit_soft_cap is not None:
+            self.logits_pre_cap = self._pre_cap_logits(unembedded.get("logits"))
+
+    def _finish_qk(self) -> None:
+        """Leave in `qk` the queries and keys the scores use: rotated ones where the bridge exposes them,
+        else rotate them here with the recorded rotary tables (the bridge's GPT-NeoX attention)."""
+        for layer in range(self.n_layers):
+            for side in ("q", "k"):
+                rotated = self.qk.pop(f"rot_{side}{layer}", None)
+                if rotated is not None:
+                    self.qk[f"{side}{layer}"] = rotated
+                elif f"blocks.{layer}.attn.hook_cos" in self.clean and f"{side}{layer}" in self.qk:
+                    cos, sin = (self.clean[f"blocks.{layer}.attn.hook_{t}"] for t in ("cos", "sin"))
+                    self.qk[f"{side}{layer}"] = _rotate_half(self.qk[f"{side}{layer}"], cos, sin)
+
+    def _pre_cap_logits(self, pre: torch.Tensor | None) -> torch.Tensor:
+        """The linear pass's logits before the soft-cap `[1, seq, vocab]`, checked against the capped ones."""
+        cap = self.logit_soft_cap
+        if pre is None or not torch.allclose(cap * torch.tanh(pre / cap), self.logits, atol=1e-4, rtol=1e-4):
+            raise ValueError(f"This model soft-caps its logits (cap {cap}) but {PRE_CAP_LOGITS_HOOK!r} does not give the "
+                             "logits before the cap; a linear graph cannot attribute its logits.")
+        return pre
 
     def _capture_pre(self, key: str, sae):
         def hook(x, hook):
             self.pre[key] = sae.encode_pre(x)
-            return x
-        return hook
-
-    def _capture_qk(self, key: str):
-        def hook(x, hook):
-            self.qk[key] = x
             return x
         return hook
 
@@ -207,7 +252,7 @@ class LinearGraph:
         """The target as a scalar tensor of the linear pass (connected to the graph's inputs)."""
         if isinstance(target, LogitTarget):
             p = self.position(target.position)
-            row = self.logits[0, p]
+            row = (self.logits if self.logit_soft_cap is None else self.logits_pre_cap)[0, p]
             value = row[target.answer]
             return value - row[target.wrong] if target.wrong is not None else value
         if not isinstance(target, FeatureTarget):
@@ -300,7 +345,11 @@ class LinearGraph:
         """Exact contributions of every input of the graph to `target` (see the module docstring)."""
         scalar = self.target_value(target)
         nodes = [self._node(key, c) for key, c in self.contributions(scalar).items()]
-        return Attribution(target, float(scalar.detach()), nodes)
+        return Attribution(target, float(scalar.detach()), nodes, pre_cap=self.is_pre_cap(target))
+
+    def is_pre_cap(self, target: Target) -> bool:
+        """Whether `target` is taken before the model's logit soft-cap (a logit target on a soft-capped model)."""
+        return isinstance(target, LogitTarget) and self.logit_soft_cap is not None
 
     def node(self, kind: str, layer: int, feature, position: int | None, effect: float = 0.0) -> Node:
         return self._node((kind, layer, feature, position), effect)
@@ -329,7 +378,7 @@ class LinearGraph:
         """The node standing for `target` in a circuit (kind "metric" for a logit target)."""
         value = float(self.target_value(target).detach()) if effect is None else effect
         if isinstance(target, LogitTarget):
-            label = f"logit {self._token_id(target.answer)!r}"
+            label = f"{'pre-cap logit' if self.is_pre_cap(target) else 'logit'} {self._token_id(target.answer)!r}"
             if target.wrong is not None:
                 label += f" - {self._token_id(target.wrong)!r}"
             return Node("metric", self.n_layers, "metric", None, self.position(target.position), label, value)
@@ -342,7 +391,7 @@ class LinearGraph:
 
 
 def linear_graph(model, saes, tokens, attn_saes: bool = True) -> LinearGraph:
-    """A `LinearGraph` of one prompt: transcoders in place of MLPs, attention patterns and LayerNorm
+    """A `LinearGraph` of one prompt: transcoders in place of MLPs, attention patterns and norm
     scales frozen, ready for `.attribute(target)`, `hierarchical_attribution` and `qk_attribution`."""
     return LinearGraph(model, saes, tokens, attn_saes=attn_saes)
 
@@ -388,25 +437,77 @@ def _leaf_identity(key: str) -> tuple[str, int, str]:
     return kind, int(base[len(kind):]), ("error" if rest == "error" else "features")
 
 
+def _store_in(store: dict[str, torch.Tensor], key: str):
+    """A hook that stores its activation in `store[key]` and leaves it unchanged."""
+    def hook(x, hook):
+        store[key] = x
+        return x
+    return hook
+
+
+def _hooks_to_record(model) -> list[str]:
+    """Names of the hooks the clean pass records, among those the model has: embeddings, per-layer
+    patterns, scores, rotary tables and dictionary sites, the unembedding's output, and every norm
+    scale (one name per hook point)."""
+    names = ["hook_embed", "hook_pos_embed", PRE_CAP_LOGITS_HOOK]
+    names += [f"blocks.{layer}.{h}" for layer in range(model.cfg.n_layers) for h in _LAYER_HOOKS]
+    scales: dict[int, str] = {}
+    for name, point in model.hook_dict.items():
+        if name.endswith(".hook_scale"):
+            scales.setdefault(id(point), name)
+    return [n for n in dict.fromkeys(names) if n in model.hook_dict] + list(scales.values())
+
+
+def _logit_soft_cap(model) -> float | None:
+    """The model's final-logit soft-cap (Gemma 2: logits = cap * tanh(pre-cap logits / cap)), or None."""
+    cap = getattr(model.cfg, "output_logits_soft_cap", None)
+    return float(cap) if cap is not None and cap > 0 else None
+
+
+def _rotate_half(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding of `x [1, seq, heads, d_head]` with tables `cos, sin [1, seq, r]`: the first r
+    dimensions rotate in halves (GPT-NeoX / Llama convention), the others pass through."""
+    r = cos.shape[-1]
+    cos, sin = cos[:, :, None], sin[:, :, None]
+    x_rot, x_pass = x[..., :r], x[..., r:]
+    halves = torch.cat([-x_rot[..., r // 2:], x_rot[..., : r // 2]], dim=-1)
+    return torch.cat([x_rot * cos + halves * sin, x_pass], dim=-1)
+
+
+def _biases(module: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    return [(name, p) for name, p in module.named_parameters() if name.split(".")[-1].endswith("bias")]
+
+
+def _model_biases(model) -> Iterator[tuple[tuple[str, int], str, torch.nn.Parameter]]:
+    """(group, name, parameter) of the model's biases, grouped by the bridge's parts of each block:
+    ln1, attn and ln1_post -> ("attn", L); ln2, mlp and ln2_post -> ("mlp", L); the parts outside the
+    blocks (final norm, unembedding) -> ("logit", n_layers). Parallel blocks (GPT-NeoX) group the same
+    way: ln2 is the MLP's own norm there."""
+    n_layers = model.cfg.n_layers
+    for layer, block in enumerate(model.blocks):
+        for part, module in block.named_children():
+            if part in _BLOCK_PARTS:
+                yield from (((_BLOCK_PARTS[part], layer), f"blocks.{layer}.{part}.{n}", p) for n, p in _biases(module))
+        yield from ((None, f"blocks.{layer}.{n}", p) for n, p in _biases(block))  # biases in no known part
+    yield from ((("logit", n_layers), n, p) for n, p in _biases(model))
+
+
 def _bias_parameters(model, transcoders, attn_saes) -> list[tuple[tuple[str, int], torch.nn.Parameter]]:
     """Every additive parameter, grouped by the component it belongs to: ("attn", L), ("mlp", L), ("logit", n_layers).
 
-    Model biases are the parameters named "...bias"; dictionaries contribute b_enc, b_dec and (gated)
-    b_mag. Together with the leaves they make the frozen model homogeneous of degree one.
+    Model biases are the parameters named "...bias" (see `_model_biases`); dictionaries contribute
+    b_enc, b_dec and (gated) b_mag. Together with the leaves they make the frozen model homogeneous
+    of degree one.
     """
-    n_layers = model.cfg.n_layers
     out, seen = [], set()
-    for name, p in model.named_parameters():
-        if not name.split(".")[-1].endswith("bias") or id(p) in seen:
+    for group, name, p in _model_biases(model):
+        if id(p) in seen:
             continue
+        if group is None:
+            raise ValueError(f"The bias {name!r} lies outside the attention and MLP parts of its block; a linear graph "
+                             "cannot tell which component it belongs to.")
         seen.add(id(p))
-        match = _LAYER_IN_NAME.search(name)
-        if match is None:
-            out.append((("logit", n_layers), p))
-            continue
-        layer = int(match.group(1))
-        is_mlp = any(s in name for s in ("mlp", "ln2", "ln_2", "post_attention_layernorm", "fc"))
-        out.append((("mlp" if is_mlp else "attn", layer), p))
+        out.append((group, p))
     for kind, dictionaries in (("mlp", dict(enumerate(transcoders))), ("attn", attn_saes)):
         for layer, sae in dictionaries.items():
             for pname in ("b_enc", "b_dec", "b_mag"):
