@@ -25,15 +25,6 @@ from interpwidgets.sae.sets import SAESet
 EXACT = 1e-4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread_for_the_module():
-    """These tiny models run fastest on one thread (and do not crowd a shared machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def dictionaries(model) -> SAESet:
     """Random JumpReLU transcoders for every MLP and TopK attention-output SAEs, with nonzero biases."""
     saes = SAESet()

@@ -73,6 +73,7 @@ TL_CASES = [
     (tlp.get_act_patch_attn_head_pattern_all_pos, "pattern", "head", None),
     (tlp.get_act_patch_attn_head_k_all_pos, "k", "head", None),
     (tlp.get_act_patch_attn_head_v_all_pos, "v", "head", None),
+    (tlp.get_act_patch_attn_head_k_by_pos, "k", "head_position", (0, 2, 1)),
     (tlp.get_act_patch_attn_head_v_by_pos, "v", "head_position", (0, 2, 1)),
 ]
 

@@ -27,15 +27,6 @@ TINY = dict(d_sae=32, total_tokens=1024, batch_size=128, buffer_tokens=256, cont
 SITE_HOOKS = {"resid": "hook_resid_post", "attn": "hook_attn_out", "mlp": "hook_mlp_out"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread_module():
-    """Torch on one thread, for the module's fixtures too: their many small steps run several times faster so."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def trained(family_model):
     """A TopK SAE on the residual stream and a ReLU transcoder of the MLP of layer 1, trained briefly."""

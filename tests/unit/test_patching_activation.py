@@ -1,5 +1,5 @@
-"""Activation patching: equal to transformer_lens.patching for every site it has (random weights are
-enough for exactness), both directions, normalisation, chunking, results, and bad input."""
+"""Activation patching: equal to transformer_lens.patching (random weights are enough for exactness), both
+directions, normalisation, chunking, results, and bad input."""
 
 from __future__ import annotations
 
@@ -38,32 +38,8 @@ def reference(fn, model, task, noising=False):
         return fn(model, target, cache, task.metric)
 
 
-# (TransformerLens function, our site, our granularity, permutation of TL's axes into ours)
-CASES = [
-    (tlp.get_act_patch_resid_pre, "resid_pre", "position", None),
-    (tlp.get_act_patch_resid_mid, "resid_mid", "position", None),
-    (tlp.get_act_patch_attn_out, "attn_out", "position", None),
-    (tlp.get_act_patch_mlp_out, "mlp_out", "position", None),
-    (tlp.get_act_patch_attn_head_out_by_pos, "z", "head_position", (0, 2, 1)),
-    (tlp.get_act_patch_attn_head_q_by_pos, "q", "head_position", (0, 2, 1)),
-    (tlp.get_act_patch_attn_head_k_by_pos, "k", "head_position", (0, 2, 1)),
-    (tlp.get_act_patch_attn_head_v_by_pos, "v", "head_position", (0, 2, 1)),
-    (tlp.get_act_patch_attn_head_pattern_by_pos, "pattern", "head_position", None),
-    (tlp.get_act_patch_attn_head_out_all_pos, "z", "head", None),
-    (tlp.get_act_patch_attn_head_q_all_pos, "q", "head", None),
-    (tlp.get_act_patch_attn_head_k_all_pos, "k", "head", None),
-    (tlp.get_act_patch_attn_head_v_all_pos, "v", "head", None),
-    (tlp.get_act_patch_attn_head_pattern_all_pos, "pattern", "head", None),
-]
-
-
-@pytest.mark.parametrize("fn, site, by, order", CASES, ids=[f"{c[1]}-{c[2]}" for c in CASES])
-def test_matches_transformer_lens_patching(random_model, tiny, fn, site, by, order):
-    expected = reference(fn, random_model, tiny)
-    ours = activation_patch(random_model, tiny, site=site, by=by, normalize=False, progress=False)
-    expected = expected.permute(order) if order else expected
-    assert ours.values.shape == expected.shape
-    torch.testing.assert_close(ours.values, expected.cpu(), atol=1e-4, rtol=0)
+# Every site against transformer_lens.patching, on this architecture and each Hugging Face family:
+# tests/families/test_patching_families.py (its "teaching" row is `random_model`).
 
 
 def test_resid_pre_on_ioi_prompts_matches_transformer_lens(random_model):
