@@ -105,6 +105,7 @@ def node_effects(
     kinds: Sequence[str] = SITE_KINDS,
     readout: str | None = None,
     batch_chunk: int = 32,
+    batch_budget_mb: float | None = None,
     progress: bool = True,
 ) -> NodeEffects:
     """Effects of every SAE feature and error node at every site of `kinds` (plus the embedding).
@@ -112,6 +113,8 @@ def node_effects(
     clean_tokens, patch_tokens: `[batch, seq]`; patch_tokens None patches every node to zero.
     metric(output) -> scalar: a differentiable mean over prompts of the logits (or of the `readout`
     hook's activation). method: "atp" (one forward and backward pass) or "ig" (`steps` passes per site).
+    batch_budget_mb: memory for each integrated-gradient pass (default 1 GiB on CPU, half the free GPU
+    memory); lower it to lower the peak, at the cost of more passes.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
@@ -131,7 +134,7 @@ def node_effects(
     if method == "ig":
         for s in tqdm(sites, desc="integrated gradients", disable=not progress, leave=False):
             grads[s.name] = runs.interpolated_gradient(
-                model, s, clean_tokens, x_clean[s.name], x_patch[s.name], metric, steps, readout
+                model, s, clean_tokens, x_clean[s.name], x_patch[s.name], metric, steps, readout, batch_budget_mb
             )
     result = NodeEffects(sites, method, steps if method == "ig" else None, {}, grads, x_clean, x_patch,
                          patch_tokens is None, m_clean, m_patch)

@@ -36,6 +36,7 @@ def feature_circuit(
     readout: str | None = None,
     top_n: int | None = None,
     effects: NodeEffects | None = None,
+    batch_budget_mb: float | None = None,
     progress: bool = True,
 ) -> Circuit:
     """The sparse feature circuit of `task` (a `Task`: clean/corrupt prompts and a metric).
@@ -48,6 +49,7 @@ def feature_circuit(
     top_n: keep the `top_n` nodes with the largest |effect| (among those above node_threshold).
     effects: node effects already computed for this task (e.g. `circuit.effects`), to re-threshold
         without recomputing them.
+    batch_budget_mb: memory for each integrated-gradient pass (see `node_effects`); lower it to lower the peak.
     Returns a `Circuit` whose `effects` hold the dense node effects (for `faithfulness_curve`);
     if no node reaches `node_threshold` the circuit is empty and its `message` says so.
     """
@@ -61,7 +63,7 @@ def feature_circuit(
     patch_tokens = task.corrupt_tokens if patch == "corrupt" else None
     if effects is None:
         effects = node_effects(model, saes, task.clean_tokens, patch_tokens, metric, method=method, steps=steps,
-                               kinds=kinds, readout=readout, progress=progress)
+                               kinds=kinds, readout=readout, batch_budget_mb=batch_budget_mb, progress=progress)
     method, kinds = effects.method, sorted({s.kind for s in effects.sites if s.kind != "embed"})
     patch = "zero" if effects.zero_patch else "corrupt"
     metadata = dict(

@@ -13,6 +13,7 @@ import torch
 
 from interpwidgets.circuits.sites import EMBED_HOOK, Site, check_metric, root_hook
 from interpwidgets.interventions.hooks import hooked
+from interpwidgets.patching.stacking import groups_per_chunk
 
 Metric = Callable[[torch.Tensor], torch.Tensor]
 Hook = tuple[str, Callable]
@@ -98,16 +99,16 @@ def interpolated_gradient(
     metric: Metric,
     steps: int,
     readout: str | None = None,
-    max_batch: int = 256,
+    batch_budget_mb: float | None = None,
 ) -> torch.Tensor:
     """Mean over alpha = 0, 1/steps, ..., (steps-1)/steps of dm/dx at `site` when the site is set to
     `x_clean + alpha * (x_patch - x_clean)` (everything later recomputed); `[batch, seq, d_model]`.
 
-    Several alphas run as one batch (at most `max_batch` rows); the metric is applied to each alpha's
-    rows separately.
+    Several alphas run as one batch, as many as fit in `batch_budget_mb` (forward and backward; default
+    1 GiB on CPU, half the free memory on a GPU); the metric is applied to each alpha's rows separately.
     """
     batch = tokens.shape[0]
-    per_pass = max(1, max_batch // batch)
+    per_pass = groups_per_chunk(model, batch, tokens.shape[1], batch_budget_mb, grad=True)
     total = torch.zeros_like(x_clean)
     for start in range(0, steps, per_pass):
         alphas = torch.arange(start, min(steps, start + per_pass), dtype=x_clean.dtype, device=x_clean.device) / steps

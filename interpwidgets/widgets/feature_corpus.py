@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from interpwidgets.sae.activations import token_batches, token_rows
+from interpwidgets.sae.activations import hook_activations, token_batches, token_rows
 from interpwidgets.sae.hooks import as_dictionary_input
 from interpwidgets.widgets.feature_data import device_of
 from interpwidgets.widgets.tokens import require_tokenizer, token_strings
@@ -101,8 +101,7 @@ class FeatureCorpus:
 
     def _record(self, tokens: torch.Tensor) -> torch.Tensor:
         hook = self.sae.cfg.hook_name
-        _, cache = self.model.run_with_cache(tokens.to(device_of(self.model)), names_filter=lambda name: name == hook)
-        return as_dictionary_input(cache[hook], self.sae.cfg.d_in, hook)
+        return as_dictionary_input(hook_activations(self.model, tokens, [hook])[hook], self.sae.cfg.d_in, hook)
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.sae.encode(x.to(self.sae.W_enc.dtype))
