@@ -34,12 +34,13 @@ def load_pretrained(name: str, device: str | torch.device, dtype: torch.dtype = 
     """A TransformerBridge for `name` (TransformerLens name, alias, or a local model folder), in eval mode."""
     from transformer_lens.model_bridge import TransformerBridge
 
-    tokenizer = None
-    if Path(name).is_dir():
-        source = str(name)
-        tokenizer = folder_tokenizer(Path(name))
+    folder = Path(name) if Path(name).is_dir() else None
+    if folder is not None:
+        if not folder_has_tokenizer(folder):
+            return _boot_without_tokenizer(str(folder), device, dtype).eval()
+        source, tokenizer = str(folder), folder_tokenizer(folder)
     else:
-        source = resolve_name(name)
+        source, tokenizer = resolve_name(name), None
         if not is_cached(source):
             raise FileNotFoundError(
                 f"The weights of {name!r} ({source}) are not in the local Hugging Face cache and this machine "
@@ -47,8 +48,6 @@ def load_pretrained(name: str, device: str | torch.device, dtype: torch.dtype = 
                 f"`python -c \"import transformers as t; t.AutoModelForCausalLM.from_pretrained('{source}')\"`) "
                 "and copy the cache over, or pass the path of a folder saved with `save_pretrained`."
             )
-    if Path(name).is_dir() and not has_tokenizer(Path(name)):
-        return _boot_without_tokenizer(source, device, dtype).eval()
     model = TransformerBridge.boot_transformers(source, device=device, dtype=dtype, tokenizer=tokenizer)
     return model.eval()
 
@@ -56,7 +55,7 @@ def load_pretrained(name: str, device: str | torch.device, dtype: torch.dtype = 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
-def has_tokenizer(folder: Path) -> bool:
+def folder_has_tokenizer(folder: Path) -> bool:
     return any((folder / f).exists() for f in TOKENIZER_FILES)
 
 
