@@ -43,8 +43,13 @@ _KV_HOOK = re.compile(r"\.attn\.hook_(k|v|rot_k)$")
 
 def kv_heads(model) -> int:
     """The number of key/value heads: fewer than the query heads on grouped-query models (Llama, Mistral,
-    Gemma, Qwen), where query head h reads key/value head h // (n_heads // kv_heads)."""
+    Gemma, Qwen), where query head h reads key/value head h // kv_group(model)."""
     return getattr(model.cfg, "n_key_value_heads", None) or model.cfg.n_heads
+
+
+def kv_group(model) -> int:
+    """How many query heads share one key/value head (1 without grouped-query attention)."""
+    return model.cfg.n_heads // kv_heads(model)
 
 
 def heads_at(model, hook_name: str) -> int:

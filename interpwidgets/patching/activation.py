@@ -60,7 +60,7 @@ def activation_patch(
     cfg = model.cfg
     clean, corrupt = (t.to(model_device(model)) for t in (task.clean_tokens, task.corrupt_tokens))
     batch, seq = clean.shape
-    axes, shape, cells = site_.model_cells(model, seq, by)
+    axes, shape, cells = site_.cells(model, seq, by)
     hooks = [site_.hook_name(layer) for layer in range(cfg.n_layers)]
     causal = getattr(cfg, "attention_dir", "causal") == "causal"
     todo = [i for i, cell in enumerate(cells) if not (causal and _is_noop(cell, clean, corrupt))]

@@ -56,7 +56,7 @@ def attribution_patch(
     last_only = reads_last_position_only(task, metric)
     metric = resolve_metric(task, metric)
     cfg = model.cfg
-    axes, shape, cells = site_.model_cells(model, task.clean_tokens.shape[1], by)
+    axes, shape, cells = site_.cells(model, task.clean_tokens.shape[1], by)
     hooks = [site_.hook_name(layer) for layer in range(cfg.n_layers)]
     baseline = run_baseline(model, task, metric, hooks)
     base_name, base, source = baseline.base_and_source(direction)

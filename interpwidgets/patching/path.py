@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 
 from interpwidgets.interventions import Component, parse_component
-from interpwidgets.interventions.components import kv_heads
+from interpwidgets.interventions.components import kv_group
 from interpwidgets.patching.result import PatchResult, axis_labels
 from interpwidgets.patching.runs import (
     Metric, check_direction, check_task, normalise, reads_last_position_only, resolve_metric, run_baseline, scalar,
@@ -167,7 +167,7 @@ def _receiver(model, spec) -> list[Component]:
         if match:
             layer, head, letters = int(match[1]), int(match[2]), match[3] or "qkv"
             parse_component(f"L{layer}H{head}", model)  # checks the layer and the query head
-            group = model.cfg.n_heads // kv_heads(model)
+            group = kv_group(model)
             return [parse_component(f"L{layer}H{head // group if x in 'kv' else head}.{x}", model) for x in dict.fromkeys(letters)]
     component = parse_component(spec, model)
     name = component.hook_name

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from interpwidgets.interventions import Component, ablate, patch
-from interpwidgets.interventions.components import kv_heads
+from interpwidgets.interventions.components import kv_group, kv_heads
 from interpwidgets.models.tokens import has_tokenizer, token_strings
 from interpwidgets.patching.runs import Baseline, scalar
 from interpwidgets.patching.stacking import model_device
@@ -169,7 +169,7 @@ def axis_labels(model, task, axes: Sequence[str]) -> dict[str, list[str]]:
     """Labels for layer ("L0"), head ("H0"), key/value head ("KV0 (H0-H1)") and position ("5: ' Mary'", from
     the first clean prompt; "5: #42" for a model without a tokenizer) axes."""
     tokens = task.clean_tokens[0].tolist()
-    group = model.cfg.n_heads // kv_heads(model)
+    group = kv_group(model)
     makers = {
         "layer": lambda: [f"L{i}" for i in range(model.cfg.n_layers)],
         "head": lambda: [f"H{i}" for i in range(model.cfg.n_heads)],

@@ -45,16 +45,18 @@ class Site:
     def hook_name(self, layer: int) -> str:
         return self.hook.format(layer=layer)
 
-    def cells(self, n_layers: int, n_heads: int, seq: int, by: str, head_axis: str = "head") -> tuple[tuple[str, ...], tuple[int, ...], list[Component]]:
-        """(axis names, result shape, one Component per cell in row-major order) for granularity `by`;
-        `n_heads` heads on an axis named `head_axis` ("kv_head" for k/v on grouped-query models)."""
+    def cells(self, model, seq: int, by: str) -> tuple[tuple[str, ...], tuple[int, ...], list[Component]]:
+        """(axis names, result shape, one Component per cell in row-major order) for granularity `by` on `model`;
+        the head axis is "kv_head" (the key/value heads) for k and v on grouped-query models."""
         if by not in self.granularities:
             raise ValueError(
                 f"by={by!r} does not apply to site {self.name!r}; use one of {self.granularities}"
                 + (" (per-head sites are z, q, k, v, pattern)." if by in ("head", "head_position") else ".")
             )
+        n_heads = heads_at(model, self.hook_name(0))
+        head_axis = "kv_head" if n_heads != model.cfg.n_heads else "head"
         axes = tuple(head_axis if axis == "head" else axis for axis in GRANULARITY_AXES[by])
-        sizes = {"layer": n_layers, head_axis: n_heads, "position": seq}
+        sizes = {"layer": model.cfg.n_layers, head_axis: n_heads, "position": seq}
         shape = tuple(sizes[axis] for axis in axes)
         components = []
         for index in itertools.product(*(range(n) for n in shape)):
@@ -62,12 +64,6 @@ class Site:
             positions = (cell["position"],) if "position" in cell else None
             components.append(Component(self.hook_name(cell["layer"]), head=cell.get(head_axis), positions=positions))
         return axes, shape, components
-
-    def model_cells(self, model, seq: int, by: str) -> tuple[tuple[str, ...], tuple[int, ...], list[Component]]:
-        """`cells` with the model's layer and head counts (key/value heads for k and v on grouped-query models)."""
-        n_heads = heads_at(model, self.hook_name(0))
-        head_axis = "kv_head" if n_heads != model.cfg.n_heads else "head"
-        return self.cells(model.cfg.n_layers, n_heads, seq, by, head_axis)
 
 
 SITES: dict[str, Site] = {
