@@ -24,9 +24,8 @@ from interpwidgets.circuits.faithfulness import Ablator, circuit_mask
 from interpwidgets.circuits.graph import Circuit, Node
 from interpwidgets.circuits.sites import SITE_HOOKS, SITE_KINDS, resolve_sites
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
-from interpwidgets.widgets.encoding import float16_array
+from interpwidgets.widgets.encoding import float16_array, int32_array
 from interpwidgets.widgets.feature_data import dictionaries, output_hook
-from interpwidgets.widgets.feature_params import int32_array
 from interpwidgets.widgets.messages import RequestError, check_keys, get_choice
 from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.static_html import diverging_rgb, esc, frame, legend

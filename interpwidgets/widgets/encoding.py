@@ -1,9 +1,10 @@
 """Arrays for the front end as binary buffers: float16, or uint8 codes with a scale (optionally deflated).
 
-Wire format (decoded by js/lib/buffers.ts): a dict
+Wire format (decoded by js/lib/buffers.ts, the one other end of this layer): a dict
 ``{"dtype": "float16" | "uint8", "shape": [...], "scale": s, "offset": o, "compression": "deflate" | None,
 "data": bytes}``; a stored value ``q`` (a float16, or a uint8 code) stands for ``offset + scale * q``.
-Numbers never travel as JSON lists.
+Integer arrays (feature indices, edge endpoints) are ``{"dtype": "int32", "shape": [...], "data": bytes}``,
+little-endian. Numbers never travel as JSON lists; `interpwidgets.widgets.testing` holds the decoders.
 
 `pack_buffers` moves every bytes value of a reply into the message's buffer list, leaving
 ``{"$buffer": i}`` in its place.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -64,18 +66,14 @@ def uint8_array(
     }
 
 
-def decode_array(wire: dict[str, Any]) -> np.ndarray:
-    """The inverse of `float16_array` / `uint8_array` (float32)."""
-    data = bytes(wire["data"])
-    if wire.get("compression") == "deflate":
-        data = zlib.decompress(data)
-    if wire["dtype"] == "float16":
-        stored = np.frombuffer(data, dtype="<f2").astype(np.float32)
-    elif wire["dtype"] == "uint8":
-        stored = np.frombuffer(data, dtype=np.uint8).astype(np.float32)
-    else:
-        raise ValueError(f"unknown dtype {wire['dtype']!r}")
-    return (wire.get("offset", 0.0) + wire.get("scale", 1.0) * stored).reshape(wire["shape"])
+def int32_array(values: torch.Tensor | np.ndarray | Sequence[int]) -> dict[str, Any]:
+    """Little-endian int32 codes of integer `values` (any shape)."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    array = np.asarray(values)
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"int32_array needs integers, got {array.dtype}.")
+    return {"dtype": "int32", "shape": list(array.shape), "data": array.astype("<i4").tobytes()}
 
 
 def pack_buffers(payload: Any) -> tuple[Any, list[bytes]]:

@@ -17,10 +17,10 @@ from traitlets import Bool
 
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.dictionary_choice import FeatureChoice
-from interpwidgets.widgets.encoding import float16_array
+from interpwidgets.widgets.encoding import float16_array, int32_array
 from interpwidgets.widgets.feature_corpus import Example, FeatureCorpus, corpus_tokens
 from interpwidgets.widgets.feature_data import dictionaries, logit_effects
-from interpwidgets.widgets.feature_params import get_feature, get_hook, int32_array
+from interpwidgets.widgets.feature_params import get_feature, get_hook
 from interpwidgets.widgets.messages import check_keys
 from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.static_html import display_token, esc, frame, legend, sequential_rgb

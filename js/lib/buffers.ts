@@ -1,8 +1,9 @@
-// Decoding the binary arrays the kernel sends (see interpwidgets/widgets/encoding.py for the wire format).
+// Decoding the binary arrays the kernel sends: the one wire layer (Python side: interpwidgets/widgets/encoding.py).
 //
-// An array travels as {dtype, shape, scale?, offset?, compression?, data}: `data` is a binary buffer of
+// A float array travels as {dtype, shape, scale?, offset?, compression?, data}: `data` is a binary buffer of
 // little-endian float16 values or of uint8 codes; a stored value q means offset + scale * q; "deflate"
-// means the bytes are zlib-compressed. Reply payloads refer to message buffers as {"$buffer": index}.
+// means the bytes are zlib-compressed. An integer array travels as {dtype: "int32", shape, data} (little-endian).
+// Reply payloads refer to message buffers as {"$buffer": index}.
 
 export interface WireArray {
   dtype: "float16" | "uint8";
@@ -88,4 +89,25 @@ export async function decodeArray(value: unknown): Promise<NDArray> {
     for (let i = 0; i < size; i++) data[i] = offset + scale * bytes[i];
   }
   return { shape: value.shape, data };
+}
+
+export interface IntArray {
+  shape: number[];
+  data: Int32Array;
+}
+
+/** Decodes {dtype: "int32", shape, data} (little-endian), checking its length against its shape. */
+export function decodeInt32(value: unknown): IntArray {
+  const wire = value as { dtype?: unknown; shape?: unknown; data?: unknown } | null;
+  if (!wire || wire.dtype !== "int32" || !Array.isArray(wire.shape) || !wire.shape.every((n) => Number.isInteger(n) && n >= 0)) {
+    throw new TypeError("malformed int32 array in the kernel's reply");
+  }
+  const shape = wire.shape as number[];
+  const size = shape.reduce((a, b) => a * b, 1);
+  const bytes = bytesOf(wire.data);
+  if (bytes.byteLength !== size * 4) throw new RangeError(`int32 array of shape [${shape}] has ${bytes.byteLength} bytes`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const data = new Int32Array(size);
+  for (let i = 0; i < size; i++) data[i] = view.getInt32(i * 4, true);
+  return { shape, data };
 }

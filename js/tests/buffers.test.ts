@@ -1,9 +1,9 @@
-// decodeArray against arrays encoded by the Python side (interpwidgets/widgets/encoding.py).
+// decodeArray / decodeInt32 against arrays encoded by the Python side (interpwidgets/widgets/encoding.py).
 // IW_WIRE_FIXTURE names a JSON file: [{name, wire: {..., data: base64}, expected: number[] (null for NaN), tolerance}].
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
-import { attachBuffers, decodeArray } from "../lib/buffers";
+import { attachBuffers, decodeArray, decodeInt32 } from "../lib/buffers";
 
 declare const process: { env: Record<string, string | undefined> };
 
@@ -24,7 +24,8 @@ test("decodes every array the kernel encoded", { skip: path ? false : "IW_WIRE_F
     // the kernel's buffers arrive as DataViews, possibly at odd offsets
     const padded = new Uint8Array(bytes.length + 1);
     padded.set(bytes, 1);
-    const decoded = await decodeArray({ ...fixture.wire, data: new DataView(padded.buffer, 1, bytes.length) });
+    const wire = { ...fixture.wire, data: new DataView(padded.buffer, 1, bytes.length) };
+    const decoded = fixture.wire.dtype === "int32" ? decodeInt32(wire) : await decodeArray(wire);
     assert.equal(decoded.data.length, fixture.expected.length, fixture.name);
     fixture.expected.forEach((value, i) => {
       if (value === null) assert.ok(Number.isNaN(decoded.data[i]), `${fixture.name}[${i}] should be NaN`);
@@ -37,6 +38,8 @@ test("rejects arrays whose bytes do not match their shape", async () => {
   await assert.rejects(decodeArray({ dtype: "float16", shape: [3], data: new Uint8Array(4) }), RangeError);
   await assert.rejects(decodeArray({ dtype: "uint8", shape: [2, 2], data: new Uint8Array(3) }), RangeError);
   await assert.rejects(decodeArray({ dtype: "float64", shape: [1], data: new Uint8Array(8) }), TypeError);
+  assert.throws(() => decodeInt32({ dtype: "int32", shape: [2], data: new Uint8Array(7) }), RangeError);
+  assert.throws(() => decodeInt32({ dtype: "uint8", shape: [1], data: new Uint8Array(4) }), TypeError);
 });
 
 test("attachBuffers replaces placeholders and rejects missing buffers", () => {

@@ -102,3 +102,36 @@ test("the iw-request event sends its request; aborting stops listening", async (
   await tick();
   assert.equal(model.sent.length, 1);
 });
+
+test("a request the kernel never answers times out, frees the queue and ignores the late reply", async () => {
+  const model = new FakeModel();
+  const status = new FakeStatus();
+  const controller = new AbortController();
+  const requester = new Requester(model, status, controller.signal, new EventTarget(), 0.01);
+  const first = requester.request("slow", {});
+  const second = requester.request("next", {});
+  const reply = await first;
+  assert.equal(reply.status, "error");
+  assert.match((reply as { message: string }).message, /did not answer slow within 0.01 s/);
+  assert.equal(model.sent.length, 2, "the queued request goes out once the first has timed out");
+  model.answer(0, "late"); // the late reply to the expired request is not taken for the second one's
+  model.answer(1, "fresh");
+  assert.deepEqual(await second, { status: "ok", result: "fresh" });
+  controller.abort();
+});
+
+test("fetch decodes the result, and answers null for errors and unreadable replies", async () => {
+  const { model, status, requester } = setup();
+  const decoded = requester.fetch("a", {}, { decode: (result: { n: number }) => result.n * 2 });
+  model.answer(0, { n: 21 });
+  assert.equal(await decoded, 42);
+  const broken = requester.fetch("b", {}, { decode: () => { throw new TypeError("no list"); } });
+  await tick();
+  model.answer(1, {});
+  assert.equal(await broken, null);
+  assert.ok(status.log.includes("error unreadable reply to b: no list"));
+  const failed = requester.fetch("c", {});
+  await tick();
+  model.reply({ kind: "iw:response", id: model.sent[2].id, ok: false, error: "bad c" });
+  assert.equal(await failed, null);
+});

@@ -13,7 +13,8 @@ import { formatNumber } from "../lib/format";
 import { Requester } from "../lib/messaging";
 import { connectSelection } from "../lib/selection";
 import { control, createShell } from "../lib/shell";
-import { decodeFloats, decodeInt32 } from "./features/wire";
+import { decodeInt32 } from "../lib/buffers";
+import { decodeFloats } from "./features/wire";
 
 const SVG = "http://www.w3.org/2000/svg";
 const KIND_ORDER: Record<string, number> = { embed: 0, pos: 0, attn: 1, mlp: 2, resid: 3, bias: 4, logit: 5, metric: 5 };

@@ -16,7 +16,8 @@ import { connectSelection } from "../lib/selection";
 import { control, createShell } from "../lib/shell";
 import { tokenFromEvent, tokenSpan } from "../lib/tokens";
 import { barList, colourSpan, integerInput, onFeatureInput } from "./features/views";
-import { type Ranked, decodeFloats, decodeInt32, decodeRanked } from "./features/wire";
+import { decodeInt32 } from "../lib/buffers";
+import { type Ranked, decodeFloats, decodeRanked } from "./features/wire";
 
 const HIST_W = 280;
 const HIST_H = 90;

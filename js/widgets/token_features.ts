@@ -15,7 +15,8 @@ import { connectSelection } from "../lib/selection";
 import { control, createShell } from "../lib/shell";
 import { tokenFromEvent, tokenSpan } from "../lib/tokens";
 import { barList, colourSpan, integerInput, onFeatureInput } from "./features/views";
-import { decodeFloats, decodeInt32, decodeRanked, hookLayer } from "./features/wire";
+import { decodeInt32 } from "../lib/buffers";
+import { decodeFloats, decodeRanked, hookLayer } from "./features/wire";
 
 interface TopFeatures {
   k: number;

@@ -13,9 +13,9 @@ from interpwidgets.sae import SAEConfig, SAESet, build_sae
 from interpwidgets.widgets import (
     AttentionPatterns, CircuitGraph, Explorer, FeatureDashboard, PatchHeatmap, Steering, TokenFeatures,
 )
-from interpwidgets.widgets.encoding import decode_array
+from interpwidgets.widgets.testing import decode_array
 from interpwidgets.widgets.feature_dashboard import AFTER, BEFORE
-from interpwidgets.widgets.feature_params import attach_buffers, decode_int32
+from interpwidgets.widgets.testing import attach_buffers, decode_int32
 from interpwidgets.widgets.tokens import token_strings
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"

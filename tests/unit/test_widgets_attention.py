@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from interpwidgets.widgets import AttentionPatterns
-from interpwidgets.widgets.encoding import decode_array
+from interpwidgets.widgets.testing import decode_array
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"
 

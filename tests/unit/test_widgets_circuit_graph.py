@@ -12,9 +12,9 @@ from interpwidgets.circuits import Circuit, Edge, Node
 from interpwidgets.sae import SAEConfig, SAESet, build_sae
 from interpwidgets.sae.features import ablate_features
 from interpwidgets.widgets.circuit_graph import MAX_NODES, CircuitGraph
-from interpwidgets.widgets.encoding import decode_array
+from interpwidgets.widgets.testing import decode_array
 from interpwidgets.widgets.feature_dashboard import FeatureDashboard
-from interpwidgets.widgets.feature_params import attach_buffers, decode_int32
+from interpwidgets.widgets.testing import ask, decode_int32
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +51,6 @@ def graph(random_model, saes, task, circuit):
     return CircuitGraph(circuit, model=random_model, saes=saes, task=task)
 
 
-def ask(widget, method: str, **params):
-    reply, buffers = widget.handle_message({"kind": "iw:request", "id": "c1", "method": method, "params": params})
-    return reply["ok"], attach_buffers(reply["result"], buffers) if reply["ok"] else reply["error"]
 
 
 def metric_with(model, task, hooks) -> float:

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from interpwidgets.sae import SAEConfig, SAESet, build_sae
-from interpwidgets.widgets.encoding import decode_array
+from interpwidgets.widgets.testing import decode_array
 from interpwidgets.widgets.feature_corpus import HISTOGRAM_BINS, FeatureCorpus, corpus_tokens
 from interpwidgets.widgets.feature_dashboard import FeatureDashboard
-from interpwidgets.widgets.feature_params import attach_buffers, decode_int32
+from interpwidgets.widgets.testing import ask, decode_int32
 
 RESID0, RESID2 = "blocks.0.hook_resid_post", "blocks.2.hook_resid_post"
 
@@ -41,9 +41,6 @@ def dashboard(random_model, saes, tokens):
     return FeatureDashboard(random_model, saes, 5, corpus=tokens)
 
 
-def ask(widget, method: str, **params):
-    reply, buffers = widget.handle_message({"kind": "iw:request", "id": "d1", "method": method, "params": params})
-    return reply["ok"], attach_buffers(reply["result"], buffers) if reply["ok"] else reply["error"]
 
 
 def active_feature(acts: torch.Tensor, rank: int = 0) -> int:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from interpwidgets.widgets.encoding import decode_array, float16_array, pack_buffers, uint8_array
+from interpwidgets.widgets.encoding import float16_array, pack_buffers, uint8_array
+from interpwidgets.widgets.testing import decode_array
 
 
 def test_float16_round_trip_keeps_nan_and_shape():

@@ -11,9 +11,9 @@ import torch
 
 from interpwidgets.sae import SAEConfig, SAESet, build_sae
 from interpwidgets.sae.features import ablate_features, steer_feature
-from interpwidgets.widgets.encoding import decode_array
+from interpwidgets.widgets.testing import decode_array
 from interpwidgets.widgets.feature_data import dictionaries, feature_activations, logit_effects, prompt_tokens
-from interpwidgets.widgets.feature_params import attach_buffers, decode_int32
+from interpwidgets.widgets.testing import ask, decode_int32
 from interpwidgets.widgets.token_features import TokenFeatures
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"
@@ -39,11 +39,6 @@ def acts(random_model, saes):
     return feature_activations(random_model, list(saes.values()), prompt_tokens(random_model, PROMPT))
 
 
-def ask(widget, method: str, **params):
-    """(ok, result or error) of one front-end request, with buffers attached."""
-    reply, buffers = widget.handle_message({"kind": "iw:request", "id": "t1", "method": method, "params": params})
-    assert reply["id"] == "t1" and reply["kind"] == "iw:response"
-    return reply["ok"], attach_buffers(reply["result"], buffers) if reply["ok"] else reply["error"]
 
 
 def resid_after(model, tokens, hook: str, intervention=None) -> torch.Tensor:

@@ -12,7 +12,7 @@ from interpwidgets.sae import SAEConfig, SAESet, build_sae
 from interpwidgets.widgets import (
     AttentionPatterns, CircuitGraph, Explorer, FeatureDashboard, PatchHeatmap, Steering, TokenFeatures,
 )
-from interpwidgets.widgets.feature_params import attach_buffers
+from interpwidgets.widgets.testing import ask
 
 HOOK = "blocks.1.hook_resid_post"
 ASK_FOR_IDS = "pass token ids"
@@ -50,9 +50,6 @@ def names(ids: list[int]) -> list[str]:
     return [f"#{i}" for i in ids]
 
 
-def ask(widget, method: str, **params):
-    reply, buffers = widget.handle_message({"kind": "iw:request", "id": "n1", "method": method, "params": params})
-    return reply["ok"], attach_buffers(reply["result"], buffers) if reply["ok"] else reply["error"]
 
 
 def static_html(widget) -> str:

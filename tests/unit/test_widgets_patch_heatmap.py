@@ -9,7 +9,7 @@ import pytest
 
 import interpwidgets as iw
 from interpwidgets.widgets import PatchHeatmap
-from interpwidgets.widgets.encoding import decode_array
+from interpwidgets.widgets.testing import decode_array
 
 
 @pytest.fixture(scope="module")

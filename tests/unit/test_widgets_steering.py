@@ -9,7 +9,7 @@ import torch
 from interpwidgets.interventions import steer
 from interpwidgets.sae import SAEConfig, SAESet, build_sae
 from interpwidgets.widgets.feature_data import prompt_tokens
-from interpwidgets.widgets.feature_params import attach_buffers
+from interpwidgets.widgets.testing import ask
 from interpwidgets.widgets.generation import generate
 from interpwidgets.widgets.static_html import esc
 from interpwidgets.widgets.steering import MAX_ROWS, Steering
@@ -31,9 +31,6 @@ def widget(random_model, saes):
     return Steering(random_model, saes, PROMPT, features=[(RESID1, 3), 9], max_new_tokens=6)
 
 
-def ask(widget, method: str, **params):
-    reply, buffers = widget.handle_message({"kind": "iw:request", "id": "s1", "method": method, "params": params})
-    return reply["ok"], attach_buffers(reply["result"], buffers) if reply["ok"] else reply["error"]
 
 
 def text(model, ids: list[int]) -> list[str]:

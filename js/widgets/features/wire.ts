@@ -1,28 +1,7 @@
-// Decoding what the SAE feature widgets receive besides float arrays: int32 arrays and prediction lists.
+// Decoding what the SAE feature widgets receive: float arrays of a known length and ranked token lists.
 // Python side: interpwidgets/widgets/feature_params.py.
 
-import { bytesOf, decodeArray } from "../../lib/buffers";
-
-export interface IntArray {
-  shape: number[];
-  data: Int32Array;
-}
-
-/** Decodes {dtype: "int32", shape, data} (little-endian), checking its length against its shape. */
-export function decodeInt32(value: unknown): IntArray {
-  const wire = value as { dtype?: unknown; shape?: unknown; data?: unknown } | null;
-  if (!wire || wire.dtype !== "int32" || !Array.isArray(wire.shape) || !wire.shape.every((n) => Number.isInteger(n) && n >= 0)) {
-    throw new TypeError("malformed int32 array in the kernel's reply");
-  }
-  const shape = wire.shape as number[];
-  const size = shape.reduce((a, b) => a * b, 1);
-  const bytes = bytesOf(wire.data);
-  if (bytes.byteLength !== size * 4) throw new RangeError(`int32 array of shape [${shape}] has ${bytes.byteLength} bytes`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const data = new Int32Array(size);
-  for (let i = 0; i < size; i++) data[i] = view.getInt32(i * 4, true);
-  return { shape, data };
-}
+import { decodeArray } from "../../lib/buffers";
 
 /** Decodes a float16 / uint8 wire array into float32 values, checking its number of values. */
 export async function decodeFloats(value: unknown, length?: number): Promise<Float32Array> {
