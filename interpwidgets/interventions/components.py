@@ -4,7 +4,12 @@ A component is a hook point plus an optional head, neuron, set of positions or r
 
     Component("blocks.1.attn.hook_z", head=2)              # head L1H2's output (all positions)
     Component("blocks.3.mlp.hook_post", neuron=7, positions=(5,))
-    parse_component("L1H2"), parse_component("mlp3"), parse_component("resid_pre2")
+    parse_component("L1H2"), parse_component("mlp3"), parse_component("resid_pre2@5")
+
+The short names are the one grammar for places in the model, shared by patching sites, interventions, circuit
+nodes and SAE keys: `Component.label` prints the canonical form, `parse_component` reads it back (aliases
+accepted: `resid2` = `resid_post2`, a hook name, a (layer, head) pair), and `parse_node` also reads a circuit
+node id, `<place>/<feature>@<position>` or `<place>/error@<position>` (e.g. "resid_post2/153@7").
 
 Activation layouts follow TransformerLens: [batch, pos, d] for residual-like hooks,
 [batch, pos, head, d_head] for hook_q/k/v/z, [batch, head, query_pos, key_pos] for hook_pattern.
@@ -33,9 +38,14 @@ _SHORT_FORMS = (
     (re.compile(r"^l(\d+)n(\d+)$"), lambda m: Component(f"blocks.{m[1]}.mlp.hook_post", neuron=int(m[2]))),
     (re.compile(r"^(mlp|attn)(\d+)$"), lambda m: Component(f"blocks.{m[2]}.hook_{m[1]}_out")),
     (re.compile(r"^(resid_pre|resid_mid|resid_post)(\d+)$"), lambda m: Component(f"blocks.{m[2]}.hook_{m[1]}")),
+    (re.compile(r"^resid(\d+)$"), lambda m: Component(f"blocks.{m[1]}.hook_resid_post")),  # alias of resid_postL
     (re.compile(r"^(embed|pos_embed)$"), lambda m: Component(f"hook_{m[1]}")),
 )
-SHORT_NAME_HELP = "L1H2 (head), L1H2.q (its query), L1N7 (MLP neuron), mlp1, attn1, resid_pre1, resid_mid1, resid_post1, embed"
+SHORT_NAME_HELP = (
+    "L1H2 (head), L1H2.q (its query), L1N7 (MLP neuron), mlp1, attn1, resid_pre1, resid_mid1, resid_post1, embed, "
+    "each optionally @positions (resid_pre1@5 or @3,4)"
+)
+_NODE_ID = re.compile(r"^(?P<place>[^/@]+?)(?:/(?P<unit>\d+|error))?(?:@(?P<positions>-?\d+(?:,-?\d+)*))?$")
 
 
 _KV_HOOK = re.compile(r"\.attn\.hook_(k|v|rot_k)$")
@@ -247,7 +257,22 @@ def parse_component(spec: "Component | str | tuple[int, int]", model=None) -> Co
     return component
 
 
+def parse_node(spec: str, model=None) -> tuple[Component, int | str | None]:
+    """(the place at its positions, the unit: a feature index, "error" or None) of a circuit node id such as
+    "resid_post2/153@7", "attn1/error@3" or a plain short name ("mlp3@5")."""
+    match = _NODE_ID.match(spec.strip()) if isinstance(spec, str) else None
+    if match is None:
+        raise ValueError(f"Cannot read a node from {spec!r}; use <place>/<feature>@<position>, e.g. 'resid_post2/153@7'.")
+    component = parse_component(spec, model)
+    unit = match["unit"]
+    return component, (int(unit) if unit is not None and unit != "error" else unit)
+
+
 def _parse_text(text: str, model) -> Component:
+    match = _NODE_ID.match(text)
+    if match and (match["unit"] is not None or match["positions"] is not None):
+        positions = tuple(int(p) for p in match["positions"].split(",")) if match["positions"] else None
+        return replace(_parse_text(match["place"], model), positions=positions)
     for pattern, build in _SHORT_FORMS:
         match = pattern.match(text.lower())
         if match:

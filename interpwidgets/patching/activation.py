@@ -13,12 +13,21 @@ from typing import Literal
 import torch
 
 from interpwidgets.interventions import Component
+from interpwidgets.models.device import device_of
 from interpwidgets.patching.result import PatchResult, axis_labels
 from interpwidgets.patching.runs import (
-    Baseline, Metric, baseline_from, check_direction, check_task, normalise, reads_last_position_only, resolve_metric, scalar,
+    Baseline,
+    Metric,
+    baseline_from,
+    check_direction,
+    check_task,
+    normalise,
+    reads_last_position_only,
+    resolve_metric,
+    scalar,
 )
 from interpwidgets.patching.sites import default_granularity, get_site
-from interpwidgets.patching.stacking import LiveRows, chunks, groups_per_chunk, model_device, stacked_forward
+from interpwidgets.patching.stacking import LiveRows, chunks, groups_per_chunk, stacked_forward
 
 Direction = Literal["denoising", "noising"]
 
@@ -58,7 +67,7 @@ def activation_patch(
     last_only = reads_last_position_only(task, metric)
     metric = resolve_metric(task, metric)
     cfg = model.cfg
-    clean, corrupt = (t.to(model_device(model)) for t in (task.clean_tokens, task.corrupt_tokens))
+    clean, corrupt = (t.to(device_of(model)) for t in (task.clean_tokens, task.corrupt_tokens))
     batch, seq = clean.shape
     axes, shape, cells = site_.cells(model, seq, by)
     hooks = [site_.hook_name(layer) for layer in range(cfg.n_layers)]

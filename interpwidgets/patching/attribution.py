@@ -17,12 +17,20 @@ from typing import Literal
 import torch
 
 from interpwidgets.interventions import Component
+from interpwidgets.models.device import device_of
 from interpwidgets.patching.result import PatchResult, axis_labels
 from interpwidgets.patching.runs import (
-    Metric, check_direction, check_task, normalise, reads_last_position_only, resolve_metric, run_baseline, scalar,
+    Metric,
+    check_direction,
+    check_task,
+    normalise,
+    reads_last_position_only,
+    resolve_metric,
+    run_baseline,
+    scalar,
 )
 from interpwidgets.patching.sites import default_granularity, get_site
-from interpwidgets.patching.stacking import chunks, groups_per_chunk, model_device, stacked_forward
+from interpwidgets.patching.stacking import chunks, groups_per_chunk, stacked_forward
 
 
 def attribution_patch(
@@ -95,7 +103,7 @@ def _mean_gradients(model, tokens, hooks, delta, metric, method, steps, budget_m
         plan = [[(name, (i + 0.5) / steps)] for name in hooks for i in range(steps)]
     weight = 1.0 if method == "grad" else 1.0 / steps
     grads = {name: torch.zeros_like(delta[name]) for name in hooks}
-    tokens = tokens.to(model_device(model))
+    tokens = tokens.to(device_of(model))
     # IG runs edit one layer each: an unedited run leads each chunk so they can join at their layer
     lead = 1 if method == "ig" else 0
     per_chunk = max(1, groups_per_chunk(model, *tokens.shape, budget_mb, grad=True, last_position_only=last_only) - lead)

@@ -21,11 +21,19 @@ import torch
 
 from interpwidgets.interventions import Component, parse_component
 from interpwidgets.interventions.components import kv_group
+from interpwidgets.models.device import device_of
 from interpwidgets.patching.result import PatchResult, axis_labels
 from interpwidgets.patching.runs import (
-    Metric, check_direction, check_task, normalise, reads_last_position_only, resolve_metric, run_baseline, scalar,
+    Metric,
+    check_direction,
+    check_task,
+    normalise,
+    reads_last_position_only,
+    resolve_metric,
+    run_baseline,
+    scalar,
 )
-from interpwidgets.patching.stacking import chunks, copy_from, grouped, groups_per_chunk, model_device, stacked_forward
+from interpwidgets.patching.stacking import chunks, copy_from, grouped, groups_per_chunk, stacked_forward
 
 _RECEIVER_HEAD = re.compile(r"^l(\d+)h(\d+)(?:\.([qkv]+))?$")
 
@@ -75,7 +83,7 @@ def path_patch(
     frozen += [f"blocks.{layer}.hook_mlp_out" for layer in range(cfg.n_layers)] if has_mlp else []
     baseline = run_baseline(model, task, metric, frozen)
     base_name, base, source = baseline.base_and_source(direction)
-    tokens = getattr(task, f"{base_name}_tokens").to(model_device(model))
+    tokens = getattr(task, f"{base_name}_tokens").to(device_of(model))
     receiver_hooks = {r.hook_name for r in receiver_set}
     unfrozen = {name for name in receiver_hooks if name.endswith("hook_mlp_out")}
 

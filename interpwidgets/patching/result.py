@@ -11,9 +11,9 @@ import torch
 
 from interpwidgets.interventions import Component, ablate, patch
 from interpwidgets.interventions.components import kv_group, kv_heads
+from interpwidgets.models.device import device_of
 from interpwidgets.models.tokens import has_tokenizer, token_strings
 from interpwidgets.patching.runs import Baseline, scalar
-from interpwidgets.patching.stacking import model_device
 
 Cell = tuple[int, ...]
 
@@ -144,7 +144,7 @@ class PatchResult:
             intervention = ablate(self.model, components, action, self.baseline.corrupt if action == "mean" else None)
         else:
             raise ValueError(f"Unknown action {action!r}; use 'zero', 'mean' or 'patch'.")
-        tokens = getattr(self.task, f"{base}_tokens").to(model_device(self.model))
+        tokens = getattr(self.task, f"{base}_tokens").to(device_of(self.model))
         with torch.no_grad():
             logits = intervention.run(tokens)
         return Outcome(

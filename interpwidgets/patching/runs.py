@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from interpwidgets.patching.stacking import model_device
+from interpwidgets.models.device import device_of
 from interpwidgets.tasks.base import Task
 
 Metric = Callable[[torch.Tensor], torch.Tensor]
@@ -84,7 +84,7 @@ def run_baseline(model, task, metric: Metric, hook_names: Iterable[str]) -> Base
     """Run the clean and corrupt prompts (in one forward), caching `hook_names`; checks that `metric` gives a scalar."""
     names = set(hook_names)
     batch = task.clean_tokens.shape[0]
-    tokens = torch.cat([task.clean_tokens, task.corrupt_tokens]).to(model_device(model))
+    tokens = torch.cat([task.clean_tokens, task.corrupt_tokens]).to(device_of(model))
     with torch.no_grad():
         logits, cache = model.run_with_cache(tokens, names_filter=lambda name: name in names)
     return baseline_from(metric, logits[:batch], logits[batch:], {n: cache[n] for n in names}, batch)

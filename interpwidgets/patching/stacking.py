@@ -21,14 +21,15 @@ from weakref import WeakKeyDictionary
 import torch
 from tqdm.auto import tqdm
 
+from interpwidgets.config import batch_budget_mb
 from interpwidgets.interventions import Component, hooked
-from interpwidgets.interventions.hooks import BlockPreHook, block_inputs_hooked
 from interpwidgets.interventions.components import RowFn
+from interpwidgets.interventions.hooks import BlockPreHook, block_inputs_hooked
+from interpwidgets.models.device import device_of
 
 Group = Sequence[tuple[str, RowFn]]
 """The edits of one patch run: (hook name, fn(rows [batch, ...]) -> rows)."""
 
-CPU_BUDGET_MB = 1024.0
 UNEMBED_INPUT = "unembed.hook_in"
 
 
@@ -39,18 +40,6 @@ def copy_from(component: Component, source: torch.Tensor) -> RowFn:
         return component.write(act, source)
 
     return copy
-
-
-def model_device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
-def default_budget_mb(device: torch.device) -> float:
-    """1 GiB on CPU; half the free memory on a GPU."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return free / 2**20 / 2
-    return CPU_BUDGET_MB
 
 
 def row_bytes(model, seq: int, grad: bool = False, last_position_only: bool = False) -> int:
@@ -64,10 +53,7 @@ def row_bytes(model, seq: int, grad: bool = False, last_position_only: bool = Fa
 
 def groups_per_chunk(model, batch: int, seq: int, budget_mb: float | None, grad: bool = False, last_position_only: bool = False) -> int:
     """How many groups of `batch` rows fit in `budget_mb` (at least one)."""
-    if budget_mb is None:
-        budget_mb = default_budget_mb(model_device(model))
-    if budget_mb <= 0:
-        raise ValueError(f"batch_budget_mb must be positive, got {budget_mb}.")
+    budget_mb = batch_budget_mb(budget_mb, device_of(model))
     return max(1, int(budget_mb * 2**20 // (row_bytes(model, seq, grad, last_position_only) * batch)))
 
 
@@ -120,7 +106,7 @@ def stacked_forward(
     Returns logits [groups, batch, seq, vocab] and the captured activations.
     """
     k = len(groups)
-    stacked = tokens.to(model_device(model))
+    stacked = tokens.to(device_of(model))
     stacked = stacked.repeat(k, 1) if stacked.ndim == 2 else stacked.reshape(-1, stacked.shape[-1])
     batch = stacked.shape[0] // k
     by_hook: dict[str, list[tuple[int, RowFn]]] = defaultdict(list)
@@ -203,7 +189,7 @@ def supports_late_entry(model) -> bool:
     if model not in _LATE_ENTRY:
         ok = False
         if model.cfg.n_layers > 1:
-            tokens = torch.tensor([[0, 1, 2], [0, 2, 1]], device=model_device(model)) % model.cfg.d_vocab
+            tokens = torch.tensor([[0, 1, 2], [0, 2, 1]], device=device_of(model)) % model.cfg.d_vocab
             try:
                 with torch.no_grad():
                     plain = model(tokens.repeat(2, 1))

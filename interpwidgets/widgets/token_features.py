@@ -18,7 +18,7 @@ from traitlets import Enum, Float, Int, List, TraitError, Unicode, validate
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.dictionary_choice import FeatureChoice
 from interpwidgets.widgets.encoding import float16_array, int32_array
-from interpwidgets.sae.features import ablate_features, steer_feature
+from interpwidgets.sae.editing import ablate_features, steer_feature
 from interpwidgets.widgets.feature_data import dictionaries, feature_activations, top_predictions
 from interpwidgets.widgets.feature_params import get_feature, get_float, get_hook, predictions
 from interpwidgets.widgets.messages import check_keys, get_choice, get_int

@@ -10,7 +10,7 @@ import torch
 import interpwidgets as iw
 from interpwidgets.circuits import Circuit, Edge, Node
 from interpwidgets.sae import SAEConfig, SAESet, build_sae
-from interpwidgets.sae.features import ablate_features
+from interpwidgets.sae.editing import ablate_features
 from interpwidgets.widgets.circuit_graph import MAX_NODES, CircuitGraph
 from interpwidgets.widgets.testing import decode_array
 from interpwidgets.widgets.feature_dashboard import FeatureDashboard

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from interpwidgets.sae import SAEConfig, SAESet, build_sae
-from interpwidgets.sae.features import ablate_features, steer_feature
+from interpwidgets.sae.editing import ablate_features, steer_feature
 from interpwidgets.widgets.testing import decode_array
 from interpwidgets.widgets.feature_data import dictionaries, feature_activations, logit_effects, prompt_tokens
 from interpwidgets.widgets.testing import ask, decode_int32
