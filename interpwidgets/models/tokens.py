@@ -25,3 +25,10 @@ def token_text(model: Any, ids: Sequence[int], skip_special_tokens: bool = False
     if not has_tokenizer(model):
         return " ".join(token_strings(model, ids))
     return model.tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+
+def top_tokens(model: Any, logits, k: int = 5) -> list[tuple[str, float]]:
+    """The `k` most probable next tokens of one position's logits `[vocab]`, as (token string, probability)."""
+    probs = logits.float().softmax(-1)
+    values, ids = probs.topk(min(k, probs.numel()))
+    return list(zip(token_strings(model, ids.tolist()), values.tolist()))
