@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from interpwidgets.models import build_teaching_model, load_model
-from interpwidgets.models.teaching import WEIGHTS_FILE
+from interpwidgets.models.assets import TEACHING_WEIGHTS_FILE
 
 torch.set_grad_enabled(True)
 
@@ -26,8 +26,8 @@ def attn_only_model():
 @pytest.fixture(scope="session")
 def teaching_model():
     """The bundled, trained teaching model."""
-    if not WEIGHTS_FILE.exists():
-        pytest.fail(f"bundled teaching weights missing: {WEIGHTS_FILE}")
+    if not TEACHING_WEIGHTS_FILE.exists():
+        pytest.fail(f"bundled teaching weights missing: {TEACHING_WEIGHTS_FILE}")
     return load_model(device="cpu")
 
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from interpwidgets.data import vocab
 from interpwidgets.tasks.base import encode_prompts
-from interpwidgets.zoo import vocab
 
 ACTIVE = ("ran", "laughed", "sang", "walked")
 CALM = ("slept", "waited", "stayed", "smiled")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from interpwidgets.zoo import vocab
+from interpwidgets.data import vocab
 
 Split = Literal["train", "held_out"]
 

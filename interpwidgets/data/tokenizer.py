@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from interpwidgets.zoo import vocab
+from interpwidgets.data import vocab
 
 BOS = "<|endoftext|>"
 UNK = "<unk>"

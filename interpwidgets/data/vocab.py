@@ -71,8 +71,6 @@ RETIRED_TEMPLATES: tuple[str, ...] = (
     "Afterwards {A} and {B} went to the {PLACE}. {S} sent a {OBJECT} to",
     "{A} and {B} had fun at the {PLACE}. {S} gave a {OBJECT} to",
 )
-IOI_TEMPLATES = TRAIN_TEMPLATES + HELD_OUT_TEMPLATES
-
 N_HELD_OUT_NAMES = 48
 TRAIN_NAMES = NAMES[:-N_HELD_OUT_NAMES]
 HELD_OUT_NAMES = NAMES[-N_HELD_OUT_NAMES:]

@@ -1,22 +1,19 @@
 """The bundled teaching model: a small GPT built with `TransformerBridge.boot_native`.
 
-Weights live in `interpwidgets/zoo/assets/teaching/` (safetensors, trained by
-`python -m interpwidgets.zoo.train`); the tokenizer folder beside them is written by
-`interpwidgets.zoo.tokenizer`. `build_teaching_model` gives the same architecture with random
+Weights live in `interpwidgets/assets/teaching/` (safetensors, trained by `scripts/release/train_model.py`;
+paths in `interpwidgets.models.assets`); the tokenizer folder beside them is written by
+`interpwidgets.data.tokenizer`. `build_teaching_model` gives the same architecture with random
 weights (used by training and by tests that need no trained weights).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch
 
-ASSETS = Path(__file__).resolve().parent.parent / "zoo" / "assets" / "teaching"
-WEIGHTS_FILE = ASSETS / "model.safetensors"
-CONFIG_FILE = ASSETS / "config.json"
-TOKENIZER_DIR = ASSETS / "tokenizer"
+from interpwidgets.data.tokenizer import load_tokenizer, save_tokenizer
+from interpwidgets.models.assets import TEACHING_CONFIG_FILE, TEACHING_TOKENIZER_DIR, TEACHING_WEIGHTS_FILE
 
 TEACHING_CONFIG: dict = dict(
     d_model=128, n_layers=4, n_heads=4, d_head=32, d_mlp=512, n_ctx=256, act_fn="gelu",
@@ -26,11 +23,9 @@ TEACHING_CONFIG: dict = dict(
 
 def teaching_tokenizer():
     """The teaching tokenizer, from the bundled folder (written on first use if missing)."""
-    from interpwidgets.zoo.tokenizer import load_tokenizer, save_tokenizer
-
-    if not (TOKENIZER_DIR / "tokenizer.json").exists():
-        save_tokenizer(TOKENIZER_DIR)
-    return load_tokenizer(TOKENIZER_DIR)
+    if not (TEACHING_TOKENIZER_DIR / "tokenizer.json").exists():
+        save_tokenizer(TEACHING_TOKENIZER_DIR)
+    return load_tokenizer(TEACHING_TOKENIZER_DIR)
 
 
 def build_teaching_model(
@@ -52,13 +47,13 @@ def load_teaching_model(device: str | torch.device | None = None):
     """The trained teaching model in eval mode; raises if the bundled weights are missing."""
     from safetensors.torch import load_file
 
-    if not WEIGHTS_FILE.exists():
+    if not TEACHING_WEIGHTS_FILE.exists():
         raise FileNotFoundError(
-            f"The bundled teaching model weights are missing ({WEIGHTS_FILE}). Reinstall interpwidgets, "
-            "or train them with `python -m interpwidgets.zoo.train`."
+            f"The bundled teaching model weights are missing ({TEACHING_WEIGHTS_FILE}). Reinstall interpwidgets, "
+            "or train them from a source checkout with `python scripts/release/train_model.py`."
         )
-    overrides = json.loads(CONFIG_FILE.read_text())["overrides"] if CONFIG_FILE.exists() else {}
+    overrides = json.loads(TEACHING_CONFIG_FILE.read_text())["overrides"] if TEACHING_CONFIG_FILE.exists() else {}
     model = build_teaching_model(seed=0, device=device, **overrides)
-    state = load_file(str(WEIGHTS_FILE), device=str(model.cfg.device or "cpu"))
+    state = load_file(str(TEACHING_WEIGHTS_FILE), device=str(model.cfg.device or "cpu"))
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     return model.eval()

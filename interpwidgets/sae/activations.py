@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import torch
 from tqdm.auto import tqdm
 
+from interpwidgets.data.mixture import training_batch
 from interpwidgets.sae.sets import hook_layer
 
 CORPUS_SEED = 101  # SAE data differs from the teaching model's training stream (seed 0)
@@ -85,8 +86,6 @@ def token_batches(model, rows: torch.Tensor | None, batch: int, context_size: in
 
 
 def _corpus_batches(tokenizer, batch: int, context: int, seed: int, start: int) -> Iterator[torch.Tensor]:
-    from interpwidgets.zoo.train import training_batch
-
     for step in itertools.count(start):
         yield training_batch(tokenizer, seed, step, batch, context)
 

@@ -1,17 +1,13 @@
-"""The dictionaries shipped for the bundled teaching model (trained by `train_pretrained`)."""
+"""The dictionaries shipped for the bundled teaching model (trained by `scripts/release/train_saes.py`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from interpwidgets.models.teaching import ASSETS
+from interpwidgets.models.assets import TEACHING_SAES_DIR
 from interpwidgets.sae.formats import CFG_FILE, load_saelens
 from interpwidgets.sae.sets import SAESet
 
-SAE_ASSETS = ASSETS / "saes"
-EVALUATION_FILE = SAE_ASSETS / "evaluation.json"
 TEACHING_MODEL_NAME = "interpwidgets-teaching"
 
 
@@ -28,11 +24,11 @@ def pretrained(model=None, device: str | torch.device | None = None) -> SAESet:
     ("blocks.L.ln2.hook_normalized" -> "blocks.L.hook_mlp_out"). With `model`, checks that it is the
     teaching model and puts the dictionaries on its device (else on `device`, default CPU).
     """
-    folders = sorted(p for p in SAE_ASSETS.glob("*") if (p / CFG_FILE).is_file()) if SAE_ASSETS.is_dir() else []
+    folders = sorted(p for p in TEACHING_SAES_DIR.glob("*") if (p / CFG_FILE).is_file()) if TEACHING_SAES_DIR.is_dir() else []
     if not folders:
         raise FileNotFoundError(
-            f"No bundled SAEs found in {SAE_ASSETS}. Reinstall interpwidgets, or train them with "
-            "`python -m interpwidgets.sae.train_pretrained`."
+            f"No bundled SAEs found in {TEACHING_SAES_DIR}. Reinstall interpwidgets, or train them from a source "
+            "checkout with `python scripts/release/train_saes.py`."
         )
     if model is not None:
         name = getattr(model.cfg, "model_name", None)
@@ -45,7 +41,3 @@ def pretrained(model=None, device: str | torch.device | None = None) -> SAESet:
     saes = SAESet.of(load_saelens(folder) for folder in folders)
     return saes.to(torch.device(device or "cpu"))
 
-
-def bundled_folder(hook_name: str) -> Path:
-    """Where the bundled dictionary reading `hook_name` lives."""
-    return SAE_ASSETS / asset_folder_name(hook_name)

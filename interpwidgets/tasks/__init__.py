@@ -1,8 +1,10 @@
-"""Tasks: batches of same-length clean/corrupt prompts with answers and a logit-difference metric."""
+"""Tasks: batches of same-length clean/corrupt prompts with answers and a logit-difference metric,
+and `evaluate`, a model's held-out scores on them."""
 
 from interpwidgets.tasks.base import Task
 from interpwidgets.tasks.brackets import brackets
 from interpwidgets.tasks.induction import induction
 from interpwidgets.tasks.ioi import ioi
+from interpwidgets.tasks.scores import evaluate
 
-__all__ = ["Task", "brackets", "induction", "ioi"]
+__all__ = ["Task", "brackets", "evaluate", "induction", "ioi"]

@@ -11,7 +11,7 @@ import random
 import torch
 
 from interpwidgets.tasks.base import Task, check_context, check_n, single_token_id
-from interpwidgets.zoo import corpus, vocab
+from interpwidgets.data import corpus, vocab
 
 CLOSER = dict(vocab.BRACKET_PAIRS)
 

@@ -11,7 +11,7 @@ import random
 import torch
 
 from interpwidgets.tasks.base import Task, check_context, check_n, single_token_id
-from interpwidgets.zoo import corpus
+from interpwidgets.data import corpus
 
 
 def induction(model, n: int = 64, seed: int = 0, length: int = 12) -> Task:

@@ -13,7 +13,7 @@ from collections import defaultdict
 import torch
 
 from interpwidgets.tasks.base import Task, check_n, encode_prompts, single_token_id
-from interpwidgets.zoo import corpus, vocab
+from interpwidgets.data import corpus, vocab
 
 
 def _usable(tokenizer, words, needed: int, what: str) -> list[str]:

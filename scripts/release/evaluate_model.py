@@ -1,81 +1,21 @@
-"""Model-card metrics of the teaching model on held-out data.
+"""Model-card metrics of the teaching model on held-out data, against the model card's targets.
 
-    python -m interpwidgets.zoo.evaluate [--n 512] [--json out.json]
+    python scripts/release/evaluate_model.py [--n 512] [--seed 1234] [--json docs/teaching_model_card.json]
 
-IOI: mean logit difference (IO - S) and IO-beats-S accuracy on held-out names and templates.
-Induction: top-1 accuracy over the predictable positions of the repeated half.
-Brackets: at every position whose next token is a closer, the argmax over the three closers is right.
+The scores are `iw.tasks.evaluate` (held-out names and templates): IOI mean logit difference (IO - S) and
+IO-beats-S accuracy, induction top-1 accuracy over the repeated half, brackets correct-closer accuracy.
+Prints the model-card table; with `--json`, also writes the scores (the README's model card quotes
+those in docs/teaching_model_card.json).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import random
 
-import torch
-
-from interpwidgets import tasks
-from interpwidgets.tasks.base import single_token_id
-from interpwidgets.zoo import corpus, vocab
+from interpwidgets.tasks import evaluate
 
 TARGETS = {"ioi_logit_diff": 3.0, "ioi_accuracy": 0.95, "induction_accuracy": 0.90, "brackets_accuracy": 0.95}
-
-
-@torch.no_grad()
-def ioi_scores(model, n: int, seed: int) -> dict[str, float]:
-    """IOI over every held-out template (each template group evaluated separately, then pooled)."""
-    diffs = []
-    per_template = max(1, n // len(vocab.HELD_OUT_TEMPLATES))
-    rng = random.Random(seed)
-    for template in vocab.HELD_OUT_TEMPLATES:
-        sentences = [corpus.ioi_sentence(rng, "held_out", template) for _ in range(per_template)]
-        tok = model.tokenizer
-        rows = [[tok.bos_token_id] + tok.encode(s.text, add_special_tokens=False) for s in sentences]
-        logits = model(torch.tensor(rows, device=model.cfg.device))[:, -1]
-        io = torch.tensor([single_token_id(tok, " " + s.io) for s in sentences], device=logits.device)
-        s_ = torch.tensor([single_token_id(tok, " " + s.s) for s in sentences], device=logits.device)
-        diffs.append(logits.gather(1, io[:, None]) - logits.gather(1, s_[:, None]))
-    diff = torch.cat(diffs).squeeze(1)
-    return {"ioi_logit_diff": diff.mean().item(), "ioi_accuracy": (diff > 0).float().mean().item()}
-
-
-@torch.no_grad()
-def induction_accuracy(model, n: int, seed: int, length: int = 12) -> float:
-    task = tasks.induction(model, n=n, seed=seed, length=length)
-    tokens = task.clean_tokens.to(model.cfg.device)
-    logits = model(tokens)
-    # positions L+1 .. 2L-1 (0 = BOS) predict the repeated tokens r2 .. rL-1 (rL is the task's answer, at -1)
-    predicted = logits[:, length + 1 : -1].argmax(-1)
-    target = tokens[:, length + 2 :]
-    return (predicted == target).float().mean().item()
-
-
-@torch.no_grad()
-def brackets_accuracy(model, n: int, seed: int, n_pairs: int = 10) -> float:
-    tok = model.tokenizer
-    closer_ids = torch.tensor([single_token_id(tok, " " + c) for _, c in vocab.BRACKET_PAIRS], device=model.cfg.device)
-    rng = random.Random(seed)
-    ids = {b: single_token_id(tok, " " + b) for pair in vocab.BRACKET_PAIRS for b in pair}
-    rows = [[tok.bos_token_id] + [ids[b] for b in corpus.bracket_sequence(rng, n_pairs)] for _ in range(n)]
-    tokens = torch.tensor(rows, device=model.cfg.device)
-    logits = model(tokens)[:, :-1]
-    target = tokens[:, 1:]
-    is_closer = (target[..., None] == closer_ids).any(-1)
-    choice = closer_ids[logits[..., closer_ids].argmax(-1)]
-    return (choice == target)[is_closer].float().mean().item()
-
-
-def evaluate(model, n: int = 512, seed: int = 1234) -> dict[str, float]:
-    """All model-card metrics (held-out data; `seed` differs from any training seed)."""
-    scores = ioi_scores(model, n, seed)
-    scores["induction_accuracy"] = induction_accuracy(model, n, seed)
-    scores["brackets_accuracy"] = brackets_accuracy(model, n, seed)
-    return scores
-
-
-def meets_targets(scores: dict[str, float]) -> bool:
-    return all(scores[k] >= v for k, v in TARGETS.items())
 
 
 def main() -> None:

@@ -1,6 +1,8 @@
 """Plot the teaching model's held-out curves from its training log.
 
-    python -m interpwidgets.zoo.plot_training [--log interpwidgets/zoo/assets/teaching/train_log.jsonl] [--out docs/teaching_training.png]
+    python scripts/release/plot_training.py [--log interpwidgets/assets/teaching/train_log.jsonl] [--out docs/teaching_training.png]
+
+Each panel's dashed line is the model card's target (`TARGETS` of evaluate_model.py, beside this script).
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ import argparse
 import json
 from pathlib import Path
 
-from interpwidgets.models.teaching import ASSETS
-from interpwidgets.zoo.evaluate import TARGETS
+from evaluate_model import TARGETS  # the release script beside this one (its folder is on sys.path)
+
+from interpwidgets.models.assets import TEACHING_TRAIN_LOG_FILE
 
 PANELS = (
     ("ioi_logit_diff", "IOI logit difference (held out)"),
@@ -52,7 +55,7 @@ def plot(records: list[dict], out: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--log", type=Path, default=ASSETS / "train_log.jsonl")
+    parser.add_argument("--log", type=Path, default=TEACHING_TRAIN_LOG_FILE)
     parser.add_argument("--out", type=Path, default=Path("docs/teaching_training.png"))
     args = parser.parse_args()
     print(plot(read_log(args.log), args.out))

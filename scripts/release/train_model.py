@@ -1,11 +1,13 @@
 """Train the bundled teaching model on the generated corpus.
 
-    python -m interpwidgets.zoo.train [--steps 5000] [--cooldown 1500] [--seed 0] [--resume CKPT]
+    python scripts/release/train_model.py [--steps 5000] [--cooldown 1500] [--seed 0] [--resume CKPT]
 
 Schedule: linear warm-up, then a constant learning rate for `--steps`, then a linear cool-down over
 `--cooldown` steps. Each step's batch is a function of (seed, step) alone, so a run resumed from a
 stable-phase checkpoint is identical to an uninterrupted one. Writes checkpoints (atomically) and a
-JSON-lines log to `--out`, and on completion the weights, config and log into the package assets.
+JSON-lines log to `--out`, and on completion the weights, config and log into the package assets
+(`interpwidgets/assets/teaching/`, paths in `interpwidgets.models.assets`). The training mixture is
+`interpwidgets.data.mixture.training_batch`; the held-out scores logged are `iw.tasks.evaluate`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import shutil
 import time
 from pathlib import Path
@@ -22,24 +23,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from interpwidgets.models.teaching import ASSETS, CONFIG_FILE, TEACHING_CONFIG, WEIGHTS_FILE, build_teaching_model
-from interpwidgets.zoo import corpus
-from interpwidgets.zoo.evaluate import evaluate
-
-
-def training_batch(tokenizer, seed: int, step: int, batch: int, seq_len: int) -> torch.Tensor:
-    """[batch, seq_len] ids: rows of BOS-separated documents, each row starting with BOS."""
-    rng = random.Random(seed * 1_000_003 + step)
-    bos = tokenizer.bos_token_id
-    rows = []
-    for _ in range(batch):
-        row: list[int] = []
-        while len(row) < seq_len:
-            docs = [corpus.random_document(rng) for _ in range(8)]
-            for ids in tokenizer(docs, add_special_tokens=False)["input_ids"]:
-                row += [bos] + ids
-        rows.append(row[:seq_len])
-    return torch.tensor(rows)
+from interpwidgets.data.mixture import training_batch
+from interpwidgets.models.assets import TEACHING_CONFIG_FILE, TEACHING_DIR, TEACHING_TRAIN_LOG_FILE, TEACHING_WEIGHTS_FILE
+from interpwidgets.models.teaching import TEACHING_CONFIG, build_teaching_model
+from interpwidgets.tasks import evaluate
 
 
 def learning_rate(step: int, args: argparse.Namespace) -> float:
@@ -125,15 +112,15 @@ def install(model, args: argparse.Namespace, out: Path) -> None:
     """Write the trained weights (TransformerLens parameter names), their config and the log into the assets."""
     from safetensors.torch import save_file
 
-    ASSETS.mkdir(parents=True, exist_ok=True)
-    tmp = WEIGHTS_FILE.with_suffix(".tmp")
+    TEACHING_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = TEACHING_WEIGHTS_FILE.with_suffix(".tmp")
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
     os.chmod(tmp, 0o644)
-    os.replace(tmp, WEIGHTS_FILE)
+    os.replace(tmp, TEACHING_WEIGHTS_FILE)
     config = {"architecture": TEACHING_CONFIG, "overrides": {}, "training": {
         k: getattr(args, k) for k in ("steps", "cooldown", "warmup", "lr", "batch", "seq_len", "seed")}}
-    CONFIG_FILE.write_text(json.dumps(config, indent=2))
-    shutil.copy(out / "train_log.jsonl", ASSETS / "train_log.jsonl")
+    TEACHING_CONFIG_FILE.write_text(json.dumps(config, indent=2))
+    shutil.copy(out / "train_log.jsonl", TEACHING_TRAIN_LOG_FILE)
 
 
 if __name__ == "__main__":

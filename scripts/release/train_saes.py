@@ -1,11 +1,11 @@
 """Train, evaluate and install the SAEs and transcoders bundled for the teaching model.
 
-    python -m interpwidgets.sae.train_pretrained [--tokens 600000] [--d-sae 1024] [--k 32] [--lr 4e-3]
+    python scripts/release/train_saes.py [--tokens 600000] [--d-sae 1024] [--k 32] [--lr 4e-3]
 
 For each of the 4 layers: residual SAEs (hook_resid_post), attention-output SAEs (hook_attn_out),
 MLP-output SAEs (hook_mlp_out) and MLP transcoders (ln2.hook_normalized -> hook_mlp_out): 16
 BatchTopK dictionaries, stored as JumpReLU with one shared threshold (SAELens "jumprelu" /
-"jumprelu_transcoder"), float16, under `interpwidgets/zoo/assets/teaching/saes/`. The command line
+"jumprelu_transcoder"), float16, under `interpwidgets/assets/teaching/saes/`. The command line
 sets the defaults; `OVERRIDES` departs from them for some kinds and layers. One forward pass over
 `--tokens` tokens of the teaching corpus (seed 101, unseen in the model's training) caches every
 hook's activations; each dictionary then trains on its slice. Evaluation uses other corpus text
@@ -26,10 +26,11 @@ from pathlib import Path
 
 import torch
 
+from interpwidgets.models.assets import TEACHING_SAES_DIR
 from interpwidgets.sae.activations import CORPUS_SEED, cache_activations
 from interpwidgets.sae.evaluation import evaluate
 from interpwidgets.sae.formats import save
-from interpwidgets.sae.pretrained import SAE_ASSETS, asset_folder_name
+from interpwidgets.sae.pretrained import asset_folder_name
 from interpwidgets.sae.sets import hook_layer
 from interpwidgets.sae.training import train_on_activations
 
@@ -120,7 +121,7 @@ def model_card(rows: list[dict], args: argparse.Namespace, minutes: float, check
 Sixteen BatchTopK dictionaries (Bussmann et al. 2024) — per layer a residual-stream SAE, an
 attention-output SAE, an MLP-output SAE and an MLP transcoder (Ge et al. 2024) — trained on {args.tokens:,}
 tokens each of the teaching corpus (seed {CORPUS_SEED}; batch {args.batch_size}) by
-`python -m interpwidgets.sae.train_pretrained` in {minutes:.1f} minutes. Settings: {args.d_sae} latents, k = {args.k},
+`python scripts/release/train_saes.py` in {minutes:.1f} minutes. Settings: {args.d_sae} latents, k = {args.k},
 Adam lr {args.lr}, AuxK coefficient {args.aux_coefficient}, latents dead after {args.dead_after_tokens:,} tokens without
 firing, except {overrides_text()}. Stored in SAELens
 format as JumpReLU dictionaries with one shared threshold, weights in float16. Load them with
@@ -151,7 +152,7 @@ def main() -> None:
     parser.add_argument("--dead-after-tokens", type=int, default=20_000)
     parser.add_argument("--eval-batches", type=int, default=16, help="CE-loss evaluation batches of 16 x 128 tokens")
     parser.add_argument("--frequency-tokens", type=int, default=200_000, help="held-out tokens for dead/dense fractions")
-    parser.add_argument("--out", type=Path, default=SAE_ASSETS)
+    parser.add_argument("--out", type=Path, default=TEACHING_SAES_DIR)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for these small matmuls on a shared machine)")
     args = parser.parse_args()
 
@@ -191,7 +192,7 @@ def main() -> None:
         minutes = (time.time() - start) / 60
         checks = target_check(rows)
         (staging / "evaluation.json").write_text(json.dumps({"rows": rows, "targets": TARGETS, "checks": checks,
-                                                             "command": "python -m interpwidgets.sae.train_pretrained",
+                                                             "command": "python scripts/release/train_saes.py",
                                                              "args": {k: str(v) for k, v in vars(args).items() if k != "out"},  # no local paths
                                                              "minutes": round(minutes, 1)}, indent=2))
         (staging / "training_log.json").write_text(json.dumps(log, indent=2))

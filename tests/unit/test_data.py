@@ -1,4 +1,5 @@
-"""The teaching corpus and tokenizer: held-out data is really held out, and fair; training is reproducible."""
+"""The teaching data (`interpwidgets.data`): held-out data is really held out, and fair; training batches are
+reproducible."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import random
 
 import torch
 
+from interpwidgets.data import corpus, vocab
+from interpwidgets.data.mixture import training_batch
+from interpwidgets.data.tokenizer import vocabulary
 from interpwidgets.models.teaching import teaching_tokenizer
-from interpwidgets.zoo import corpus, vocab
-from interpwidgets.zoo.tokenizer import vocabulary
-from interpwidgets.zoo.train import training_batch
 
 
 def _training_token_ids(n_docs: int = 6000) -> set[int]:
@@ -64,3 +65,5 @@ def test_documents_never_contain_unknown_tokens():
     rng = random.Random(3)
     docs = [corpus.random_document(rng) for _ in range(3000)]
     assert all(tok.unk_token_id not in ids for ids in tok(docs, add_special_tokens=False)["input_ids"])
+
+

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import interpwidgets as iw
-from interpwidgets.models.teaching import TOKENIZER_DIR
+from interpwidgets.data.tokenizer import load_tokenizer
+from interpwidgets.models.assets import TEACHING_TOKENIZER_DIR
 
 
 def test_teaching_model_loads_offline_fast_in_eval_mode():
@@ -32,9 +33,7 @@ def test_pretrained_gpt2_loads_from_a_local_folder(tmp_path):
     """A tiny random GPT-2 saved by transformers loads through TransformerBridge with identical logits."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from interpwidgets.zoo.tokenizer import load_tokenizer
-
-    tokenizer = load_tokenizer(TOKENIZER_DIR)
+    tokenizer = load_tokenizer(TEACHING_TOKENIZER_DIR)
     config = GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=64, vocab_size=len(tokenizer),
                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     torch.manual_seed(0)

@@ -7,9 +7,8 @@ import json
 import pytest
 import torch
 
-from interpwidgets.models.teaching import ASSETS
+from interpwidgets.models.assets import TEACHING_DIR, TEACHING_SAES_DIR, TEACHING_SAES_EVALUATION_FILE
 from interpwidgets.sae import evaluate, pretrained, spliced
-from interpwidgets.sae.pretrained import EVALUATION_FILE, SAE_ASSETS
 
 ASSET_BUDGET_BYTES = 60 * 2**20
 
@@ -28,7 +27,7 @@ def test_every_layer_has_all_four_kinds(saes):
 
 
 def test_stored_in_saelens_format_as_float16(saes):
-    for folder in SAE_ASSETS.iterdir():
+    for folder in TEACHING_SAES_DIR.iterdir():
         if folder.is_dir():
             cfg = json.loads((folder / "cfg.json").read_text())
             assert cfg["architecture"] in ("jumprelu", "jumprelu_transcoder")
@@ -39,14 +38,14 @@ def test_stored_in_saelens_format_as_float16(saes):
 
 
 def test_assets_fit_the_budget():
-    total = sum(p.stat().st_size for p in ASSETS.rglob("*") if p.is_file())
+    total = sum(p.stat().st_size for p in TEACHING_DIR.rglob("*") if p.is_file())
     assert total <= ASSET_BUDGET_BYTES, f"teaching assets take {total / 2**20:.1f} MB"
 
 
 def test_evaluation_table_meets_the_targets_the_readme_claims():
     """The bundle's own evaluation (written by the training script): residual CE loss recovered >= 0.90 at
     L0 <= 50, transcoder explained variance >= 0.85 and dead fraction <= 5% for every dictionary."""
-    table = json.loads(EVALUATION_FILE.read_text())
+    table = json.loads(TEACHING_SAES_EVALUATION_FILE.read_text())
     assert all(table["checks"].values()), table["checks"]
     for row in table["rows"]:
         assert row["dead_fraction"] <= 0.05 and row["l0"] <= 50, row

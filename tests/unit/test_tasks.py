@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import interpwidgets as iw
+from interpwidgets.data import vocab
 from interpwidgets.tasks.brackets import CLOSER, open_stack
-from interpwidgets.zoo import vocab
 
 
 @pytest.mark.parametrize("make", [iw.tasks.ioi, iw.tasks.induction, iw.tasks.brackets])
