@@ -29,7 +29,7 @@ from interpwidgets.circuits.edges import edge_effects
 from interpwidgets.circuits.effects import node_effects
 from interpwidgets.circuits.feature_circuit import select_nodes
 from interpwidgets.circuits.linear_graph import LogitTarget, linear_graph
-from interpwidgets.sae.base import SAEConfig, build_sae
+from interpwidgets.sae import SAEConfig, build_sae
 from interpwidgets.sae.sets import SAESet
 
 RESULTS = Path(__file__).resolve().parent / "results" / "circuits.json"

@@ -50,7 +50,7 @@ import torch
 import interpwidgets as iw
 from interpwidgets.circuits.sites import SITE_HOOKS
 from interpwidgets.models.families import GPT2_SMALL, save_random_family
-from interpwidgets.sae.base import SAEConfig, build_sae
+from interpwidgets.sae import SAEConfig, build_sae
 from interpwidgets.sae.sets import SAESet
 from interpwidgets.widgets import feature_corpus
 from interpwidgets.widgets.feature_dashboard import FeatureDashboard

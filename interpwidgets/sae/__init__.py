@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "SAE": "base", "SAEConfig": "base", "ARCHITECTURES": "base", "build_sae": "base",
+    "SAE": "base", "SAEConfig": "base", "ARCHITECTURES": "architectures", "build_sae": "architectures",
     "SAESet": "sets",
     "save": "formats", "load_saelens": "formats", "SAEFormatError": "formats",
     "load": "loading",
@@ -23,7 +23,7 @@ _EXPORTS = {
     "evaluate": "evaluation", "activation_frequency_histogram": "evaluation",
     "spliced": "splicing",
     "feature_activations": "features", "top_activating": "features", "logit_effects": "features",
-    "ablate_features": "features", "steer_feature": "features",
+    "ablate_features": "editing", "steer_feature": "editing",
 }
 
 

@@ -7,7 +7,7 @@ Duck typing: an object with `W_enc`, `W_dec`, `b_dec`, `state_dict()` and a `cfg
 from __future__ import annotations
 
 from interpwidgets.sae.base import SAE
-from interpwidgets.sae.formats import _fold_saelens_extras, config_from_saelens, sae_from_state
+from interpwidgets.sae.formats import _fold_saelens_extras, config_from_saelens, from_saelens_names, sae_from_state
 
 
 def looks_like_saelens_sae(obj) -> bool:
@@ -25,7 +25,6 @@ def from_saelens_object(obj, **overrides) -> SAE:
     raw["metadata"] = dict(raw.get("metadata") or {})
     cfg = config_from_saelens(raw, **overrides)
     state = {k: v.detach().float().cpu() for k, v in obj.state_dict().items()}
-    if cfg.architecture == "gated" and "b_gate" in state:
-        state["b_enc"] = state.pop("b_gate")
+    from_saelens_names(cfg.architecture, state)
     _fold_saelens_extras(raw, state)
     return sae_from_state(cfg, state, f"sae_lens {type(obj).__name__}")

@@ -10,12 +10,16 @@ A dictionary reads activations `x [..., d_in]` at `cfg.hook_name` and writes a r
 
 `apply_b_dec_to_input` follows SAELens: True by default for SAEs (the decoder bias is subtracted
 from the input before encoding), always False for transcoders (their b_dec lives in the output
-space). The gated architecture overrides `encode_pre` with its magnitude path (see `gated.py`).
+space). An architecture may override `encode_pre` (e.g. with a separate magnitude path).
 
 For every architecture, wherever a feature is active its activation equals its pre-activation:
 `f == (f != 0) * encode_pre(x)`. So on the active set the map x -> f is affine, with Jacobian
-`W_enc` restricted to the active latents (`W_enc * exp(r_mag)` for gated) — the property linear
-computation graphs rely on.
+`W_enc` (times any per-latent gain the architecture's `encode_pre` applies) restricted to the
+active latents — the property linear computation graphs rely on.
+
+This module knows no architecture: each is a subclass in `interpwidgets.sae.architectures`, whose
+class attributes (documented on `SAE`) say what training, saving and loading need to know about it,
+and that package's registry maps names to classes.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu", "gated")
 ENCODER_INIT_SCALE = 0.1
 
 
@@ -36,13 +39,14 @@ class SAEConfig:
 
     d_in:        width of the input activations (the hook's last dimension).
     d_sae:       number of latents.
-    architecture: one of `ARCHITECTURES`.
+    architecture: a registered architecture name (`interpwidgets.sae.architectures.ARCHITECTURES`).
     hook_name:   TransformerLens hook the input is read from, e.g. "blocks.2.hook_resid_post".
     hook_name_out: for a transcoder, the hook whose activations it reconstructs
                  (e.g. reads "blocks.2.ln2.hook_normalized", writes "blocks.2.hook_mlp_out");
                  None for an SAE.
     d_out:       width of the output (defaults to d_in).
-    k:           latents kept per token (topk) or on average per token (batchtopk).
+    k:           latents kept per token (or on average per token), for architectures with `uses_k`;
+                 None for the others.
     apply_b_dec_to_input: subtract b_dec from the input before encoding (None: True for an SAE,
                  False for a transcoder, where it must be False).
     model_name:  the model the dictionary was trained on, if known.
@@ -61,8 +65,11 @@ class SAEConfig:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"Unknown SAE architecture {self.architecture!r}; choose one of {ARCHITECTURES}.")
+        # The registry imports this module (every architecture subclasses SAE), so it is looked up here,
+        # when a config is made, rather than imported with the module.
+        from interpwidgets.sae.architectures import sae_class
+
+        cls = sae_class(self.architecture)  # ValueError naming the valid architectures
         for name in ("d_in", "d_sae"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
@@ -78,11 +85,7 @@ class SAEConfig:
             self.apply_b_dec_to_input = not self.is_transcoder
         elif self.apply_b_dec_to_input and self.is_transcoder:
             raise ValueError("apply_b_dec_to_input must be False for a transcoder (b_dec is in the output space).")
-        if self.architecture in ("topk", "batchtopk"):
-            if not isinstance(self.k, int) or not 0 < self.k <= self.d_sae:
-                raise ValueError(f"architecture {self.architecture!r} needs an integer k in [1, d_sae], got {self.k!r}.")
-        elif self.k is not None:
-            raise ValueError(f"k applies only to topk and batchtopk dictionaries, not {self.architecture!r}; leave it None.")
+        cls.check_config(self)
 
     @property
     def is_transcoder(self) -> bool:
@@ -103,14 +106,76 @@ class SAE(nn.Module):
     Parameters: `W_enc [d_in, d_sae]`, `b_enc [d_sae]`, `W_dec [d_sae, d_out]`, `b_dec [d_out]`
     (subclasses add their own, e.g. `threshold [d_sae]`). Subclasses implement `activation`.
 
-    Training interface used by `interpwidgets.sae.training`: `training_outputs`, `post_step`,
-    `remove_parallel_decoder_grad`, and the class attributes `normalize_decoder` (keep decoder rows
-    at unit norm during training) and `lr_scale` (learning-rate multipliers by parameter name).
+    Training interface used by `interpwidgets.sae.trainer`: `training_outputs`, `post_step`,
+    `remove_parallel_decoder_grad`, `calibrate_threshold`, and the class attributes below. Everything
+    the rest of the package decides per architecture is one of these class attributes (or a method
+    an architecture overrides); nothing outside an architecture's module compares its name.
+
+    architecture:       the name `SAEConfig.architecture` gives and the registry keys it by.
+    uses_k:             the config needs `k` (latents kept per token); the other architectures refuse one.
+    default_sparsity:   sparsity coefficient used when training does not give one (the weight of the
+                        penalty that `training_outputs` returns; 0 where sparsity is structural).
+    normalize_decoder:  keep decoder rows at unit norm during training.
+    lr_scale:           learning-rate multipliers by parameter name.
+    auxk:               dead latents are revived by the trainer's AuxK loss (Gao et al. 2024); when
+                        False they are resampled instead (see `resample_params`).
+    resample_params:    what resampling a dead latent does to each latent-indexed parameter other than
+                        W_enc and W_dec (which are always re-initialised towards badly reconstructed
+                        inputs): "zero", or "mean_alive" (the mean over the live latents).
+    calibrates_threshold: the inference `threshold` cannot be recovered from the other weights: the
+                        trainer calls `calibrate_threshold(x)` on recent inputs at the end, and a saved
+                        dictionary without a threshold is refused.
+    saelens_name:       the `architecture` string SAELens writes in cfg.json for this SAE (None: `architecture`).
+    saelens_transcoder_name: the same for a transcoder (None: `saelens_name`).
+    saelens_reads:      cfg.json `architecture` strings read as this class, each mapped to whether it
+                        marks a transcoder (None: the names it writes).
+    param_renames:      our parameter names -> SAELens's, where they differ.
     """
 
     architecture: ClassVar[str] = ""
+    uses_k: ClassVar[bool] = False
+    default_sparsity: ClassVar[float] = 0.0
     normalize_decoder: ClassVar[bool] = True
-    lr_scale: ClassVar[dict[str, float]] = {}  # per-parameter learning-rate multipliers for training
+    lr_scale: ClassVar[dict[str, float]] = {}
+    auxk: ClassVar[bool] = False
+    resample_params: ClassVar[dict[str, str]] = {"b_enc": "zero"}
+    calibrates_threshold: ClassVar[bool] = False
+    saelens_name: ClassVar[str | None] = None
+    saelens_transcoder_name: ClassVar[str | None] = None
+    saelens_reads: ClassVar[dict[str, bool] | None] = None
+    param_renames: ClassVar[dict[str, str]] = {}
+
+    # ---- what the class says about itself ---------------------------------------------------
+    @classmethod
+    def check_config(cls, cfg: SAEConfig) -> None:
+        """Raise a ValueError if `cfg` sets this architecture's own fields wrongly (called by `SAEConfig`)."""
+        if cls.uses_k:
+            if not isinstance(cfg.k, int) or not 0 < cfg.k <= cfg.d_sae:
+                raise ValueError(f"architecture {cfg.architecture!r} needs an integer k in [1, d_sae], got {cfg.k!r}.")
+        elif cfg.k is not None:
+            raise ValueError(
+                f"k (latents kept per token) applies only to architectures that keep a fixed number, not "
+                f"{cfg.architecture!r}; leave it None."
+            )
+
+    @classmethod
+    def saelens_architecture(cls, transcoder: bool) -> str:
+        """The `architecture` string of this class's SAELens cfg.json (for a transcoder if `transcoder`)."""
+        name = cls.saelens_name or cls.architecture
+        return (cls.saelens_transcoder_name or name) if transcoder else name
+
+    @classmethod
+    def saelens_names_read(cls) -> dict[str, bool]:
+        """{cfg.json `architecture` string: whether it marks a transcoder} for the names read as this class."""
+        if cls.saelens_reads is not None:
+            return dict(cls.saelens_reads)
+        names = {cls.saelens_architecture(False): False}
+        names.setdefault(cls.saelens_architecture(True), True)
+        return names
+
+    def saelens_cfg_fields(self) -> dict[str, Any]:
+        """Top-level cfg.json entries this architecture adds to the common ones (e.g. `k`)."""
+        return {}
 
     def __init__(self, cfg: SAEConfig):
         super().__init__()
@@ -185,6 +250,11 @@ class SAE(nn.Module):
         return {"feature_acts": self.activation(pre), "pre_acts": pre, "sparsity_loss": zero, "aux_loss": zero}
 
     @torch.no_grad()
+    def calibrate_threshold(self, x: torch.Tensor) -> None:
+        """Set the inference threshold from inputs `x [n, d_in]` (architectures with `calibrates_threshold`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no threshold to calibrate.")
+
+    @torch.no_grad()
     def post_step(self) -> None:
         """Re-impose constraints after an optimiser step (unit-norm decoder rows where required)."""
         if self.normalize_decoder:
@@ -215,30 +285,3 @@ class SAE(nn.Module):
         io = f"{c.hook_name} -> {c.hook_name_out}" if c.is_transcoder else c.hook_name
         return f"{c.architecture}, d_in={c.d_in}, d_sae={c.d_sae}, d_out={c.d_out}, hook={io!r}"
 
-
-_REGISTRY: dict[str, type[SAE]] = {}
-
-
-def register(cls: type[SAE]) -> type[SAE]:
-    """Class decorator: make `cls` the implementation of `cls.architecture`."""
-    _REGISTRY[cls.architecture] = cls
-    return cls
-
-
-def sae_class(architecture: str) -> type[SAE]:
-    """The SAE subclass implementing `architecture`."""
-    # importing the architecture modules registers them
-    from interpwidgets.sae import batchtopk, gated, jumprelu, relu, topk  # noqa: F401
-
-    if architecture not in _REGISTRY:
-        raise ValueError(f"Unknown SAE architecture {architecture!r}; choose one of {ARCHITECTURES}.")
-    return _REGISTRY[architecture]
-
-
-def build_sae(cfg: SAEConfig, seed: int | None = None) -> SAE:
-    """A freshly initialised dictionary for `cfg` (deterministic when `seed` is given)."""
-    cls = sae_class(cfg.architecture)
-    sae = cls(cfg)
-    if seed is not None:
-        sae.reset_parameters(torch.Generator().manual_seed(seed))
-    return sae

@@ -8,10 +8,12 @@ top-level `architecture`, `d_in`, `d_sae`, `dtype`, `device`, `apply_b_dec_to_in
 architecture and training facts go in `metadata["interpwidgets"]`. Pre-6 configs (hook names and
 `activation_fn_str` at top level) load too.
 
-Architecture names in SAELens: relu -> "standard" ("transcoder"), jumprelu and batchtopk ->
-"jumprelu" ("jumprelu_transcoder"; a BatchTopK dictionary is a JumpReLU with one shared threshold at
-inference), topk -> "topk", gated -> "gated". SAELens has no TopK or gated transcoder: those save in
-the same layout with `d_out`, and load here but not in SAELens.
+Architecture names in SAELens are class attributes of each architecture (`saelens_name`,
+`saelens_transcoder_name`, `saelens_reads`), as are its parameter renames (`param_renames`) and
+extra cfg.json fields (`saelens_cfg_fields`): relu -> "standard" ("transcoder"), jumprelu and
+batchtopk -> "jumprelu" ("jumprelu_transcoder"; a BatchTopK dictionary is a JumpReLU with one shared
+threshold at inference), topk -> "topk", gated -> "gated". SAELens has no TopK or gated transcoder:
+those save in the same layout with `d_out`, and load here but not in SAELens.
 """
 
 from __future__ import annotations
@@ -24,19 +26,13 @@ from typing import Any
 
 import torch
 
-from interpwidgets.sae.base import SAE, SAEConfig, build_sae
+from interpwidgets.sae.architectures import build_sae, classes, sae_class
+from interpwidgets.sae.base import SAE, SAEConfig
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
 FORMAT_VERSION = "6.0.0"  # the SAELens cfg.json layout we write (metadata.sae_lens_version)
 
-_SAVE_NAME = {"relu": "standard", "topk": "topk", "batchtopk": "jumprelu", "jumprelu": "jumprelu", "gated": "gated"}
-_TRANSCODER_SAVE_NAME = {"relu": "transcoder", "batchtopk": "jumprelu_transcoder", "jumprelu": "jumprelu_transcoder"}
-_LOAD_NAME = {
-    "standard": ("relu", False), "topk": ("topk", False), "batchtopk": ("batchtopk", False),
-    "jumprelu": ("jumprelu", False), "gated": ("gated", False), "transcoder": ("relu", True),
-    "jumprelu_transcoder": ("jumprelu", True),
-}
 _UNSUPPORTED_NORMALISATION = ("constant_norm_rescale", "layer_norm")
 
 
@@ -46,18 +42,27 @@ class SAEFormatError(ValueError):
 
 def saelens_architecture(sae: SAE) -> str:
     """The SAELens `architecture` string this dictionary is saved under."""
-    arch = sae.cfg.architecture
-    if sae.is_transcoder:
-        return _TRANSCODER_SAVE_NAME.get(arch, arch)
-    return _SAVE_NAME[arch]
+    return sae.saelens_architecture(sae.is_transcoder)
+
+
+def saelens_names() -> dict[str, tuple[str, bool]]:
+    """{SAELens cfg.json `architecture` string: (our architecture, whether it marks a transcoder)}."""
+    return {name: (cls.architecture, transcoder) for cls in classes() for name, transcoder in cls.saelens_names_read().items()}
 
 
 def saelens_state_dict(sae: SAE) -> dict[str, torch.Tensor]:
     """The dictionary's weights under SAELens's parameter names (float32, contiguous, on CPU)."""
     state = {name: p.detach().float().cpu().contiguous() for name, p in sae.state_dict().items()}
-    if sae.cfg.architecture == "gated":
-        state["b_gate"] = state.pop("b_enc")
+    for ours, theirs in sae.param_renames.items():
+        state[theirs] = state.pop(ours)
     return state
+
+
+def from_saelens_names(architecture: str, state: dict[str, torch.Tensor]) -> None:
+    """Rename SAELens's parameter names in `state` to ours for `architecture` (in place)."""
+    for ours, theirs in sae_class(architecture).param_renames.items():
+        if theirs in state:
+            state[ours] = state.pop(theirs)
 
 
 def saelens_cfg(sae: SAE, dtype: str = "float32") -> dict[str, Any]:
@@ -68,8 +73,7 @@ def saelens_cfg(sae: SAE, dtype: str = "float32") -> dict[str, Any]:
         "apply_b_dec_to_input": bool(c.apply_b_dec_to_input), "normalize_activations": "none",
         "reshape_activations": "none",
     }
-    if c.architecture == "topk":
-        cfg.update(k=c.k, rescale_acts_by_decoder_norm=False)
+    cfg.update(sae.saelens_cfg_fields())
     if c.is_transcoder:
         cfg["d_out"] = c.d_out
     cfg["metadata"] = {
@@ -144,10 +148,15 @@ def config_from_saelens(cfg: dict[str, Any], **overrides) -> SAEConfig:
     name = cfg.get("architecture", "standard")
     if name == "standard" and cfg.get("activation_fn_str", cfg.get("activation_fn")) == "topk":
         name = "topk"  # SAELens 5 stored TopK as a standard SAE with a topk activation
-    if name not in _LOAD_NAME:
-        raise SAEFormatError(f"SAE architecture {name!r} is not supported; supported: {sorted(_LOAD_NAME)}.")
-    architecture, transcoder = _LOAD_NAME[name]
+    readers = saelens_names()
+    if name not in readers:
+        raise SAEFormatError(f"SAE architecture {name!r} is not supported; supported: {sorted(readers)}.")
+    architecture, transcoder = readers[name]
     architecture = ours.get("architecture", architecture)
+    try:
+        cls = sae_class(architecture)
+    except ValueError as err:
+        raise SAEFormatError(f"cfg.json describes an invalid SAE: {err}") from err
     norm = cfg.get("normalize_activations", "none")
     if norm in _UNSUPPORTED_NORMALISATION:
         raise SAEFormatError(
@@ -159,7 +168,7 @@ def config_from_saelens(cfg: dict[str, Any], **overrides) -> SAEConfig:
         d_in=cfg.get("d_in"), d_sae=cfg.get("d_sae"), architecture=architecture,
         hook_name=meta.get("hook_name") or cfg.get("hook_name") or cfg.get("hook_point") or "",
         hook_name_out=meta.get("hook_name_out") or cfg.get("hook_name_out"),
-        d_out=cfg.get("d_out"), k=int(k) if k is not None and architecture in ("topk", "batchtopk") else None,
+        d_out=cfg.get("d_out"), k=int(k) if k is not None and cls.uses_k else None,
         apply_b_dec_to_input=False if transcoder else bool(cfg.get("apply_b_dec_to_input", True)),
         model_name=meta.get("model_name") or cfg.get("model_name"), metadata=dict(ours.get("metadata") or {}),
     )
@@ -211,9 +220,11 @@ def load_saelens(path: str | os.PathLike, **overrides) -> SAE:
     raw = _read_cfg(folder)
     cfg = config_from_saelens(raw, **overrides)
     state = _read_weights(folder / WEIGHTS_FILE)
-    if cfg.architecture == "gated" and "b_gate" in state:
-        state["b_enc"] = state.pop("b_gate")
+    from_saelens_names(cfg.architecture, state)
     _fold_saelens_extras(raw, state)
-    if cfg.architecture == "batchtopk" and "threshold" not in state:
-        raise SAEFormatError(f"{folder}: a BatchTopK dictionary needs its inference threshold, which is missing.")
+    if sae_class(cfg.architecture).calibrates_threshold and "threshold" not in state:
+        raise SAEFormatError(
+            f"{folder}: a {cfg.architecture} dictionary needs its inference threshold (calibrated at the end of "
+            "training), which is missing."
+        )
     return sae_from_state(cfg, state, str(folder))

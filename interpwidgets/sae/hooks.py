@@ -8,14 +8,15 @@ import torch
 
 
 def check_hook(model, hook_name: str) -> None:
-    """Raise a KeyError naming close matches when `model` has no hook called `hook_name`."""
+    """Raise a ValueError naming close matches when `model` has no hook called `hook_name`
+    (the error `interpwidgets.interventions.check_hook_name` raises for a missing hook)."""
     if not hook_name:
-        raise KeyError("This dictionary does not say which hook it reads: load it with hook_name='blocks.L.hook_resid_post' (or the right hook).")
+        raise ValueError("This dictionary does not say which hook it reads: load it with hook_name='blocks.L.hook_resid_post' (or the right hook).")
     hooks = model.hook_dict
     if hook_name not in hooks:
         near = difflib.get_close_matches(hook_name, list(hooks), n=3)
         hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
-        raise KeyError(f"The model has no hook named {hook_name!r}.{hint}")
+        raise ValueError(f"The model has no hook named {hook_name!r}.{hint}")
 
 
 def as_dictionary_input(activation: torch.Tensor, width: int, hook_name: str) -> torch.Tensor:

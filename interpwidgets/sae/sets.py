@@ -28,7 +28,7 @@ class SAESet(dict):
 
     def __setitem__(self, hook_name: str, sae: SAE) -> None:
         if sae.cfg.hook_name != hook_name:
-            raise KeyError(f"An SAESet is keyed by each dictionary's input hook: got key {hook_name!r} for an SAE reading {sae.cfg.hook_name!r}.")
+            raise ValueError(f"An SAESet is keyed by each dictionary's input hook: got key {hook_name!r} for an SAE reading {sae.cfg.hook_name!r}.")
         super().__setitem__(hook_name, sae)
 
     @classmethod

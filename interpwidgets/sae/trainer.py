@@ -6,19 +6,21 @@ returned dictionary acts on raw activations. Loss per batch:
 
     sum_d (y_hat - y)^2, averaged over tokens          (reconstruction)
   + the architecture's sparsity_loss and aux_loss      (see each architecture module)
-  + aux_coefficient * AuxK loss                         (TopK / BatchTopK, Gao et al. 2024; in the
-                                                         reconstruction loss's units, as SAELens does)
+  + aux_coefficient * AuxK loss                         (architectures with `auxk`, e.g. TopK; Gao et al.
+                                                         2024; in the reconstruction loss's units, as SAELens does)
 
 Before each Adam step the gradient's global norm is clipped to `max_grad_norm` (1.0, as SAELens
 does). The loss is in scaled units, so nearly every step is clipped: steps keep one size from the
 first batch to the last, instead of Adam's second moment remembering the large early gradients
 and shrinking the later steps of a short run.
 
-Dead latents (no activation in the last `dead_after_tokens` tokens) are revived by AuxK for TopK
-and BatchTopK: the k_aux largest pre-activations among dead latents must reconstruct the residual
-error, which pulls them back onto the data. The other architectures' dead latents have negative
-pre-activations, through which no such gradient flows; they are resampled instead (Bricken et al.
-2023): re-initialised towards inputs the dictionary reconstructs worst, with their Adam moments reset.
+Dead latents (no activation in the last `dead_after_tokens` tokens) are revived by AuxK where the
+architecture has `auxk` (TopK, BatchTopK): the k_aux largest pre-activations among dead latents
+must reconstruct the residual error, which pulls them back onto the data. The other architectures'
+dead latents have negative pre-activations, through which no such gradient flows; they are
+resampled instead (Bricken et al. 2023): re-initialised towards inputs the dictionary reconstructs
+worst (W_enc, W_dec; the other latent-indexed parameters as the class's `resample_params` say),
+with their Adam moments reset.
 """
 
 from __future__ import annotations
@@ -34,12 +36,11 @@ from pathlib import Path
 
 import torch
 
-from interpwidgets.sae.base import SAE, SAEConfig, build_sae
+from interpwidgets.sae.architectures import build_sae, sae_class
+from interpwidgets.sae.base import SAE, SAEConfig
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
-DEFAULT_SPARSITY = {"relu": 2.0, "jumprelu": 0.3, "gated": 4.0, "topk": 0.0, "batchtopk": 0.0}
-AUXK_ARCHITECTURES = ("topk", "batchtopk")
-CALIBRATION_BATCHES = 8  # recent batches kept to calibrate a BatchTopK threshold at the end
+CALIBRATION_BATCHES = 8  # recent batches kept to calibrate a threshold at the end (`calibrates_threshold`)
 
 
 class NonFiniteActivationsError(ValueError):
@@ -50,8 +51,9 @@ class NonFiniteActivationsError(ValueError):
 class TrainConfig:
     """Hyperparameters of one training run (token counts are activation rows).
 
-    sparsity_coefficient: L1 (relu, gated) or L0 (jumprelu) weight; None takes the architecture's
-    default. TopK/BatchTopK ignore it. Learning rate: linear warm-up over `warmup_steps`, constant,
+    sparsity_coefficient: weight of the architecture's sparsity penalty (L1 for relu and gated, L0 for
+    jumprelu); None takes its `default_sparsity`. Architectures whose sparsity is structural (topk,
+    batchtopk) ignore it. Learning rate: linear warm-up over `warmup_steps`, constant,
     then linear decay to 0 over the last `decay_fraction` of the steps. max_grad_norm: the gradient's
     global norm is clipped to it before each step (None: no clipping).
     """
@@ -86,7 +88,7 @@ class TrainConfig:
     def coefficient(self) -> float:
         if self.sparsity_coefficient is not None:
             return self.sparsity_coefficient
-        return DEFAULT_SPARSITY[self.architecture]
+        return sae_class(self.architecture).default_sparsity
 
 
 def _write_atomic_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> None:
@@ -158,7 +160,7 @@ class Trainer:
             self._initialise(x, y)
         x = x * self.scale_in
         y = y * self.scale_out
-        if self.sae.cfg.architecture == "batchtopk":
+        if self.sae.calibrates_threshold:
             self.recent.append(x)
         lr = self.learning_rate(self.step_count)
         for group in self.opt.param_groups:
@@ -170,7 +172,7 @@ class Trainer:
         mse = (recon - y).pow(2).sum(-1).mean()
         loss = mse + out["sparsity_loss"] + out["aux_loss"]
         dead = self.dead_mask()
-        if self.sae.cfg.architecture in AUXK_ARCHITECTURES and dead.any():
+        if self.sae.auxk and dead.any():
             loss = loss + self.cfg.aux_coefficient * self._auxk_loss(out["pre_acts"], y - recon.detach(), dead)
         if not torch.isfinite(loss):
             raise NonFiniteActivationsError(f"The training loss became {loss.item()} at step {self.step_count}.")
@@ -187,7 +189,7 @@ class Trainer:
             fired = (f != 0).any(0)
             self.since_fired += x.shape[0]
             self.since_fired[fired] = 0
-            if self.sae.cfg.architecture not in AUXK_ARCHITECTURES and self._resample_due():
+            if not self.sae.auxk and self._resample_due():
                 self._resample(x, y, recon)
             l0 = (f != 0).sum(-1).float().mean().item()
             variance = (y - y.mean(0)).pow(2).sum(-1).mean().item()
@@ -228,12 +230,12 @@ class Trainer:
         enc_norm = sae.W_enc[:, alive].norm(dim=0).mean() if alive.any() else torch.tensor(1.0)
         sae.W_dec[dead] = target / target.norm(dim=-1, keepdim=True).clamp_min(1e-8)
         sae.W_enc[:, dead] = (source / source.norm(dim=-1, keepdim=True).clamp_min(1e-8)).T * 0.2 * enc_norm
-        sae.b_enc[dead] = 0.0
-        if sae.cfg.architecture == "jumprelu" and alive.any():
-            sae.threshold[dead] = sae.threshold[alive].mean()
-        for name in ("r_mag", "b_mag"):
-            if hasattr(sae, name):
-                getattr(sae, name)[dead] = 0.0
+        for name, rule in sae.resample_params.items():
+            param = getattr(sae, name)
+            if rule == "zero":
+                param[dead] = 0.0
+            elif alive.any():  # "mean_alive"
+                param[dead] = param[alive].mean()
         for param in self.params:
             state = self.opt.state.get(param, {})
             for moment in ("exp_avg", "exp_avg_sq"):

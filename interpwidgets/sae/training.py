@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from interpwidgets.sae.architectures import sae_class
 from interpwidgets.sae.base import SAE, SAEConfig
 from interpwidgets.sae.buffer import shuffled_batches
 from interpwidgets.sae.activations import CORPUS_SEED, hook_activations, token_batches, token_source
@@ -38,7 +39,7 @@ def _config(config: TrainConfig | None, overrides: dict) -> TrainConfig:
     if unknown:
         raise TypeError(f"Unknown training option(s) {unknown}; valid: {sorted(names)}.")
     config = replace(config or TrainConfig(), **overrides)
-    if config.architecture not in ("topk", "batchtopk"):
+    if not sae_class(config.architecture).uses_k:  # the default k (32) applies only where one is taken
         config = replace(config, k=None)
     return config
 

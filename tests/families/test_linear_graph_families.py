@@ -19,7 +19,7 @@ from interpwidgets.circuits.hierarchical import hierarchical_attribution
 from interpwidgets.circuits.linear_graph import Attribution, FeatureTarget, LinearGraph, LogitTarget, linear_graph
 from interpwidgets.circuits.qk import qk_attribution
 from interpwidgets.models.families import save_random_family
-from interpwidgets.sae.base import SAEConfig, build_sae
+from interpwidgets.sae import SAEConfig, build_sae
 from interpwidgets.sae.sets import SAESet
 
 EXACT = 1e-4

@@ -18,7 +18,7 @@ from interpwidgets.circuits.effects import node_effects
 from interpwidgets.circuits.faithfulness import faithfulness_curve
 from interpwidgets.circuits.heads import attention_feature_heads
 from interpwidgets.models.families import save_random_family
-from interpwidgets.sae.base import SAEConfig, build_sae
+from interpwidgets.sae import SAEConfig, build_sae
 from interpwidgets.sae.sets import SAESet
 
 RESID, TC_IN, TC_OUT = "blocks.1.hook_resid_post", "blocks.1.ln2.hook_normalized", "blocks.1.hook_mlp_out"

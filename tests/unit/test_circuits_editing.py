@@ -9,7 +9,7 @@ import interpwidgets as iw
 from interpwidgets.circuits.editing import LinearProbe, ablate_features, probe_activations
 from interpwidgets.circuits.graph import Node
 from interpwidgets.circuits.spurious import ACTIVE, CALM, spurious_cue_dataset
-from interpwidgets.sae.base import SAEConfig, build_sae
+from interpwidgets.sae import SAEConfig, build_sae
 from interpwidgets.sae.sets import SAESet
 
 RESID = "blocks.1.hook_resid_post"

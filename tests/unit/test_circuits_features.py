@@ -13,7 +13,7 @@ from interpwidgets.circuits.effects import node_effects
 from interpwidgets.circuits.faithfulness import faithfulness, faithfulness_curve
 from interpwidgets.circuits.feature_circuit import feature_circuit
 from interpwidgets.circuits.sites import EMBED_HOOK
-from interpwidgets.sae.base import SAEConfig, build_sae
+from interpwidgets.sae import SAEConfig, build_sae
 from interpwidgets.sae.sets import SAESet
 from interpwidgets.tasks.base import Task
 

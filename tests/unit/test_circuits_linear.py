@@ -11,7 +11,7 @@ import interpwidgets as iw
 from interpwidgets.circuits.hierarchical import hierarchical_attribution
 from interpwidgets.circuits.linear_graph import FeatureTarget, LogitTarget, linear_graph
 from interpwidgets.circuits.qk import qk_attribution
-from interpwidgets.sae.base import SAEConfig, build_sae
+from interpwidgets.sae import SAEConfig, build_sae
 from interpwidgets.sae.sets import SAESet
 
 EXACT = 1e-4

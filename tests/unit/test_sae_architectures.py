@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interpwidgets.sae import ARCHITECTURES, SAEConfig, build_sae
+from interpwidgets.sae import ARCHITECTURES, SAE, SAEConfig, build_sae
 
 
 def perturbed(architecture: str, transcoder: bool = False, seed: int = 0):
@@ -122,3 +122,126 @@ def test_batchtopk_calibration_gives_mean_l0_k_on_the_calibration_inputs():
     x = torch.randn(500, 8)
     sae.calibrate_threshold(x)
     assert (sae.encode(x) != 0).sum(-1).float().mean().item() == pytest.approx(4.0, abs=0.01)
+
+
+# ---- the registry: each architecture is one class, found by its own name ---------------------------
+def test_registry_names_come_from_the_classes_and_base_knows_none_of_them():
+    import interpwidgets.sae.base as base
+    from interpwidgets.sae import architectures
+
+    assert ARCHITECTURES == tuple(cls.architecture for cls in architectures.classes())
+    assert all(architectures.sae_class(name).architecture == name for name in ARCHITECTURES)
+    source = open(base.__file__).read()
+    assert not [cls.__name__ for cls in architectures.classes() if cls.__name__ in source]
+    assert not hasattr(base, "ARCHITECTURES") and not hasattr(base, "sae_class")
+
+
+def test_unknown_architecture_is_refused_naming_the_valid_ones():
+    from interpwidgets.sae.architectures import sae_class
+
+    for attempt in (lambda: sae_class("softmax"), lambda: SAEConfig(d_in=8, d_sae=16, architecture="softmax")):
+        with pytest.raises(ValueError, match="Unknown SAE architecture 'softmax'") as err:
+            attempt()
+        assert all(repr(name) in str(err.value) for name in ARCHITECTURES)
+
+
+class ScaledReLUSAE(SAE):
+    """A made-up architecture, defined only here: ReLU with a learned per-latent gain on the pre-activations.
+
+    pre = ((x - b_dec) @ W_enc + b_enc) * exp(log_gain); f = relu(pre); L1 penalty on f.
+    """
+
+    architecture = "scaled_relu"
+    default_sparsity = 0.5
+    saelens_name = "scaled_standard"
+    param_renames = {"log_gain": "gain_log"}
+    resample_params = {"b_enc": "zero", "log_gain": "zero"}
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.log_gain = torch.nn.Parameter(torch.zeros(cfg.d_sae))  # [d_sae]
+
+    def encode_pre(self, x):
+        return super().encode_pre(x) * self.log_gain.exp()
+
+    def activation(self, pre):
+        return torch.relu(pre)
+
+    def training_outputs(self, x, target, sparsity_coefficient):
+        pre = self.encode_pre(x)
+        f = torch.relu(pre)
+        return {"feature_acts": f, "pre_acts": pre, "sparsity_loss": sparsity_coefficient * f.sum(-1).mean(),
+                "aux_loss": pre.new_zeros(())}
+
+
+@pytest.fixture
+def scaled_relu_registered(monkeypatch):
+    """ScaledReLUSAE registered for one test; the registry is restored afterwards."""
+    from interpwidgets.sae import architectures
+
+    monkeypatch.setattr(architectures, "_REGISTRY", dict(architectures._REGISTRY))
+    monkeypatch.setattr(architectures, "ARCHITECTURES", architectures.ARCHITECTURES)
+    architectures.register(ScaledReLUSAE)
+    return architectures
+
+
+def test_a_new_architecture_is_one_class_build_train_save_load_need_no_other_edit(scaled_relu_registered, tmp_path):
+    """Adding an architecture is one class (one file) and its registration: config checks, building,
+    training (default sparsity, resampling of its own parameter), SAELens save and load all follow
+    from the class attributes."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from interpwidgets.sae import load, save, train_on_activations
+    from interpwidgets.sae.trainer import TrainConfig, Trainer
+
+    assert scaled_relu_registered.ARCHITECTURES[-1] == "scaled_relu"
+    with pytest.raises(ValueError, match="leave it None"):
+        SAEConfig(d_in=8, d_sae=16, architecture="scaled_relu", k=3)
+    cfg = SAEConfig(d_in=8, d_sae=16, architecture="scaled_relu", hook_name="blocks.0.hook_resid_post")
+    assert isinstance(build_sae(cfg, seed=0), ScaledReLUSAE)
+
+    # training: latents 0-7 start dead and are resampled at step 2, which zeroes their log_gain
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 8, generator=g)
+    train_cfg = TrainConfig(architecture="scaled_relu", d_sae=16, k=None, total_tokens=64 * 10, batch_size=64,
+                            warmup_steps=1, resample_every=2, dead_after_tokens=64)
+    assert train_cfg.coefficient == 0.5
+    trainer = Trainer(cfg, train_cfg)
+    with torch.no_grad():
+        trainer.sae.log_gain.fill_(0.5)
+        trainer.sae.b_enc[:8] = -100.0
+    for _ in range(3):
+        trainer.step(x, x)
+    assert (trainer.sae.log_gain[:8] == 0).all() and (trainer.sae.b_enc[:8] == 0).all()
+    assert (trainer.sae.log_gain[8:] != 0).all()
+
+    sae = train_on_activations(torch.randn(2048, 8, generator=g), architecture="scaled_relu", d_sae=16,
+                               hook_name="blocks.0.hook_resid_post", total_tokens=1024, batch_size=128,
+                               buffer_tokens=256, progress=False)
+    assert isinstance(sae, ScaledReLUSAE) and sae.cfg.k is None
+    assert sae.cfg.metadata["training"]["steps_done"] == 8
+
+    folder = save(sae, tmp_path / "scaled")
+    saved = json.loads((folder / "cfg.json").read_text())
+    assert saved["architecture"] == "scaled_standard" and saved["metadata"]["interpwidgets"]["architecture"] == "scaled_relu"
+    assert "gain_log" in load_file(str(folder / "sae_weights.safetensors"))
+    back = load(folder)
+    assert isinstance(back, ScaledReLUSAE) and back.cfg == sae.cfg
+    x = torch.randn(10, 8)
+    assert torch.equal(back.encode(x), sae.encode(x)) and torch.equal(back(x), sae(x))
+
+
+def test_register_refuses_a_taken_name_or_a_taken_saelens_name(scaled_relu_registered):
+    class Again(ScaledReLUSAE):
+        pass
+
+    class ReadsJumpReLU(ScaledReLUSAE):
+        architecture = "reads_jumprelu"
+        saelens_name = "jumprelu"
+
+    with pytest.raises(ValueError, match="already implemented by ScaledReLUSAE"):
+        scaled_relu_registered.register(Again)
+    with pytest.raises(ValueError, match="'jumprelu', which JumpReLUSAE reads already"):
+        scaled_relu_registered.register(ReadsJumpReLU)

@@ -86,5 +86,5 @@ def test_saeset_views_by_kind():
     assert [s.cfg.hook_name for s in saes.attn] == ["blocks.0.hook_attn_out", "blocks.1.hook_attn_out"]
     assert [s.cfg.hook_name for s in saes.mlp] == ["blocks.0.hook_mlp_out", "blocks.1.hook_mlp_out"]
     assert [s.cfg.hook_name_out for s in saes.transcoders] == ["blocks.0.hook_mlp_out", "blocks.1.hook_mlp_out"]
-    with pytest.raises(KeyError, match="keyed by each dictionary's input hook"):
+    with pytest.raises(ValueError, match="keyed by each dictionary's input hook"):
         saes["blocks.5.hook_resid_post"] = saes.resid[0]

@@ -171,7 +171,7 @@ def test_train_transcoder_from_strings(random_model):
 
 
 def test_unknown_hook_is_named_with_suggestions(random_model):
-    with pytest.raises(KeyError, match="did you mean|Did you mean"):
+    with pytest.raises(ValueError, match="did you mean|Did you mean"):
         train(random_model, "blocks.0.hook_resid_pots", total_tokens=128, progress=False)
 
 

@@ -6,7 +6,8 @@ threshold: f = pre * (pre > threshold), exactly a JumpReLU with one shared thres
 saved in SAELens format: "jumprelu" with a `threshold` vector). During training the threshold
 follows an exponential moving average of the smallest activation kept in each batch; at the end
 the trainer calibrates it on recent training batches so that the mean L0 there is exactly k (the
-moving average lags behind weights that are still changing).
+moving average lags behind weights that are still changing). Dead latents are revived by AuxK.
+SAELens's own "batchtopk" cfg.json name (a dictionary saved mid-training) reads as this class.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from interpwidgets.sae.base import SAE, register
+from interpwidgets.sae.base import SAE
 
 THRESHOLD_EMA = 0.01  # weight of the newest batch in the threshold's moving average
 
@@ -27,9 +28,14 @@ def batch_topk_relu(pre: torch.Tensor, k: int) -> torch.Tensor:
     return torch.zeros_like(flat).scatter(0, indices, values).view_as(pre)
 
 
-@register
 class BatchTopKSAE(SAE):
     architecture = "batchtopk"
+    uses_k = True
+    auxk = True
+    calibrates_threshold = True
+    saelens_name = "jumprelu"
+    saelens_transcoder_name = "jumprelu_transcoder"
+    saelens_reads = {"batchtopk": False}  # "jumprelu" reads as JumpReLU unless our metadata says batchtopk
 
     def __init__(self, cfg):
         super().__init__(cfg)

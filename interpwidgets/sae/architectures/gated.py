@@ -6,7 +6,7 @@
 
 where x_c = x - b_dec for an SAE. Training: L1 on relu(gate_pre) (decoder rows at unit norm) plus
 the auxiliary loss that reconstructs the target from relu(gate_pre) through a frozen decoder.
-SAELens name: "gated" (parameters b_gate, r_mag, b_mag).
+SAELens calls b_enc `b_gate`. SAELens has no gated transcoder: ours save under "gated" with `d_out`.
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ import math
 import torch
 from torch import nn
 
-from interpwidgets.sae.base import ENCODER_INIT_SCALE, SAE, register
+from interpwidgets.sae.base import ENCODER_INIT_SCALE, SAE
 
 
-@register
 class GatedSAE(SAE):
     architecture = "gated"
+    default_sparsity = 4.0
+    saelens_name = "gated"
+    param_renames = {"b_enc": "b_gate"}
+    resample_params = {"b_enc": "zero", "r_mag": "zero", "b_mag": "zero"}
 
     def __init__(self, cfg):
         super().__init__(cfg)

@@ -3,7 +3,7 @@
 Trained with an L0 penalty through straight-through estimators: the step function and the JumpReLU
 get pseudo-derivatives with respect to the threshold from a rectangle kernel of width `BANDWIDTH`
 (the paper's estimator); the gradient with respect to the pre-activations is the ordinary one.
-Thresholds are kept positive. SAELens name: "jumprelu" ("jumprelu_transcoder" for a transcoder).
+Thresholds are kept positive. A resampled dead latent takes the mean threshold of the live ones.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from interpwidgets.sae.base import SAE, register
+from interpwidgets.sae.base import SAE
 
 BANDWIDTH = 0.05  # kernel width, in units of the normalised training activations
 INITIAL_THRESHOLD = 0.05
@@ -53,9 +53,12 @@ class _JumpReLU(torch.autograd.Function):
         return g_pre, g_t.reshape(-1, threshold.shape[-1]).sum(0)
 
 
-@register
 class JumpReLUSAE(SAE):
     architecture = "jumprelu"
+    default_sparsity = 0.3
+    saelens_name = "jumprelu"
+    saelens_transcoder_name = "jumprelu_transcoder"
+    resample_params = {"b_enc": "zero", "threshold": "mean_alive"}
     # Adam moves a parameter about lr per step whatever its gradient; thresholds must travel O(1)
     # in normalised units within a short run, so they learn faster than the weights.
     lr_scale = {"threshold": 20.0}

@@ -1,21 +1,22 @@
 """ReLU dictionary with an L1 penalty weighted by decoder norms (Cunningham et al. 2023).
 
 f = relu(pre). Training penalty: coefficient * sum_i f_i * ||W_dec[i]||, so shrinking a decoder row
-cannot buy a smaller penalty and the decoder needs no norm constraint. SAELens name: "standard"
-("transcoder" when it is a transcoder).
+cannot buy a smaller penalty and the decoder needs no norm constraint. Dead latents are resampled.
 """
 
 from __future__ import annotations
 
 import torch
 
-from interpwidgets.sae.base import SAE, register
+from interpwidgets.sae.base import SAE
 
 
-@register
 class ReLUSAE(SAE):
     architecture = "relu"
+    default_sparsity = 2.0
     normalize_decoder = False
+    saelens_name = "standard"
+    saelens_transcoder_name = "transcoder"
 
     def activation(self, pre: torch.Tensor) -> torch.Tensor:
         return torch.relu(pre)
