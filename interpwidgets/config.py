@@ -1,5 +1,7 @@
 """`iw.config`: the defaults every engine function falls back to when an option is left as None.
 
+This module is the config: its settings read as attributes, `set` and `scoped` change them.
+
     iw.config.progress                      # True: progress bars on long operations
     iw.config.set(progress=False)           # for the rest of the session
     with iw.config.scoped(batch_budget_mb=256, device="cpu"):
@@ -15,6 +17,7 @@ Settings:
 from __future__ import annotations
 
 import contextlib
+import sys
 import contextvars
 import dataclasses
 from collections.abc import Iterator
@@ -39,60 +42,52 @@ class Settings:
             raise ValueError(f"batch_budget_mb must be a positive number of MiB or None, got {budget!r}.")
 
 
-_current: contextvars.ContextVar[Settings] = contextvars.ContextVar("interpwidgets_settings", default=Settings())
+_current: contextvars.ContextVar[Settings] = contextvars.ContextVar("interpwidgets_settings", default=Settings())  # noqa: B039 - frozen
+_FIELDS = tuple(f.name for f in dataclasses.fields(Settings))
 
 
-class Config:
-    """Read the current settings as attributes; change them with `set` (global) or `scoped` (a with-block)."""
+def __getattr__(name: str):
+    # the settings read as module attributes: iw.config.progress, iw.config.device, iw.config.batch_budget_mb
+    if name in _FIELDS:
+        return getattr(_current.get(), name)
+    raise AttributeError(f"module 'interpwidgets.config' has no attribute {name!r}; the settings are {list(_FIELDS)}.")
 
-    @property
-    def progress(self) -> bool:
-        return _current.get().progress
 
-    @property
-    def device(self) -> str | None:
-        return _current.get().device
+def current() -> Settings:
+    """The settings in force here (a frozen copy)."""
+    return _current.get()
 
-    @property
-    def batch_budget_mb(self) -> float | None:
-        return _current.get().batch_budget_mb
 
-    def set(self, **changes) -> None:
-        """Change settings for the rest of the session (unknown names raise a TypeError listing the valid ones)."""
-        _current.set(_changed(changes))
+def set(**changes) -> None:  # noqa: A001 - iw.config.set reads best
+    """Change settings for the rest of the session (unknown names raise a TypeError listing the valid ones)."""
+    _current.set(_changed(changes))
 
-    @contextlib.contextmanager
-    def scoped(self, **changes) -> Iterator[None]:
-        """Change settings inside a with-block only; they are restored on exit, also on error."""
-        token = _current.set(_changed(changes))
-        try:
-            yield
-        finally:
-            _current.reset(token)
 
-    def __repr__(self) -> str:
-        return f"iw.config({', '.join(f'{k}={v!r}' for k, v in dataclasses.asdict(_current.get()).items())})"
+@contextlib.contextmanager
+def scoped(**changes) -> Iterator[None]:
+    """Change settings inside a with-block only; they are restored on exit, also on error."""
+    token = _current.set(_changed(changes))
+    try:
+        yield
+    finally:
+        _current.reset(token)
 
 
 def _changed(changes: dict) -> Settings:
-    valid = [f.name for f in dataclasses.fields(Settings)]
-    unknown = sorted(set(changes) - set(valid))
+    unknown = sorted(name for name in changes if name not in _FIELDS)
     if unknown:
-        raise TypeError(f"Unknown setting(s) {unknown}; the settings are {valid}.")
+        raise TypeError(f"Unknown setting(s) {unknown}; the settings are {list(_FIELDS)}.")
     return dataclasses.replace(_current.get(), **changes)
-
-
-config = Config()
 
 
 def progress_enabled(progress: bool | None) -> bool:
     """`progress` if given, else the configured default."""
-    return config.progress if progress is None else bool(progress)
+    return _current.get().progress if progress is None else bool(progress)
 
 
-def batch_budget_mb(budget_mb: float | None, device) -> float:
+def resolve_budget_mb(budget_mb: float | None, device) -> float:
     """`budget_mb` if given, else the configured budget, else 1 GiB on CPU and half the free memory on a GPU."""
-    budget = config.batch_budget_mb if budget_mb is None else budget_mb
+    budget = _current.get().batch_budget_mb if budget_mb is None else budget_mb
     if budget is None:
         import torch
 
@@ -108,9 +103,12 @@ def batch_budget_mb(budget_mb: float | None, device) -> float:
 
 def default_device(device: str | None = None) -> str:
     """`device` if given, else the configured device, else "cuda" when available, else "cpu"."""
-    chosen = device or config.device
+    chosen = device or _current.get().device
     if chosen:
         return chosen
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+config = sys.modules[__name__]  # `from interpwidgets.config import config` reads the same settings

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from interpwidgets import config
 from interpwidgets.models.pretrained import load_pretrained
 from interpwidgets.models.teaching import build_teaching_model, load_teaching_model
 
@@ -11,11 +12,13 @@ TEACHING_NAMES = (None, "teaching", "interpwidgets-teaching")
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """`iw.config.device` if set, else CUDA when available, else the CPU."""
+    return torch.device(config.default_device())
 
 
 def load_model(name: str | None = None, device: str | torch.device | None = None, dtype: torch.dtype | str = torch.float32):
-    """A TransformerLens `TransformerBridge` in eval mode, on the GPU when there is one.
+    """A TransformerLens `TransformerBridge` in eval mode, on `device` (default: `iw.config.device`, else the GPU
+    when there is one).
 
     `name=None` gives the bundled teaching model (offline, no download); otherwise a TransformerLens
     model name or alias ("gpt2", "pythia-70m", ...) loaded from the local Hugging Face cache, or the
