@@ -76,7 +76,7 @@ def transformer_lens_sweep(model, task, fn, order):
 
 
 def our_sweep(model, task, site, by):
-    return lambda: iw.patching.activation_patch(model, task, site, by=by, normalize=False, progress=False).values
+    return lambda: iw.patching.activation_patch(model, task, site=site, by=by, normalize=False, progress=False).values
 
 
 def bench_sweep(model, task, name, fn, site, by, order, repeats: int, budget_s: float) -> dict:

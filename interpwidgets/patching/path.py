@@ -3,8 +3,8 @@
 A sender's patched output reaches the receivers only along direct paths: every other head and
 MLP is frozen to its value on the base run.
 
-1. Run the base prompts (clean for "noising") with the senders set to their values on the source
-   prompts (corrupt) and every other head (hook_z) and MLP (hook_mlp_out) frozen to the base run;
+1. Run the base prompts (`patch_into`, clean by default) with the senders set to their values on the
+   source prompts (the other run) and every other head (hook_z) and MLP (hook_mlp_out) frozen to the base run;
    record the receivers' inputs (a head's q / k / v, an MLP's output, a residual stream point).
 2. Run the base prompts again with only the receivers' recorded values patched in; read the metric.
 For receivers="logits" the metric of step 1 is the answer (the direct path into the unembedding,
@@ -15,25 +15,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 
 from interpwidgets.interventions import Component, parse_component
 from interpwidgets.interventions.components import kv_group
 from interpwidgets.models.device import device_of
-from interpwidgets.patching.result import PatchResult, axis_labels
-from interpwidgets.patching.runs import (
-    Metric,
-    check_direction,
-    check_task,
-    normalise,
-    reads_last_position_only,
-    resolve_metric,
-    run_baseline,
-    scalar,
-)
+from interpwidgets.patching.result import PatchResult
+from interpwidgets.patching.runs import PatchInto, run_baseline
 from interpwidgets.patching.stacking import chunks, copy_from, grouped, groups_per_chunk, stacked_forward
+from interpwidgets.patching.sweep import Layout, prepare
+from interpwidgets.tasks.metric import Metric, check_metric
 
 _RECEIVER_HEAD = re.compile(r"^l(\d+)h(\d+)(?:\.([qkv]+))?$")
 
@@ -41,13 +33,14 @@ _RECEIVER_HEAD = re.compile(r"^l(\d+)h(\d+)(?:\.([qkv]+))?$")
 def path_patch(
     model,
     task,
+    *,
     senders="heads",
     receivers="logits",
-    direction: Literal["noising", "denoising"] = "noising",
-    normalize: bool = True,
+    patch_into: PatchInto = "clean",
     metric: Metric | None = None,
+    normalize: bool = True,
     batch_budget_mb: float | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> PatchResult:
     """Patch senders along their direct paths into receivers, everything else frozen.
 
@@ -59,19 +52,18 @@ def path_patch(
       models a query head's k / v input is its key/value head, shared with the rest of its group), an MLP
       ("mlp2": its output computed from its patched input), or a residual stream point
       ("resid_pre2", "resid_mid2", "resid_post2").
-    direction: "noising" (the papers': run clean prompts, senders take corrupt values) or "denoising".
+    patch_into: "clean" (noising, the papers': run the clean prompts, senders take corrupt values) or "corrupt".
+    metric, normalize, batch_budget_mb, progress: as for `activation_patch`.
     Sweep cells whose sender is not upstream of any receiver are NaN.
     """
-    check_task(model, task)
-    check_direction(direction)
-    last_only = reads_last_position_only(task, metric)
-    metric = resolve_metric(task, metric)
     cfg = model.cfg
     if "blocks.0.attn.hook_z" not in model.hook_dict:
         raise ValueError("Path patching freezes every attention head's output, but this model has no "
                          "'blocks.0.attn.hook_z' (no attention heads); use activation_patch on the residual stream.")
     has_mlp = "blocks.0.hook_mlp_out" in model.hook_dict
-    axes, shape, sender_sets = _senders(model, senders, has_mlp)
+    layout = _senders(model, senders, has_mlp)
+    sweep = prepare(model, task, layout=layout, patch_into=patch_into, metric=metric, normalize=normalize)
+    sender_sets = layout.cells
     receiver_set = _receivers(model, receivers)
     reads = [_read_point(r, cfg.n_layers) for r in receiver_set] if receiver_set else [2 * cfg.n_layers]
     reachable = [any(_write_point(s) < read for s in group for read in reads) for group in sender_sets]
@@ -81,15 +73,16 @@ def path_patch(
 
     frozen = [f"blocks.{layer}.attn.hook_z" for layer in range(cfg.n_layers)]
     frozen += [f"blocks.{layer}.hook_mlp_out" for layer in range(cfg.n_layers)] if has_mlp else []
-    baseline = run_baseline(model, task, metric, frozen)
-    base_name, base, source = baseline.base_and_source(direction)
-    tokens = getattr(task, f"{base_name}_tokens").to(device_of(model))
+    baseline = run_baseline(model, task, sweep.metric, frozen)
+    base, source = baseline.base_and_source(patch_into)
+    tokens = getattr(task, f"{patch_into}_tokens").to(device_of(model))
     receiver_hooks = {r.hook_name for r in receiver_set}
     unfrozen = {name for name in receiver_hooks if name.endswith("hook_mlp_out")}
 
     todo = [i for i, ok in enumerate(reachable) if ok]
     values = torch.full((len(sender_sets),), float("nan"))
     # each chunk leads with an unpatched run, so patched runs join the forward at their first edited block
+    last_only = sweep.last_position_only
     per_chunk = max(1, groups_per_chunk(model, *tokens.shape, batch_budget_mb, last_position_only=last_only) - 1)
     with torch.no_grad():
         for part in chunks(len(todo), per_chunk, "path patching", progress):
@@ -105,36 +98,20 @@ def path_patch(
                 ]
                 logits, _ = stacked_forward(model, tokens, step2, late_from=0, last_position_only=last_only)
             for g, i in enumerate(part, start=1):
-                values[todo[i]] = float(scalar(metric(logits[g])))
-    values = values.view(shape)
-    labels = axis_labels(model, task, axes) if axes != ("sender",) else {"sender": [" + ".join(s.label for s in g) for g in sender_sets]}
-    return PatchResult(
-        values=normalise(values, baseline) if normalize else values,
-        axes=axes,
-        labels=labels,
-        site={"heads": "z", "mlps": "mlp_out"}.get(senders, "senders") if isinstance(senders, str) else "senders",
-        method="path",
-        direction=direction,
-        normalized=normalize,
-        model=model,
-        task=task,
-        cells=[tuple(g) for g in sender_sets],
-        baseline=baseline,
-        metric=metric,
-        details={"receivers": [r.label for r in receiver_set] or ["logits"]},
-    )
+                values[todo[i]] = float(check_metric(sweep.metric(logits[g])))
+    return sweep.result(values, baseline, method="path", receivers=[r.label for r in receiver_set] or ["logits"])
 
 
-def _senders(model, senders, has_mlp: bool) -> tuple[tuple[str, ...], tuple[int, ...], list[list[Component]]]:
-    """(axes, shape, sender sets) for "heads", "mlps" or an explicit list of senders / sender sets."""
+def _senders(model, senders, has_mlp: bool) -> Layout:
+    """The cells of "heads", "mlps" or an explicit list of senders / sender sets."""
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     if senders == "heads":
-        sets = [[Component(f"blocks.{L}.attn.hook_z", head=h)] for L in range(n_layers) for h in range(n_heads)]
-        return ("layer", "head"), (n_layers, n_heads), sets
+        sets = [(Component(f"blocks.{L}.attn.hook_z", head=h),) for L in range(n_layers) for h in range(n_heads)]
+        return Layout("z", ("layer", "head"), (n_layers, n_heads), sets)
     if senders == "mlps":
         if not has_mlp:
             raise ValueError("This model has no MLPs (attention-only), so senders='mlps' is empty; use senders='heads'.")
-        return ("layer",), (n_layers,), [[Component(f"blocks.{L}.hook_mlp_out")] for L in range(n_layers)]
+        return Layout("mlp_out", ("layer",), (n_layers,), [(Component(f"blocks.{L}.hook_mlp_out"),) for L in range(n_layers)])
     if isinstance(senders, str) or _is_single(senders):
         senders = [senders]
     sets = []
@@ -145,10 +122,10 @@ def _senders(model, senders, has_mlp: bool) -> tuple[tuple[str, ...], tuple[int,
                 raise ValueError(f"Sender {s.label} is neither a head (e.g. 'L1H2') nor an MLP (e.g. 'mlp1').")
         if not group:
             raise ValueError("A sender set is empty; give at least one head or MLP in each entry.")
-        sets.append(group)
+        sets.append(tuple(group))
     if not sets:
         raise ValueError("No senders given; use 'heads', 'mlps' or a list such as ['L1H2', 'mlp0'].")
-    return ("sender",), (len(sets),), sets
+    return Layout("senders", ("sender",), (len(sets),), sets, labels={"sender": [" + ".join(s.label for s in g) for g in sets]})
 
 
 def _receivers(model, receivers) -> list[Component]:

@@ -12,20 +12,24 @@ import torch
 from interpwidgets.interventions import Component, ablate, patch
 from interpwidgets.interventions.components import kv_group, kv_heads
 from interpwidgets.models.device import device_of
-from interpwidgets.models.tokens import has_tokenizer, token_strings
-from interpwidgets.patching.runs import Baseline, scalar
+from interpwidgets.models.tokens import has_tokenizer, token_strings, top_tokens
+from interpwidgets.patching.runs import Baseline, PatchInto, source_of
+from interpwidgets.tasks.metric import check_metric
 
 Cell = tuple[int, ...]
+Ablation = Literal["zero", "mean"]
+ABLATIONS: tuple[Ablation, ...] = ("zero", "mean")
 
 
 @dataclass
 class Outcome:
     """What `PatchResult.intervene` did: the metric and the first prompt's top-5 next tokens
-    ((token, probability) pairs) before and after acting on `components` on the `base` prompts."""
+    ((token, probability) pairs) before and after acting on `components` on the `base` run's prompts
+    ("clean" or "corrupt"); `ablation` is None where the components were patched from the other run."""
 
-    action: str
+    ablation: Ablation | None
     components: list[str]
-    base: str
+    base: PatchInto
     metric_before: float
     metric_after: float
     top_before: list[tuple[str, float]]
@@ -37,11 +41,11 @@ class PatchResult:
     """A patching sweep.
 
     values: tensor with one entry per cell, shape given by `axes` (e.g. ("layer", "position") ->
-      [n_layers, seq]); entries are the metric after patching that cell, normalised so 0 = corrupt
+      [n_layers, seq]); entries are the metric after patching that cell, normalized so 0 = corrupt
       run and 1 = clean run when `normalized`. NaN marks cells that were not measured.
     labels: axis -> one string per index ("L0", "H1", "5: ' Mary'", ...).
-    site, method ("activation", "path", "attribution-grad", "attribution-ig"), direction
-      ("denoising" or "noising"), model and task: what was run.
+    site, method ("activation", "path", "attribution-atp", "attribution-ig"), patch_into (the run patched:
+      "corrupt", with clean activations patched in, or "clean"), model and task: what was run.
     cells: the components each cell patched (row-major order); baseline: the unpatched runs.
     """
 
@@ -50,7 +54,7 @@ class PatchResult:
     labels: dict[str, list[str]]
     site: str
     method: str
-    direction: str
+    patch_into: PatchInto
     normalized: bool
     model: Any = field(repr=False)
     task: Any = field(repr=False)
@@ -66,6 +70,15 @@ class PatchResult:
     @property
     def corrupt_metric(self) -> float:
         return self.baseline.corrupt_metric
+
+    @property
+    def source(self) -> PatchInto:
+        """The run whose activations were patched in (the one `patch_into` does not name)."""
+        return source_of(self.patch_into)
+
+    def base_of(self, ablation: Ablation | None) -> PatchInto:
+        """The run `intervene(..., ablation=ablation)` acts on: `patch_into` for a patch, "clean" for an ablation."""
+        return self.patch_into if ablation is None else "clean"
 
     def _flat(self, index: Cell | int) -> int:
         index = (index,) if isinstance(index, int) else tuple(index)
@@ -119,50 +132,42 @@ class PatchResult:
         ax.set_yticks(range(len(rows)), rows)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        unit = "normalised metric (0 = corrupt, 1 = clean)" if self.normalized else "metric"
+        unit = "normalized metric (0 = corrupt, 1 = clean)" if self.normalized else "metric"
         ax.figure.colorbar(image, ax=ax, label=unit)
-        ax.set_title(title or f"{self.method} patching of {self.site} ({self.direction})")
+        ax.set_title(title or f"{self.method} patching of {self.site} ({self.source} into {self.patch_into})")
         return ax
 
-    def intervene(self, cells: Sequence[Cell] | Cell, action: Literal["zero", "mean", "patch"] = "patch") -> Outcome:
+    def intervene(self, cells: Sequence[Cell] | Cell, *, ablation: Ablation | None = None) -> Outcome:
         """Act on the components of `cells` together, in one forward of the task's prompts.
 
-        "patch": patch them as the sweep did (denoising: clean values into the corrupt prompts;
-        noising: corrupt values into the clean prompts). "zero" / "mean": ablate them on the clean
-        prompts (mean over the corrupt prompts, position by position).
+        ablation None: patch them as the sweep did (the source run's activations into the `patch_into` run).
+        "zero" / "mean": ablate them on the clean prompts ("mean": their mean over the corrupt prompts,
+        position by position).
         """
         if isinstance(cells, tuple) and all(isinstance(i, int) for i in cells):
             cells = [cells]
         components = list(dict.fromkeys(c for cell in cells for c in self.components(cell)))
         if not components:
             raise ValueError("No cells given; pass a list of index tuples such as [(1, 2)].")
-        if action == "patch":
-            base, _, source = self.baseline.base_and_source(self.direction)
-            intervention = patch(self.model, components, source)
-        elif action in ("zero", "mean"):
-            base = "clean"
-            intervention = ablate(self.model, components, action, self.baseline.corrupt if action == "mean" else None)
+        base = self.base_of(ablation)
+        if ablation is None:
+            intervention = patch(self.model, components, self.baseline.base_and_source(base)[1])
+        elif ablation in ABLATIONS:
+            intervention = ablate(self.model, components, ablation, self.baseline.corrupt if ablation == "mean" else None)
         else:
-            raise ValueError(f"Unknown action {action!r}; use 'zero', 'mean' or 'patch'.")
+            raise ValueError(f"ablation must be None (patch as the sweep did) or one of {ABLATIONS}, got {ablation!r}.")
         tokens = getattr(self.task, f"{base}_tokens").to(device_of(self.model))
         with torch.no_grad():
             logits = intervention.run(tokens)
         return Outcome(
-            action=action,
+            ablation=ablation,
             components=[c.label for c in components],
             base=base,
-            metric_before=getattr(self.baseline, f"{base}_metric"),
-            metric_after=float(scalar(self.metric(logits))),
-            top_before=top_tokens(self.model, getattr(self.baseline, f"{base}_last_logits")),
+            metric_before=self.baseline.metric_of(base),
+            metric_after=float(check_metric(self.metric(logits))),
+            top_before=top_tokens(self.model, self.baseline.last_logits_of(base)),
             top_after=top_tokens(self.model, logits[0, -1]),
         )
-
-
-def top_tokens(model, logits: torch.Tensor, k: int = 5) -> list[tuple[str, float]]:
-    """The k most likely next tokens of [vocab] logits as (token string, probability)."""
-    probs = logits.float().softmax(-1)
-    top = probs.topk(k)
-    return list(zip(token_strings(model, top.indices.tolist()), top.values.tolist()))
 
 
 def axis_labels(model, task, axes: Sequence[str]) -> dict[str, list[str]]:

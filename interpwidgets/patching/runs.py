@@ -1,18 +1,24 @@
-"""Input checks, the clean and corrupt reference runs, and metric normalisation shared by all patching methods."""
+"""Input checks, the clean and corrupt reference runs, and metric normalization shared by all patching methods."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from interpwidgets.models.device import device_of
 from interpwidgets.tasks.base import Task
+from interpwidgets.tasks.metric import Metric, check_metric
 
-Metric = Callable[[torch.Tensor], torch.Tensor]
-"""logits [batch, seq, vocab] -> scalar tensor."""
-DIRECTIONS = ("denoising", "noising")
+PatchInto = Literal["corrupt", "clean"]
+PATCH_INTO: tuple[PatchInto, ...] = ("corrupt", "clean")
+
+
+def source_of(patch_into: PatchInto) -> PatchInto:
+    """The run whose activations are patched into the `patch_into` run: the other one."""
+    return "clean" if patch_into == "corrupt" else "corrupt"
 
 
 @dataclass
@@ -27,12 +33,15 @@ class Baseline:
     clean_last_logits: torch.Tensor
     corrupt_last_logits: torch.Tensor
 
-    def base_and_source(self, direction: str) -> tuple[str, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """(name of the run that is patched, its activations, the activations patched in):
-        ("corrupt", corrupt, clean) for denoising; ("clean", clean, corrupt) for noising."""
-        if direction == "denoising":
-            return "corrupt", self.corrupt, self.clean
-        return "clean", self.clean, self.corrupt
+    def metric_of(self, run: PatchInto) -> float:
+        return self.clean_metric if run == "clean" else self.corrupt_metric
+
+    def last_logits_of(self, run: PatchInto) -> torch.Tensor:
+        return self.clean_last_logits if run == "clean" else self.corrupt_last_logits
+
+    def base_and_source(self, patch_into: PatchInto) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(the activations of the run patched into, those patched in): (corrupt, clean) for patch_into="corrupt"."""
+        return (self.corrupt, self.clean) if patch_into == "corrupt" else (self.clean, self.corrupt)
 
 
 def check_task(model, task) -> None:
@@ -53,13 +62,13 @@ def check_task(model, task) -> None:
         raise ValueError(f"Token id {top} is out of the model's vocabulary ({model.cfg.d_vocab}); was the task built for another model?")
 
 
-def check_direction(direction: str) -> None:
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be 'denoising' (clean into corrupt) or 'noising' (corrupt into clean), got {direction!r}.")
-
-
-def resolve_metric(task, metric: Metric | None) -> Metric:
-    return task.metric if metric is None else metric
+def check_patch_into(patch_into: str) -> None:
+    if patch_into not in PATCH_INTO:
+        hint = {"denoising": " ('denoising' is now patch_into='corrupt')", "noising": " ('noising' is now patch_into='clean')"}
+        raise ValueError(
+            "patch_into must be 'corrupt' (clean activations patched into the corrupt run) or 'clean' (corrupt "
+            f"activations into the clean run), got {patch_into!r}{hint.get(patch_into, '')}."
+        )
 
 
 def reads_last_position_only(task, metric: Metric | None) -> bool:
@@ -67,17 +76,6 @@ def reads_last_position_only(task, metric: Metric | None) -> bool:
     patched runs need logits at the last position alone: the unembedding, often the largest matmul of a
     forward (50k tokens on GPT-2), then runs on one position instead of all."""
     return metric is None and isinstance(task, Task) and type(task).metric is Task.metric and type(task).logit_diff is Task.logit_diff
-
-
-def scalar(value, what: str = "metric") -> torch.Tensor:
-    """`value` as a 0-d tensor, or a ValueError if it is not a single number."""
-    tensor = torch.as_tensor(value)
-    if tensor.numel() != 1:
-        raise ValueError(
-            f"The {what} must return a scalar (one number for the whole batch), got shape {tuple(tensor.shape)}; "
-            "reduce it, e.g. with .mean()."
-        )
-    return tensor.reshape(())
 
 
 def run_baseline(model, task, metric: Metric, hook_names: Iterable[str]) -> Baseline:
@@ -94,8 +92,8 @@ def baseline_from(metric: Metric, clean: torch.Tensor, corrupt: torch.Tensor, st
     """A Baseline from the clean and corrupt logits [batch, seq, vocab] and activations whose first
     2 * batch rows are the clean then the corrupt prompts'."""
     return Baseline(
-        clean_metric=float(scalar(metric(clean))),
-        corrupt_metric=float(scalar(metric(corrupt))),
+        clean_metric=float(check_metric(metric(clean))),
+        corrupt_metric=float(check_metric(metric(corrupt))),
         clean={n: act[:batch].clone() for n, act in stacked.items()},
         corrupt={n: act[batch : 2 * batch].clone() for n, act in stacked.items()},
         clean_last_logits=clean[0, -1].float().cpu(),
@@ -103,12 +101,12 @@ def baseline_from(metric: Metric, clean: torch.Tensor, corrupt: torch.Tensor, st
     )
 
 
-def normalise(values: torch.Tensor, baseline: Baseline) -> torch.Tensor:
+def normalize(values: torch.Tensor, baseline: Baseline) -> torch.Tensor:
     """(values - corrupt) / (clean - corrupt): 0 = the corrupt run's metric, 1 = the clean run's."""
     gap = baseline.clean_metric - baseline.corrupt_metric
     if abs(gap) < 1e-8:
         raise ValueError(
-            f"The clean and corrupt metrics are equal ({baseline.clean_metric:.4g}), so the normalised metric is "
+            f"The clean and corrupt metrics are equal ({baseline.clean_metric:.4g}), so the normalized metric is "
             "undefined; pass normalize=False for raw values, or use prompts the model tells apart."
         )
     return (values - baseline.corrupt_metric) / gap

@@ -30,13 +30,11 @@ GRANULARITY_AXES = {
 
 @dataclass(frozen=True)
 class Site:
-    """name: the site's name; hook: the hook name with a `{layer}` slot; per_head: it has a head axis;
-    grad_hook: where d(metric)/d(activation) is read for attribution, when not `hook` itself."""
+    """name: the site's name; hook: the hook name with a `{layer}` slot; per_head: it has a head axis."""
 
     name: str
     hook: str
     per_head: bool
-    grad_hook: str | None = None
 
     @property
     def granularities(self) -> tuple[str, ...]:
@@ -70,7 +68,7 @@ SITES: dict[str, Site] = {
     site.name: site
     for site in (
         Site("resid_pre", "blocks.{layer}.hook_resid_pre", False),
-        Site("resid_mid", "blocks.{layer}.hook_resid_mid", False, grad_hook="blocks.{layer}.hook_attn_out"),
+        Site("resid_mid", "blocks.{layer}.hook_resid_mid", False),
         Site("resid_post", "blocks.{layer}.hook_resid_post", False),
         Site("attn_out", "blocks.{layer}.hook_attn_out", False),
         Site("mlp_out", "blocks.{layer}.hook_mlp_out", False),

@@ -21,7 +21,7 @@ from weakref import WeakKeyDictionary
 import torch
 from tqdm.auto import tqdm
 
-from interpwidgets.config import batch_budget_mb
+from interpwidgets.config import progress_enabled, resolve_budget_mb
 from interpwidgets.interventions import Component, hooked
 from interpwidgets.interventions.components import RowFn
 from interpwidgets.interventions.hooks import BlockPreHook, block_inputs_hooked
@@ -53,13 +53,14 @@ def row_bytes(model, seq: int, grad: bool = False, last_position_only: bool = Fa
 
 def groups_per_chunk(model, batch: int, seq: int, budget_mb: float | None, grad: bool = False, last_position_only: bool = False) -> int:
     """How many groups of `batch` rows fit in `budget_mb` (at least one)."""
-    budget_mb = batch_budget_mb(budget_mb, device_of(model))
+    budget_mb = resolve_budget_mb(budget_mb, device_of(model))
     return max(1, int(budget_mb * 2**20 // (row_bytes(model, seq, grad, last_position_only) * batch)))
 
 
-def chunks(n_groups: int, per_chunk: int, desc: str, progress: bool = True) -> Iterator[range]:
-    """Consecutive ranges of group indices, with a progress bar that shows up after a second."""
-    bar = tqdm(total=n_groups, desc=desc, unit="run", delay=1.0, disable=not progress, leave=False)
+def chunks(n_groups: int, per_chunk: int, desc: str, progress: bool | None = None) -> Iterator[range]:
+    """Consecutive ranges of group indices, with a progress bar that shows up after a second and advances as
+    each range is done (so iterate lazily; `progress` defaults to `iw.config.progress`)."""
+    bar = tqdm(total=n_groups, desc=desc, unit="run", delay=1.0, disable=not progress_enabled(progress), leave=False)
     try:
         for start in range(0, n_groups, per_chunk):
             stop = min(start + per_chunk, n_groups)

@@ -2,14 +2,14 @@
 
 Any `PatchResult` draws the same way (activation patching over layer x position, layer x head,
 layer x head x position; path-patching sweeps over senders): the last axis runs along the columns, the
-others along the rows. A click on a cell calls ``result.intervene([cell], action)`` and the widget shows
-the metric before and after with the top predictions; shift-click selects several cells for one action.
+others along the rows. A click on a cell asks the kernel to apply the `action` trait to it with
+``result.intervene`` and the widget shows the metric before and after with the first prompt's top
+predictions; shift-click selects several cells for one action.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,21 +17,24 @@ from traitlets import Dict, Int, List, TraitError, Unicode, validate
 
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.encoding import as_numpy, float16_array
-from interpwidgets.widgets.messages import RequestError, check_keys, get_choice, get_indices
+from interpwidgets.widgets.feature_params import predictions
+from interpwidgets.widgets.messages import RequestError, check_keys, get_indices
 from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.static_html import diverging_rgb, esc, frame, heatmap_svg, legend
 
-ACTIONS = ("zero", "mean", "patch")
+ABLATION_OF = {"zero": "zero", "mean": "mean", "patch": None}
+"""Each action's `PatchResult.intervene(ablation=...)`: "patch" patches the cells as the sweep did."""
 MAX_CELLS = 16
 
 
 class PatchHeatmap(InterpWidget):
     """Draws `result` (a `PatchResult`); clicking a cell applies `action` ("zero", "mean" or "patch") to it.
 
-    PatchHeatmap(iw.patching.activation_patch(model, task, site="z"))
+    PatchHeatmap(iw.patching.activation_patch(model, task, site="z"), action="mean")
 
     "zero" / "mean" ablate the cell's components on the clean prompts; "patch" patches them as the sweep
     did. The widget shows the task metric before and after, and the first prompt's top predictions.
+    `action` is the one place the choice lives: the menu writes it, Python may set it.
     """
 
     _esm = STATIC / "patch_heatmap.js"
@@ -43,7 +46,8 @@ class PatchHeatmap(InterpWidget):
     labels = List(List(Unicode()), read_only=True).tag(sync=True)
     units = Unicode(read_only=True).tag(sync=True)
     title = Unicode().tag(sync=True)
-    actions = List(Unicode(), read_only=True).tag(sync=True)
+    #: action -> {"label": its menu entry, "before" / "after": the prediction headings, "metric": the metric line}
+    actions = Dict(read_only=True).tag(sync=True)
     action = Unicode("zero").tag(sync=True)
     max_cells = Int(MAX_CELLS, read_only=True).tag(sync=True)
 
@@ -71,23 +75,23 @@ class PatchHeatmap(InterpWidget):
         self.set_trait("axes", axes)
         self.set_trait("labels", labels)
         self.set_trait("units", units or _units_of(result))
-        self.set_trait("actions", list(ACTIONS))
+        self.set_trait("actions", action_texts(result))
         self.action = action
         self.title = title or _title_of(result)
 
     @validate("action")
     def _check_action(self, proposal: dict[str, Any]) -> str:
-        if proposal["value"] not in ACTIONS:
-            raise TraitError(f"action must be one of {list(ACTIONS)}, got {proposal['value']!r}")
+        if proposal["value"] not in ABLATION_OF:
+            raise TraitError(f"action must be one of {list(ABLATION_OF)}, got {proposal['value']!r}")
         return proposal["value"]
 
     @handles("intervene")
     def _intervene(self, params: dict[str, Any]) -> dict[str, Any]:
-        """{cells: [[i, j, ...], ...], action} -> the metric before/after and the top predictions."""
-        check_keys(params, {"cells", "action"})
+        """{cells: [[i, j, ...], ...]} -> the `action` trait's outcome: the metric before/after and the top predictions."""
+        check_keys(params, {"cells"})
         cells = get_indices(params, "cells", self._values.shape, self.max_cells)
-        action = get_choice(params, "action", self.actions)
-        outcome = self.result.intervene(cells, action=action)
+        action = self.action
+        outcome = self.result.intervene(cells, ablation=ABLATION_OF[action])
         before, after = float(outcome.metric_before), float(outcome.metric_after)
         if not (math.isfinite(before) and math.isfinite(after)):
             raise RequestError(f"the intervention gave a non-finite metric ({before} -> {after})")
@@ -95,11 +99,10 @@ class PatchHeatmap(InterpWidget):
             "cells": [list(cell) for cell in cells],
             "action": action,
             "description": ", ".join(outcome.components),
-            "base": outcome.base,
             "metric_before": before,
             "metric_after": after,
-            "top_before": _predictions(outcome.top_before),
-            "top_after": _predictions(outcome.top_after),
+            "top_before": predictions(outcome.top_before),
+            "top_after": predictions(outcome.top_after),
         }
 
     def _static_html(self) -> str:
@@ -113,21 +116,33 @@ class PatchHeatmap(InterpWidget):
         return frame(self.title, f"<div>{esc(caption)}</div>{svg}{legend('diverging', -abs_max, abs_max, self.units)}")
 
 
+def action_texts(result: Any) -> dict[str, dict[str, str]]:
+    """Each action's menu label and outcome headings, naming the run it acts on (`result.base_of`)."""
+    patch = f"{result.source} into {result.patch_into}"
+    verbs = {"zero": ("zero-ablate", "zero-ablating"), "mean": ("mean-ablate", "mean-ablating"),
+             "patch": (f"patch {patch}", f"patching {patch}")}
+    texts = {}
+    for action, ablation in ABLATION_OF.items():
+        run = result.base_of(ablation)
+        label, doing = verbs[action]
+        texts[action] = {
+            "label": label,
+            "before": f"top predictions, {run} run (first prompt)",
+            "after": f"after {doing} (first prompt)",
+            "metric": f"metric on the {run} prompts",
+        }
+    return texts
+
+
 def _row_label_parts(labels: list[list[str]], shape: tuple[int, ...]) -> list[list[str]]:
     return [[labels[axis][i] for axis, i in enumerate(index)] for index in np.ndindex(*shape)] if shape else [[]]
 
 
-def _predictions(top: Sequence[tuple[str, float]]) -> dict[str, Any]:
-    tokens = [str(token) for token, _ in top]
-    probs = np.array([float(prob) for _, prob in top], dtype=np.float32)
-    return {"tokens": tokens, "probs": float16_array(probs)}
-
-
 def _units_of(result: Any) -> str:
-    return "normalised metric (0 = corrupt, 1 = clean)" if result.normalized else "metric"
+    return "normalized metric (0 = corrupt, 1 = clean)" if result.normalized else "metric"
 
 
 def _title_of(result: Any) -> str:
     receivers = result.details.get("receivers")
     target = f"{result.site} \u2192 {', '.join(receivers)}" if receivers else result.site
-    return f"{result.method.capitalize()} patching \u00b7 {target} ({result.direction})"
+    return f"{result.method.capitalize()} patching \u00b7 {target} ({result.source} into {result.patch_into})"

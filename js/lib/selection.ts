@@ -15,7 +15,7 @@ export interface Selection {
   onChange(listener: () => void): void;
 }
 
-export async function connectSelection(model: AnyModel, host: Host | undefined, signal: AbortSignal): Promise<Selection> {
+export async function connectSelection(model: AnyModel<any>, host: Host | undefined, signal: AbortSignal): Promise<Selection> {
   const listeners: (() => void)[] = [];
   const notify = () => listeners.forEach((listener) => listener());
   let shared: AnyModel | null = null;

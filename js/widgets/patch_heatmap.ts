@@ -1,7 +1,8 @@
 // PatchHeatmap: a patching result (layer x position, layer x head, layer x head x position, path-patching
-// sweeps) as a diverging heatmap centred on 0. Click a cell: the kernel intervenes on that component and the
-// widget shows the metric before/after and the top predictions. Shift-click selects several cells, then one
-// action applies them together. Python side: interpwidgets/widgets/patch_heatmap.py.
+// sweeps) as a diverging heatmap centred on 0. Click a cell: the kernel applies the `action` trait to that
+// component and the widget shows the metric before/after and the first prompt's top predictions. Shift-click
+// selects several cells, then one action applies them together. Every label of an action (and the run it
+// acts on) comes from the `actions` trait. Python side: interpwidgets/widgets/patch_heatmap.py.
 
 import "../lib/base.css";
 import "./patch_heatmap.css";
@@ -25,18 +26,35 @@ interface Predictions {
   probs: unknown;
 }
 
+/** One action's texts, from Python: its menu label and the outcome panel's headings. */
+interface ActionText {
+  label: string;
+  before: string;
+  after: string;
+  metric: string;
+}
+
+interface Traits {
+  values: unknown;
+  axes: string[];
+  labels: string[][];
+  units: string;
+  title: string;
+  actions: Record<string, ActionText>;
+  action: string;
+  max_cells: number;
+}
+
 interface Outcome {
   cells: Index[];
   action: string;
   description: string;
-  base: string;
   metric_before: number;
   metric_after: number;
   top_before: Predictions;
   top_after: Predictions;
 }
 
-const ACTION_LABELS: Record<string, string> = { zero: "zero-ablate", mean: "mean-ablate", patch: "patch (corrupt \u2192 clean)" };
 const SELECTION_AXES: Record<string, SelectionKey> = { layer: "layer", head: "head", position: "token", pos: "token", token: "token", feature: "feature" };
 
 /** The flat (row, col) layout: the last axis runs along columns, all earlier axes along rows. */
@@ -69,11 +87,12 @@ class Grid {
 
 const sameIndex = (a: Index, b: Index) => a.length === b.length && a.every((v, i) => v === b[i]);
 
-async function render({ model, el, signal, host }: RenderProps): Promise<void> {
-  const axes = model.get("axes") as string[];
-  const labels = model.get("labels") as string[][];
-  const units = model.get("units") as string;
-  const shell = createShell(el, model.get("title") as string, "iw-patch", signal, () => draw());
+async function render({ model, el, signal, host }: RenderProps<Traits>): Promise<void> {
+  const axes = model.get("axes");
+  const labels = model.get("labels");
+  const units = model.get("units");
+  const texts = model.get("actions");
+  const shell = createShell(el, model.get("title"), "iw-patch", signal, () => draw());
   const requester = new Requester(model, shell.status, signal, shell.root);
   const selection = await connectSelection(model, host, signal);
 
@@ -89,14 +108,13 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
   const rowLabels = Array.from({ length: grid.rows }, (_, row) =>
     grid.index({ row, col: 0 }).slice(0, -1).map((i, axis) => labels[axis][i]).join(" "));
   const colLabels = labels[labels.length - 1];
-  const maxCells = model.get("max_cells") as number;
+  const maxCells = model.get("max_cells");
 
   let chosen: Index[] = [];
   let applied: Index[] = [];
 
   // toolbar
-  const actions = model.get("actions") as string[];
-  const actionSelect = select(actions.map((a) => [a, ACTION_LABELS[a] ?? a]), model.get("action") as string, "action");
+  const actionSelect = select(Object.entries(texts).map(([action, text]) => [action, text.label]), model.get("action"), "action");
   const applyButton = h("button", { className: "iw-button iw-apply" }, "apply to selected");
   const clearButton = h("button", { className: "iw-button iw-clear" }, "clear");
   shell.toolbar.append(control("On click", actionSelect), applyButton, clearButton,
@@ -148,16 +166,10 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
   }
 
   async function intervene(cells: Index[]): Promise<void> {
-    const action = actionSelect.value;
     applied = cells;
     draw();
-    const reply = await requester.request<Outcome>("intervene", { cells, action }, "intervene");
-    if (reply.status !== "ok") return;
-    try {
-      await showOutcome(reply.result);
-    } catch (error) {
-      shell.status.showError(`could not read the outcome: ${(error as Error).message}`);
-    }
+    const shown = await requester.fetch("intervene", { cells }, { key: "intervene", decode: readOutcome });
+    if (shown) setChildren(outcomePanel, ...shown);
   }
 
   async function predictionsTable(title: string, predictions: Predictions, className: string): Promise<HTMLElement> {
@@ -171,23 +183,27 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
         h("span", { className: "iw-prob" }, formatNumber(probs[i])))));
   }
 
-  async function showOutcome(outcome: Outcome): Promise<void> {
+  /** The outcome panel's contents for a reply, headed with the texts of the action the kernel applied. */
+  async function readOutcome(outcome: Outcome): Promise<HTMLElement[]> {
+    const text = texts[outcome.action];
+    if (!text) throw new RangeError(`unknown action ${outcome.action}`);
     const delta = outcome.metric_after - outcome.metric_before;
     const [before, after] = await Promise.all([
-      predictionsTable("top predictions, clean", outcome.top_before, "iw-top-before"),
-      predictionsTable(`after ${ACTION_LABELS[outcome.action] ?? outcome.action}`, outcome.top_after, "iw-top-after"),
+      predictionsTable(text.before, outcome.top_before, "iw-top-before"),
+      predictionsTable(text.after, outcome.top_after, "iw-top-after"),
     ]);
-    setChildren(outcomePanel,
-      h("div", { className: "iw-outcome-title" }, `${ACTION_LABELS[outcome.action] ?? outcome.action}: ${outcome.description}`),
+    return [
+      h("div", { className: "iw-outcome-title" }, `${text.label}: ${outcome.description}`),
       h("div", { className: "iw-metric" },
-        `metric on the ${outcome.base} prompts: `,
+        `${text.metric}: `,
         h("span", { className: "iw-metric-before" }, formatNumber(outcome.metric_before)),
         " \u2192 ",
         h("span", { className: "iw-metric-after" }, formatNumber(outcome.metric_after)),
         " (\u0394 ",
         h("span", { className: delta < 0 ? "iw-delta-neg" : "iw-delta-pos" }, formatNumber(delta)),
         ")"),
-      h("div", { className: "iw-tops" }, before, after));
+      h("div", { className: "iw-tops" }, before, after),
+    ];
   }
 
   matrix.onHover((cell, event) => {
@@ -222,7 +238,7 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
     model.set("action", actionSelect.value);
     model.save_changes();
   });
-  model.on("change:action", () => { actionSelect.value = model.get("action") as string; });
+  model.on("change:action", () => { actionSelect.value = model.get("action"); });
 
   draw();
 }

@@ -1,6 +1,6 @@
 """PatchHeatmap in JupyterLab: renders, hover values match the result, a click runs the intervention in the
-kernel and shows its answer, shift-click applies one action to several cells, the selection is shared
-with a linked AttentionPatterns."""
+kernel and shows its answer headed with the run it acted on, the action menu sets what a click does,
+shift-click applies one action to several cells, the selection is shared with a linked AttentionPatterns."""
 
 from __future__ import annotations
 
@@ -26,13 +26,18 @@ CELLS = [
         patterns"""),
     # what the kernel computes for the cells the test clicks
     dedent("""\
+        into_clean = iw.patching.activation_patch(model, task, site="z", patch_into="clean", normalize=False, progress=False)
         expected = {
             "values": result.values.tolist(),
-            "one": result.intervene([(1, 2)], "zero").metric_after,
-            "two": result.intervene([(0, 1), (3, 2)], "zero").metric_after,
+            "one": result.intervene([(1, 2)], ablation="zero").metric_after,
+            "two": result.intervene([(0, 1), (3, 2)], ablation="zero").metric_after,
+            "patched": result.intervene([(1, 2)]).metric_after,
+            "patched_into_clean": into_clean.intervene([(1, 2)]).metric_after,
             "before": result.clean_metric,
+            "corrupt": result.corrupt_metric,
         }
         print("IW-EXPECTED", json.dumps(expected))"""),
+    'iw.widgets.PatchHeatmap(into_clean, action="patch")',
 ]
 
 
@@ -85,6 +90,8 @@ def test_click_runs_the_intervention_in_the_kernel(notebook, heatmap, expected, 
     assert number(heatmap.locator(".iw-metric-after").inner_text()) == pytest.approx(expected["one"], rel=0.01, abs=1e-3)
     assert heatmap.locator(".iw-top-before .iw-top-row").count() == 5
     assert heatmap.locator(".iw-top-after .iw-top-row").count() == 5
+    assert heatmap.locator(".iw-top-before .iw-top-title").inner_text() == "top predictions, clean run (first prompt)"
+    assert heatmap.locator(".iw-metric").inner_text().startswith("metric on the clean prompts:")
     screenshot(notebook.page.locator(".jp-Notebook"), "patch_heatmap_outcome")
 
 
@@ -106,3 +113,29 @@ def test_shift_click_applies_one_action_to_several_cells(notebook, heatmap, expe
     heatmap.locator(".iw-outcome-title", has_text="L0H1, L3H2").wait_for()
     wait_idle(heatmap)
     assert number(heatmap.locator(".iw-metric-after").inner_text()) == pytest.approx(expected["two"], rel=0.01, abs=1e-3)
+
+
+def test_the_menu_sets_the_action_and_a_patch_is_headed_with_the_corrupt_run_it_patches(notebook, heatmap, expected):
+    """Patching into the corrupt run: the outcome's "before" predictions and metric are the corrupt run's."""
+    heatmap.locator(".iw-toolbar select").select_option("patch")
+    notebook.page.mouse.click(*cell_point(heatmap, 1, 2))
+    heatmap.locator(".iw-outcome-title", has_text="patch clean into corrupt: L1H2").wait_for()
+    wait_idle(heatmap)
+    assert heatmap.locator(".iw-top-before .iw-top-title").inner_text() == "top predictions, corrupt run (first prompt)"
+    assert heatmap.locator(".iw-top-after .iw-top-title").inner_text() == "after patching clean into corrupt (first prompt)"
+    assert heatmap.locator(".iw-metric").inner_text().startswith("metric on the corrupt prompts:")
+    assert number(heatmap.locator(".iw-metric-before").inner_text()) == pytest.approx(expected["corrupt"], rel=0.01, abs=1e-3)
+    assert number(heatmap.locator(".iw-metric-after").inner_text()) == pytest.approx(expected["patched"], rel=0.01, abs=1e-3)
+
+
+def test_a_result_patched_into_the_clean_run_heads_its_patch_with_the_clean_run(notebook, expected):
+    into_clean = notebook.page.locator(".iw-patch").nth(1)
+    into_clean.scroll_into_view_if_needed()
+    into_clean.locator(".iw-matrix canvas").wait_for()
+    notebook.page.mouse.click(*cell_point(into_clean, 1, 2))
+    into_clean.locator(".iw-outcome-title", has_text="patch corrupt into clean: L1H2").wait_for()
+    wait_idle(into_clean)
+    assert into_clean.locator(".iw-top-before .iw-top-title").inner_text() == "top predictions, clean run (first prompt)"
+    assert into_clean.locator(".iw-metric").inner_text().startswith("metric on the clean prompts:")
+    assert number(into_clean.locator(".iw-metric-after").inner_text()) == pytest.approx(
+        expected["patched_into_clean"], rel=0.01, abs=1e-3)

@@ -98,8 +98,8 @@ def test_activation_patching_equals_transformer_lens_patching_on_every_family(fa
 
 def test_resid_post_equals_the_next_layers_resid_pre(family_model, tiny):
     """blocks.L.hook_resid_post is blocks.L+1.hook_resid_pre: patching either gives the same metric."""
-    post = activation_patch(family_model, tiny, "resid_post", **RAW).values
-    pre = activation_patch(family_model, tiny, "resid_pre", **RAW).values
+    post = activation_patch(family_model, tiny, site="resid_post", **RAW).values
+    pre = activation_patch(family_model, tiny, site="resid_pre", **RAW).values
     torch.testing.assert_close(post[:-1], pre[1:], atol=1e-4, rtol=0)
 
 
@@ -125,7 +125,7 @@ def test_sites_a_family_lacks_say_so_and_leave_the_model_clean(family_model, tin
     if "blocks.0.hook_resid_mid" in family_model.hook_dict:
         pytest.skip("this family has resid_mid")
     with pytest.raises(ValueError, match="has no 'blocks.0.hook_resid_mid'"):
-        activation_patch(family_model, tiny, "resid_mid", **RAW)
+        activation_patch(family_model, tiny, site="resid_mid", **RAW)
     assert count_hooks(family_model) == 0
 
 
@@ -206,8 +206,8 @@ def test_path_patching_a_head_into_a_later_heads_input_equals_the_hand_computati
 def test_path_patching_the_last_mlp_to_the_logits_equals_patching_its_output(family_model, tiny):
     """Nothing but the unembedding reads the last MLP, so its direct path is its whole effect."""
     last = family_model.cfg.n_layers - 1
-    path = path_patch(family_model, tiny, senders=[f"mlp{last}"], receivers="logits", direction="noising", **RAW)
-    act = activation_patch(family_model, tiny, "mlp_out", by="layer", direction="noising", **RAW)
+    path = path_patch(family_model, tiny, senders=[f"mlp{last}"], receivers="logits", patch_into="clean", **RAW)
+    act = activation_patch(family_model, tiny, site="mlp_out", by="layer", patch_into="clean", **RAW)
     torch.testing.assert_close(path.values[0], act.values[last], atol=1e-4, rtol=0)
 
 
@@ -215,11 +215,11 @@ def test_path_patching_the_last_mlp_to_the_logits_equals_patching_its_output(fam
 @pytest.mark.parametrize("site, hook, head", [("resid_pre", "blocks.1.hook_resid_pre", None),
                                               ("z", "blocks.1.attn.hook_z", 2), ("v", "blocks.2.attn.hook_v", 1)])
 def test_attribution_patching_is_the_first_order_change_a_finite_difference_measures(family_model, tiny, site, hook, head):
-    """grad: each cell's estimate minus the base metric is d metric / d eps of moving that cell eps of the way
+    """atp: each cell's estimate minus the base metric is d metric / d eps of moving that cell eps of the way
     from corrupt to clean, checked by a central difference of plain hooked runs (an independent derivative)."""
     model = family_model
     by = "position" if head is None else "head_position"
-    estimate = attribution_patch(model, tiny, site, by=by, method="grad", **RAW)
+    estimate = attribution_patch(model, tiny, site=site, by=by, method="atp", **RAW)
     with torch.no_grad():
         clean, corrupt = (model.run_with_cache(t, names_filter=[hook])[1][hook] for t in (tiny.clean_tokens, tiny.corrupt_tokens))
     position, eps = 4, 1e-2
@@ -244,8 +244,8 @@ def test_integrated_gradients_track_exact_patching_on_every_family(family_model)
     """ig estimates of every head's patching effect correlate with the exact effects on IOI prompts (r > 0.8 on
     these random models; 0.998 on the trained teaching model, tests/unit/test_patching_attribution.py)."""
     task = ioi(family_model, n=4, seed=0)
-    exact = activation_patch(family_model, task, "z", **RAW).values.flatten()
-    estimate = attribution_patch(family_model, task, "z", method="ig", steps=8, **RAW).values.flatten()
+    exact = activation_patch(family_model, task, site="z", **RAW).values.flatten()
+    estimate = attribution_patch(family_model, task, site="z", method="ig", steps=8, **RAW).values.flatten()
     r = float(torch.corrcoef(torch.stack([exact, estimate]))[0, 1])
     assert r > 0.8, f"Pearson r {r:.3f} with exact patching"
 
@@ -255,7 +255,7 @@ def test_integrated_gradients_over_a_whole_layer_sum_to_patching_that_layer(fami
     which is the clean run (0 -> clean - corrupt); a wrong gradient or path breaks the sum."""
     model = family_model
     task = ioi(model, n=4, seed=0)
-    ig = attribution_patch(model, task, "resid_pre", method="ig", steps=16, **RAW)
+    ig = attribution_patch(model, task, site="resid_pre", method="ig", steps=16, **RAW)
     gap = ig.clean_metric - ig.corrupt_metric
     total = float((ig.values[1] - ig.corrupt_metric).sum())
     assert total == pytest.approx(gap, abs=0.05 * abs(gap) + 1e-3)
@@ -273,7 +273,7 @@ def test_bfloat16_models_patch_in_their_dtype_and_agree_with_float32(family, tmp
     half = iw.load_model(source, device="cpu", dtype="bfloat16")
     full = iw.load_model(source, device="cpu")
     task = ioi(full, n=4, seed=0)
-    for run in (lambda m: activation_patch(m, task, "z", **RAW), lambda m: attribution_patch(m, task, "resid_pre", **RAW),
+    for run in (lambda m: activation_patch(m, task, site="z", **RAW), lambda m: attribution_patch(m, task, site="resid_pre", **RAW),
                 lambda m: path_patch(m, task, senders="heads", **RAW)):
         expected, got = run(full).values, run(half).values
         assert got.dtype == torch.float32 and next(half.parameters()).dtype == torch.bfloat16

@@ -30,9 +30,9 @@ def test_attention_and_mlp_methods_name_the_missing_hook_and_leave_the_model_unt
     with torch.no_grad():
         before = mamba(task.clean_tokens)
     with pytest.raises(ValueError, match=r"no 'blocks\.0\.attn\.hook_z', so site 'z' cannot be patched"):
-        iw.patching.activation_patch(mamba, task, "z", progress=False)
+        iw.patching.activation_patch(mamba, task, site="z", progress=False)
     with pytest.raises(ValueError, match=r"no 'blocks\.0\.hook_mlp_out'"):
-        iw.patching.activation_patch(mamba, task, "mlp_out", progress=False)
+        iw.patching.activation_patch(mamba, task, site="mlp_out", progress=False)
     with pytest.raises(ValueError, match=r"no 'blocks\.0\.attn\.hook_z' \(no attention heads\)"):
         iw.patching.path_patch(mamba, task, senders="heads", progress=False)
     assert count_hooks(mamba) == 0
@@ -43,5 +43,5 @@ def test_attention_and_mlp_methods_name_the_missing_hook_and_leave_the_model_unt
 def test_residual_stream_patching_still_works_on_a_causal_state_space_model(mamba):
     """Patching all of resid_pre at a layer reproduces the clean run (normalised value 1), as on transformers."""
     task = iw.tasks.ioi(mamba, n=2, seed=0)
-    result = iw.patching.activation_patch(mamba, task, "resid_pre", by="layer", progress=False)
+    result = iw.patching.activation_patch(mamba, task, site="resid_pre", by="layer", progress=False)
     torch.testing.assert_close(result.values, torch.ones(2), atol=1e-4, rtol=0)

@@ -1,5 +1,5 @@
-"""Path patching: the definition's invariants (DESIGN.md's corrected list) and hand computations
-from the weights on small random models."""
+"""Path patching: the definition's invariants (a: the last MLP, b: last-layer heads without MLPs, c: a head's
+direct write into the logits) and hand computations from the weights on small random models."""
 
 from __future__ import annotations
 
@@ -33,19 +33,19 @@ def head_write(model, cache, layer, head):
     return cache[f"blocks.{layer}.attn.hook_z"][:, :, head] @ model.blocks[layer].attn.W_O[head]
 
 
-@pytest.mark.parametrize("direction", ["noising", "denoising"])
-def test_a_last_mlp_to_logits_equals_activation_patching_that_mlp(random_model, task, direction):
+@pytest.mark.parametrize("patch_into", ["clean", "corrupt"])
+def test_a_last_mlp_to_logits_equals_activation_patching_that_mlp(random_model, task, patch_into):
     """Invariant (a): nothing reads the last MLP's output but the unembedding."""
     last = random_model.cfg.n_layers - 1
-    path = path_patch(random_model, task, senders=[f"mlp{last}"], receivers="logits", direction=direction, **RAW)
-    act = activation_patch(random_model, task, "mlp_out", by="layer", direction=direction, **RAW)
+    path = path_patch(random_model, task, senders=[f"mlp{last}"], receivers="logits", patch_into=patch_into, **RAW)
+    act = activation_patch(random_model, task, site="mlp_out", by="layer", patch_into=patch_into, **RAW)
     torch.testing.assert_close(path.values[0], act.values[last], atol=1e-4, rtol=0)
 
 
 def test_b_attention_only_last_layer_heads_to_logits_equal_patching_their_outputs(attn_only_model, attn_task):
     """Invariant (b): without MLPs, a last-layer head reaches the logits only directly; alone and as a set."""
     sweep = path_patch(attn_only_model, attn_task, senders="heads", receivers="logits", **RAW)
-    act = activation_patch(attn_only_model, attn_task, "z", by="head", direction="noising", **RAW)
+    act = activation_patch(attn_only_model, attn_task, site="z", by="head", patch_into="clean", **RAW)
     torch.testing.assert_close(sweep.values[-1], act.values[-1], atol=1e-4, rtol=0)
     heads = [f"L1H{h}" for h in range(attn_only_model.cfg.n_heads)]
     together = path_patch(attn_only_model, attn_task, senders=[heads], receivers="logits", **RAW)
@@ -109,7 +109,7 @@ def test_sweep_cells_equal_single_runs_and_downstream_senders_are_nan(random_mod
     assert [c.label for c in single.components(1)] == ["L0H0", "L2H3"]
 
 
-def test_normalised_path_patching_uses_the_clean_corrupt_scale(random_model, task):
+def test_normalized_path_patching_uses_the_clean_corrupt_scale(random_model, task):
     raw = path_patch(random_model, task, senders="mlps", receivers="logits", **RAW)
     norm = path_patch(random_model, task, senders="mlps", receivers="logits", progress=False)
     torch.testing.assert_close(norm.values, (raw.values - raw.corrupt_metric) / (raw.clean_metric - raw.corrupt_metric))
@@ -117,8 +117,8 @@ def test_normalised_path_patching_uses_the_clean_corrupt_scale(random_model, tas
 
 def test_intervening_on_a_path_cell_patches_the_senders_whole_output(random_model, task):
     sweep = path_patch(random_model, task, senders="heads", receivers="logits", **RAW)
-    act = activation_patch(random_model, task, "z", by="head", direction="noising", **RAW)
-    outcome = sweep.intervene([(2, 1)], action="patch")
+    act = activation_patch(random_model, task, site="z", by="head", patch_into="clean", **RAW)
+    outcome = sweep.intervene([(2, 1)])
     assert outcome.base == "clean" and outcome.metric_after == pytest.approx(float(act.values[2, 1]), abs=1e-4)
 
 
@@ -133,4 +133,8 @@ def test_bad_senders_and_receivers_raise_clear_errors(random_model, task):
         path_patch(random_model, task, senders=["L0H7"], **RAW)
     with pytest.raises(ValueError, match="do not combine"):
         path_patch(random_model, task, senders=["L0H0"], receivers=["logits", "mlp2"], **RAW)
+    with pytest.raises(ValueError, match="'noising' is now patch_into='clean'"):
+        path_patch(random_model, task, patch_into="noising", **RAW)
+    with pytest.raises(TypeError, match="positional"):
+        path_patch(random_model, task, "heads")
     assert count_hooks(random_model) == 0

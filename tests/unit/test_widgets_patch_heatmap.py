@@ -1,15 +1,14 @@
-"""PatchHeatmap: state from a PatchResult, intervene requests checked and answered by the result, preview."""
+"""PatchHeatmap: state from a PatchResult, the `action` trait as the one source of the click's action, intervene
+requests checked and answered by the result, the action texts naming the run each acts on, preview."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 import pytest
 
 import interpwidgets as iw
 from interpwidgets.widgets import PatchHeatmap
-from interpwidgets.widgets.testing import decode_array
+from interpwidgets.widgets.testing import ask, decode_array
 
 
 @pytest.fixture(scope="module")
@@ -22,19 +21,16 @@ def result(random_model, task):
     return iw.patching.activation_patch(random_model, task, site="z", normalize=False, progress=False)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def heatmap(result):
     return PatchHeatmap(result)
 
 
-def ask(widget: PatchHeatmap, **params: Any) -> tuple[dict, list[bytes]]:
-    return widget.handle_message({"kind": "iw:request", "id": "h-1", "method": "intervene", "params": params})
-
-
-def probs(reply: dict, key: str, buffers: list[bytes]) -> np.ndarray:
-    array = dict(reply["result"][key]["probs"])
-    array["data"] = buffers[array["data"]["$buffer"]]
-    return decode_array(array)
+def intervene(widget: PatchHeatmap, action: str, cells: list[list[int]]) -> dict:
+    widget.action = action
+    ok, answer = ask(widget, "intervene", cells=cells)
+    assert ok, answer
+    return answer
 
 
 def test_state_describes_the_result(heatmap, result):
@@ -42,76 +38,116 @@ def test_state_describes_the_result(heatmap, result):
     assert heatmap.labels == [result.labels["layer"], result.labels["head"]]
     assert heatmap.values["dtype"] == "float16" and heatmap.values["shape"] == [4, 4]
     np.testing.assert_allclose(decode_array(heatmap.values), result.values.numpy(), rtol=1e-3, atol=1e-4)
-    assert heatmap.units == "metric" and heatmap.title == "Activation patching \u00b7 z (denoising)"
-    assert heatmap.actions == ["zero", "mean", "patch"] and heatmap.action == "zero"
+    assert heatmap.units == "metric" and heatmap.title == "Activation patching \u00b7 z (clean into corrupt)"
+    assert list(heatmap.actions) == ["zero", "mean", "patch"] and heatmap.action == "zero"
 
 
-def test_intervene_answers_with_the_results_outcome(heatmap, result):
-    reply, buffers = ask(heatmap, cells=[[1, 2]], action="mean")
-    assert reply["ok"], reply
-    expected = result.intervene([(1, 2)], action="mean")
-    answer = reply["result"]
-    assert answer["description"] == "L1H2" and answer["base"] == "clean" and answer["cells"] == [[1, 2]]
+def test_action_texts_name_the_run_each_action_acts_on_when_patching_into_corrupt(heatmap):
+    """Patching into the corrupt run: "patch" starts from the corrupt run, the ablations from the clean one."""
+    assert heatmap.actions["patch"] == {
+        "label": "patch clean into corrupt",
+        "before": "top predictions, corrupt run (first prompt)",
+        "after": "after patching clean into corrupt (first prompt)",
+        "metric": "metric on the corrupt prompts",
+    }
+    assert heatmap.actions["zero"] == {
+        "label": "zero-ablate",
+        "before": "top predictions, clean run (first prompt)",
+        "after": "after zero-ablating (first prompt)",
+        "metric": "metric on the clean prompts",
+    }
+    assert heatmap.actions["mean"]["before"] == "top predictions, clean run (first prompt)"
+
+
+def test_action_texts_follow_a_result_patched_into_the_clean_run(random_model, task):
+    into_clean = iw.patching.activation_patch(random_model, task, site="z", patch_into="clean", normalize=False,
+                                              progress=False)
+    heatmap = PatchHeatmap(into_clean)
+    assert heatmap.title == "Activation patching \u00b7 z (corrupt into clean)"
+    assert heatmap.actions["patch"]["label"] == "patch corrupt into clean"
+    assert heatmap.actions["patch"]["before"] == "top predictions, clean run (first prompt)"
+    assert heatmap.actions["patch"]["metric"] == "metric on the clean prompts"
+
+
+@pytest.mark.parametrize("action", ["zero", "mean", "patch"])
+def test_each_actions_metric_before_is_the_unpatched_metric_of_the_run_its_texts_name(heatmap, result, action):
+    answer = intervene(heatmap, action, [[1, 2]])
+    run = "corrupt" if action == "patch" else "clean"  # clean activations patched into corrupt; ablations on clean
+    assert heatmap.actions[action]["metric"] == f"metric on the {run} prompts"
+    assert answer["metric_before"] == pytest.approx(result.corrupt_metric if run == "corrupt" else result.clean_metric)
+
+
+def test_intervene_applies_the_action_trait_as_the_results_outcome(heatmap, result):
+    answer = intervene(heatmap, "mean", [[1, 2]])
+    expected = result.intervene([(1, 2)], ablation="mean")
+    assert answer["description"] == "L1H2" and answer["action"] == "mean" and answer["cells"] == [[1, 2]]
     assert answer["metric_before"] == pytest.approx(expected.metric_before)
     assert answer["metric_after"] == pytest.approx(expected.metric_after, rel=1e-5, abs=1e-6)
     assert answer["top_after"]["tokens"] == [token for token, _ in expected.top_after]
-    np.testing.assert_allclose(probs(reply, "top_after", buffers), [p for _, p in expected.top_after], rtol=2e-3)
-    assert len(buffers) == 2
+    np.testing.assert_allclose(decode_array(answer["top_after"]["probs"]), [p for _, p in expected.top_after], rtol=2e-3)
+    patched = intervene(heatmap, "patch", [[1, 2]])
+    assert patched["metric_after"] == pytest.approx(result.intervene([(1, 2)]).metric_after, rel=1e-5, abs=1e-6)
 
 
 def test_several_cells_are_applied_together(heatmap, result):
-    reply, _ = ask(heatmap, cells=[[0, 1], [3, 2]], action="zero")
-    assert reply["result"]["description"] == "L0H1, L3H2"
-    assert reply["result"]["metric_after"] == pytest.approx(
-        result.intervene([(0, 1), (3, 2)], action="zero").metric_after, rel=1e-5, abs=1e-6
+    answer = intervene(heatmap, "zero", [[0, 1], [3, 2]])
+    assert answer["description"] == "L0H1, L3H2"
+    assert answer["metric_after"] == pytest.approx(
+        result.intervene([(0, 1), (3, 2)], ablation="zero").metric_after, rel=1e-5, abs=1e-6
     )
 
 
 @pytest.mark.parametrize(
     ("params", "match"),
     [
-        ({"cells": [[4, 0]], "action": "zero"}, "index 4 on axis 0 is outside 0..3"),
-        ({"cells": [[0, 0, 0]], "action": "zero"}, "list of 2 indices"),
-        ({"cells": [[0, 0]], "action": "delete"}, "action must be one of"),
-        ({"cells": [[i // 4, i % 4] for i in range(16)] + [[0, 0]], "action": "zero"}, "1 to 16 cells"),
-        ({"cells": [[0, 0]]}, "action must be one of"),
-        ({"cells": [[0, 0]], "action": "zero", "force": True}, "unexpected parameters"),
+        ({"cells": [[4, 0]]}, "index 4 on axis 0 is outside 0..3"),
+        ({"cells": [[0, 0, 0]]}, "list of 2 indices"),
+        ({"cells": [[i // 4, i % 4] for i in range(16)] + [[0, 0]]}, "1 to 16 cells"),
+        ({"cells": [[0, 0]], "action": "zero"}, "unexpected parameters"),
     ],
 )
 def test_malformed_intervene_requests_get_error_replies(heatmap, params, match):
-    reply, buffers = ask(heatmap, **params)
+    reply, buffers = heatmap.handle_message({"kind": "iw:request", "id": "h-1", "method": "intervene", "params": params})
     assert reply["ok"] is False and match in reply["error"] and buffers == []
 
 
-def test_action_is_checked(heatmap):
+def test_the_action_trait_is_checked_from_python_and_from_the_front_end(heatmap, monkeypatch):
     with pytest.raises(Exception, match="action must be one of"):
         heatmap.action = "delete"
+    errors = []
+    monkeypatch.setattr(heatmap, "send_error", errors.append)
+    monkeypatch.setattr(heatmap, "send_state", lambda keys: None)
+    heatmap.set_state({"action": "patch"})
+    assert heatmap.action == "patch" and errors == []
+    heatmap.set_state({"action": "delete"})
+    assert heatmap.action == "patch" and "action must be one of" in errors[-1]
+    heatmap.set_state({"actions": {}})
+    assert "may not change ['actions']" in errors[-1]
 
 
-def test_three_axis_results_and_normalised_units(random_model, task):
+def test_three_axis_results_and_normalized_units(random_model, task):
     result = iw.patching.activation_patch(random_model, task, site="z", by="head_position", progress=False)
-    heatmap = PatchHeatmap(result)
+    heatmap = PatchHeatmap(result, action="patch")
     assert heatmap.axes == ["layer", "head", "position"]
     assert heatmap.values["shape"] == list(result.values.shape)
-    assert heatmap.units == "normalised metric (0 = corrupt, 1 = clean)"
-    reply, _ = ask(heatmap, cells=[[2, 1, 3]], action="patch")
-    assert reply["ok"] and reply["result"]["description"].startswith("L2H1")
+    assert heatmap.units == "normalized metric (0 = corrupt, 1 = clean)"
+    ok, answer = ask(heatmap, "intervene", cells=[[2, 1, 3]])
+    assert ok and answer["description"].startswith("L2H1")
 
 
 def test_path_patching_sweeps_display_the_same_way(random_model, task):
     into_query = iw.patching.path_patch(random_model, task, senders="heads", receivers="L2H1.q", progress=False)
-    heatmap = PatchHeatmap(into_query)
-    assert heatmap.title == "Path patching \u00b7 z \u2192 L2H1.q (noising)"
+    heatmap = PatchHeatmap(into_query, action="patch")
+    assert heatmap.title == "Path patching \u00b7 z \u2192 L2H1.q (corrupt into clean)"
     shown = decode_array(heatmap.values)
     assert np.isnan(shown[2:]).all() and np.isfinite(shown[:2]).all()  # heads not upstream of the receiver
-    reply, _ = ask(heatmap, cells=[[0, 3]], action="patch")
-    assert reply["ok"] and reply["result"]["description"] == "L0H3"
+    ok, answer = ask(heatmap, "intervene", cells=[[0, 3]])
+    assert ok and answer["description"] == "L0H3"
 
     entries = iw.patching.path_patch(random_model, task, senders=["L0H1", ["L1H2", "mlp0"]], progress=False)
     heatmap = PatchHeatmap(entries)
     assert heatmap.axes == ["sender"] and heatmap.labels == [["L0H1", "L1H2 + mlp0"]]
-    reply, _ = ask(heatmap, cells=[[1]], action="zero")
-    assert reply["result"]["description"] == "L1H2, mlp0"
+    assert intervene(heatmap, "zero", [[1]])["description"] == "L1H2, mlp0"
     assert "<svg" in heatmap._repr_mimebundle_()[0]["text/html"]
 
 
