@@ -13,7 +13,7 @@ from interpwidgets.models import load_model
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("tasks", "interventions", "patching", "sae", "circuits", "widgets", "data", "models")
+_SUBMODULES = ("tasks", "interventions", "patching", "lens", "sae", "circuits", "widgets", "data", "models")
 
 
 def __getattr__(name: str):

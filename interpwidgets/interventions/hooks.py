@@ -1,7 +1,10 @@
-"""Run a model with temporary hooks that are always removed, also when the forward raises.
+"""Temporary hooks on a model, always removed, also when the forward raises; hook names are checked first.
 
-This is the one place where interpwidgets attaches hooks to a model: everything else (ablation,
-steering, patching, SAE splicing) builds `(hook_name, fn)` pairs and hands them here.
+`hooked` (on TransformerLens hook points) and `block_inputs_hooked` (on a transformer block's inputs) are how
+interventions, patching and the circuit passes attach the `(hook_name, fn)` pairs they build. They are not the
+only way hooks reach a model: `run_with_cache` records activations with TransformerLens' own hooks, and SAE
+splicing and evaluation (`sae/splicing.py`, `sae/evaluation.py`) call TransformerLens' `model.hooks` /
+`run_with_hooks` directly; those remove their hooks on exit too. `count_hooks` tells whether any are left.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ class Intervention:
         with ablate(model, "L1H2"):          # context manager: hooks live inside the block
             logits = model(tokens)
         logits = steer(model, "resid_pre2", d, alpha=4).run(tokens)   # one shot
-        with ablate(model, "L1H2") + steer(model, "resid_pre2", d, 4):   # composed
+        with ablate(model, "L1H2") + steer(model, "resid_pre2", d, alpha=4):   # composed
             ...
 
     Hooks are removed on exit, also when the forward raises; nested contexts each remove their own.

@@ -1,9 +1,10 @@
 """`AttentionPatterns`: every head's attention for one prompt, fetched lazily by the browser.
 
 The view shows the heads of one layer as thumbnails and one head in full (query x key on canvas, or as
-text: hover a token to see its attention over the others). The kernel keeps all patterns; the browser
-asks for one layer's thumbnails (block maxima, uint8) and one head's pattern (uint8, lower triangle,
-deflated) at a time, so 12 heads at 512 tokens cost well under 1 MB.
+text: hover a token to see its attention over the others). The kernel keeps the `iw.lens.AttentionResult`;
+the browser writes the `layer`, `head` and `weighting` traits and then asks for that layer's thumbnails
+(block maxima, uint8) or that head's pattern (uint8, lower triangle, deflated), so 12 heads at 512 tokens
+cost well under 1 MB.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from traitlets import Enum, Int, List, TraitError, Unicode, validate
 
-from interpwidgets.widgets.attention_data import UNITS, WEIGHTINGS, AttentionData, attention_from_model
+from interpwidgets.lens.attention import UNITS, WEIGHTINGS, AttentionResult, attention_patterns
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.encoding import uint8_array
-from interpwidgets.widgets.messages import check_keys, get_choice, get_int
+from interpwidgets.widgets.messages import check_keys
 from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.static_html import display_token, esc, frame, image, legend, max_pool, sequential_rgb
 
@@ -29,14 +31,15 @@ STATIC_TOKENS = 400
 
 
 class AttentionPatterns(InterpWidget):
-    """Attention patterns of a prompt, or of a precomputed pattern tensor.
+    """Attention patterns of every head: an `iw.lens.attention_patterns` result, a model and a prompt, or a tensor.
 
-    AttentionPatterns(model, "When Mary and John went to the store, John gave a drink to")
+    AttentionPatterns(iw.lens.attention_patterns(model, prompt))
+    AttentionPatterns(model, "When Mary and John went to the store, John gave a drink to")   # computes that result
     AttentionPatterns(pattern=tensor, tokens=str_tokens)   # [heads, q, k] or [layers, heads, q, k]
 
-    `value_norms` ([layers, heads, k]) enables the value-weighted view for a pattern tensor; from a model
-    it is computed (||v_j W_O|| per head). `layer` / `head` pick the head shown first; `view` is
-    "matrix" or "text" (default: text for prompts over 160 tokens). Link to other widgets with `selection`.
+    `value_norms` ([layers, heads, k]) enables the value-weighted view for a pattern tensor. `layer` / `head`
+    pick the head shown first; `view` is "matrix" or "text" (default: text for prompts over 160 tokens).
+    Link to other widgets with `selection`.
     """
 
     _esm = STATIC / "attention.js"
@@ -54,7 +57,7 @@ class AttentionPatterns(InterpWidget):
 
     def __init__(
         self,
-        model: Any = None,
+        source: AttentionResult | Any = None,
         prompt: str | torch.Tensor | Sequence[int] | None = None,
         *,
         pattern: torch.Tensor | np.ndarray | None = None,
@@ -66,89 +69,116 @@ class AttentionPatterns(InterpWidget):
         weighting: str = "attention",
         selection: Selection | None = None,
     ) -> None:
-        self._data = _attention_data(model, prompt, pattern, tokens, value_norms)
-        data = self._data
+        self._result = _result(source, prompt, pattern, tokens, value_norms)
+        self._causal: dict[int, bool] = {}
+        self._domain_max: dict[tuple[int, str], float] = {}
+        self._thumbnails: dict[tuple[int, str], torch.Tensor] = {}
+        result = self._result
         super().__init__(selection=selection)
-        self.set_trait("tokens", data.tokens)
-        self.set_trait("n_layers", data.n_layers)
-        self.set_trait("n_heads", data.n_heads)
-        self.set_trait("weightings", data.weightings)
+        self.set_trait("tokens", result.tokens)
+        self.set_trait("n_layers", result.n_layers)
+        self.set_trait("n_heads", result.n_heads)
+        self.set_trait("weightings", result.weightings)
         self.layer, self.head, self.weighting = layer, head, weighting
-        self.view = view or ("text" if data.n_tokens > TEXT_VIEW_FROM else "matrix")
+        self.view = view or ("text" if result.n_tokens > TEXT_VIEW_FROM else "matrix")
         if self.selection.layer is None and self.selection.head is None:
             self.selection.layer, self.selection.head = layer, head
 
     @property
-    def data(self) -> AttentionData:
-        return self._data
+    def result(self) -> AttentionResult:
+        """The patterns (and value norms) this widget shows."""
+        return self._result
 
     # ---- trait checks (values set from Python or from the front end)
     @validate("layer")
     def _check_layer(self, proposal: dict[str, Any]) -> int:
-        return _in_range("layer", proposal["value"], self._data.n_layers)
+        return _in_range("layer", proposal["value"], self._result.n_layers)
 
     @validate("head")
     def _check_head(self, proposal: dict[str, Any]) -> int:
-        return _in_range("head", proposal["value"], self._data.n_heads)
+        return _in_range("head", proposal["value"], self._result.n_heads)
 
     @validate("weighting")
     def _check_weighting(self, proposal: dict[str, Any]) -> str:
-        if proposal["value"] not in self._data.weightings:
-            raise TraitError(f"weighting {proposal['value']!r} needs value norms; available: {self._data.weightings}")
+        if proposal["value"] not in self._result.weightings:
+            raise TraitError(f"weighting {proposal['value']!r} needs value norms; available: {self._result.weightings}")
         return proposal["value"]
 
-    # ---- requests from the front end
-    def _layer_and_weighting(self, params: dict[str, Any], keys: set[str]) -> tuple[int, str]:
-        check_keys(params, keys)
-        layer = get_int(params, "layer", 0, self._data.n_layers - 1)
-        return layer, get_choice(params, "weighting", self._data.weightings)
-
+    # ---- requests from the front end: verbs only; what to send is the layer / head / weighting traits
     @handles("thumbnails")
-    def _thumbnails(self, params: dict[str, Any]) -> dict[str, Any]:
-        """{layer, weighting} -> block-maximum thumbnails of every head of the layer, [heads, t, t] uint8."""
-        layer, weighting = self._layer_and_weighting(params, {"layer", "weighting"})
-        thumbnails = self._data.thumbnails(layer, weighting, THUMBNAIL_SIDE)
+    def _thumbnails_request(self, params: dict[str, Any]) -> dict[str, Any]:
+        """{} -> block-maximum thumbnails of every head of `layer`, [heads, t, t] uint8, in `weighting`."""
+        check_keys(params, ())
+        layer, weighting = self.layer, self.weighting
         return {
             "layer": layer,
             "weighting": weighting,
-            "thumbnails": uint8_array(thumbnails, compress=True),
-            "domain_max": self._data.domain_max(layer, weighting),
+            "thumbnails": uint8_array(self._thumbnails_of(layer, weighting), compress=True),
+            "domain_max": self._top(layer, weighting),
             "units": UNITS[weighting],
         }
 
     @handles("pattern")
-    def _pattern(self, params: dict[str, Any]) -> dict[str, Any]:
-        """{layer, head, weighting} -> one head's full pattern, uint8, deflated (lower triangle when causal)."""
-        layer, weighting = self._layer_and_weighting(params, {"layer", "head", "weighting"})
-        head = get_int(params, "head", 0, self._data.n_heads - 1)
-        values, layout = self._data.packed(layer, head, weighting)
+    def _pattern_request(self, params: dict[str, Any]) -> dict[str, Any]:
+        """{} -> the pattern of head (`layer`, `head`) in `weighting`, uint8, deflated (lower triangle when causal)."""
+        check_keys(params, ())
+        layer, head, weighting = self.layer, self.head, self.weighting
+        pattern = self._result.pattern(layer, head, weighting=weighting)
+        if self._is_causal(layer):
+            rows, cols = torch.tril_indices(self._result.n_tokens, self._result.n_tokens)
+            values, layout = pattern[rows, cols], "tril"
+        else:
+            values, layout = pattern.reshape(-1), "full"
         return {
             "layer": layer,
             "head": head,
             "weighting": weighting,
             "layout": layout,
             "pattern": uint8_array(values, compress=True),
-            "domain_max": self._data.domain_max(layer, weighting),
+            "domain_max": self._top(layer, weighting),
             "units": UNITS[weighting],
         }
 
+    # ---- what the requests and the preview share (cached: a layer is asked for again and again)
+    def _is_causal(self, layer: int) -> bool:
+        if layer not in self._causal:
+            self._causal[layer] = self._result.is_causal(layer)
+        return self._causal[layer]
+
+    def _top(self, layer: int, weighting: str) -> float:
+        """Top of the colour scale shared by the heads of a layer: 1 for probabilities, else the layer maximum."""
+        if weighting == "attention":
+            return 1.0
+        if (layer, weighting) not in self._domain_max:
+            self._domain_max[layer, weighting] = max(
+                float(self._result.pattern(layer, h, weighting=weighting).max()) for h in range(self._result.n_heads))
+        return self._domain_max[layer, weighting]
+
+    def _thumbnails_of(self, layer: int, weighting: str) -> torch.Tensor:
+        """[heads, t, t] block maxima of each head's pattern with t <= THUMBNAIL_SIDE (a peak stays visible)."""
+        if (layer, weighting) not in self._thumbnails:
+            block = max(1, -(-self._result.n_tokens // THUMBNAIL_SIDE))
+            heads = [self._result.pattern(layer, h, weighting=weighting)[None, None] for h in range(self._result.n_heads)]
+            self._thumbnails[layer, weighting] = torch.stack(
+                [F.max_pool2d(p, block, block, ceil_mode=True)[0, 0] if block > 1 else p[0, 0] for p in heads])
+        return self._thumbnails[layer, weighting]
+
     # ---- static preview: the layer's heads, the selected head, the tokens
     def _static_html(self) -> str:
-        data, layer, head, weighting = self._data, self.layer, self.head, self.weighting
-        top = data.domain_max(layer, weighting)
-        thumbs = data.thumbnails(layer, weighting, THUMBNAIL_SIDE).numpy()
+        result, layer, head, weighting = self._result, self.layer, self.head, self.weighting
+        top = self._top(layer, weighting)
         cells = "".join(
             f'<figure style="margin:0;text-align:center;font-size:11px">'
             f"{image(sequential_rgb(thumb, top), 64, 64, f'layer {layer} head {h}')}L{layer}H{h}</figure>"
-            for h, thumb in enumerate(thumbs)
+            for h, thumb in enumerate(self._thumbnails_of(layer, weighting).numpy())
         )
-        matrix = data.head(layer, head, weighting).numpy()
-        if data.is_causal(layer):
+        matrix = result.pattern(layer, head, weighting=weighting).numpy()
+        if self._is_causal(layer):
             matrix = np.where(np.triu(np.ones_like(matrix, dtype=bool), 1), np.nan, matrix)
         pooled = max_pool(matrix, STATIC_MATRIX_SIDE)
-        side = min(400, max(pooled.shape[0], data.n_tokens * 8))
-        tokens = " ".join(f"{i}:{display_token(t)}" for i, t in enumerate(data.tokens[:STATIC_TOKENS]))
-        more = f" \u2026 and {data.n_tokens - STATIC_TOKENS} more" if data.n_tokens > STATIC_TOKENS else ""
+        side = min(400, max(pooled.shape[0], result.n_tokens * 8))
+        tokens = " ".join(f"{i}:{display_token(t)}" for i, t in enumerate(result.tokens[:STATIC_TOKENS]))
+        more = f" \u2026 and {result.n_tokens - STATIC_TOKENS} more" if result.n_tokens > STATIC_TOKENS else ""
         body = (
             f'<div style="display:flex;gap:12px;flex-wrap:wrap;align-items:flex-start">'
             f'<div style="display:grid;grid-template-columns:repeat(4,70px);gap:4px">{cells}</div>'
@@ -158,7 +188,7 @@ class AttentionPatterns(InterpWidget):
             f'<div style="font-family:monospace;font-size:11px;white-space:pre-wrap;max-height:120px;overflow:auto;'
             f'margin-top:6px">{esc(tokens + more)}</div>'
         )
-        return frame(f"Attention patterns \u00b7 {data.n_tokens} tokens", body)
+        return frame(f"Attention patterns \u00b7 {result.n_tokens} tokens", body)
 
 
 def _in_range(name: str, value: int, size: int) -> int:
@@ -167,22 +197,26 @@ def _in_range(name: str, value: int, size: int) -> int:
     return value
 
 
+def _result(source: Any, prompt: Any, pattern: Any, tokens: Any, value_norms: Any) -> AttentionResult:
+    """The result to show, from exactly one of: a result, a model and a prompt, or pattern= and tokens=."""
+    if isinstance(source, AttentionResult):
+        if any(x is not None for x in (prompt, pattern, tokens, value_norms)):
+            raise ValueError("an AttentionResult comes with its tokens and patterns; pass nothing else with it.")
+        return source
+    if pattern is not None:
+        if source is not None or prompt is not None:
+            raise ValueError("pass either a model and a prompt, or pattern= and tokens=, not both.")
+        if tokens is None:
+            raise ValueError("a pattern tensor needs its tokens: AttentionPatterns(pattern=..., tokens=[...]).")
+        return AttentionResult(list(tokens), _float_tensor(pattern), None if value_norms is None else _float_tensor(value_norms))
+    if source is None or prompt is None:
+        raise ValueError("AttentionPatterns needs an AttentionResult, a model and a prompt, or pattern= and tokens=.")
+    if value_norms is not None or tokens is not None:
+        raise ValueError("tokens= and value_norms= go with pattern=; from a model they are computed.")
+    return attention_patterns(source, prompt)
+
+
 def _float_tensor(values: torch.Tensor | np.ndarray) -> torch.Tensor:
     if isinstance(values, torch.Tensor):
         return values.detach().to("cpu", torch.float32)
     return torch.as_tensor(np.asarray(values, dtype=np.float32))
-
-
-def _attention_data(model, prompt, pattern, tokens, value_norms) -> AttentionData:
-    if pattern is not None:
-        if model is not None or prompt is not None:
-            raise ValueError("pass either a model and a prompt, or pattern= and tokens=, not both.")
-        if tokens is None:
-            raise ValueError("a pattern tensor needs its tokens: AttentionPatterns(pattern=..., tokens=[...]).")
-        norms = None if value_norms is None else _float_tensor(value_norms)
-        return AttentionData(list(tokens), _float_tensor(pattern), norms)
-    if model is None or prompt is None:
-        raise ValueError("AttentionPatterns needs a model and a prompt, or pattern= and tokens=.")
-    if value_norms is not None or tokens is not None:
-        raise ValueError("tokens= and value_norms= go with pattern=; from a model they are computed.")
-    return attention_from_model(model, prompt)

@@ -5,8 +5,14 @@ It adds to `anywidget.AnyWidget`:
 - request/response messaging: methods decorated with `@handles("name")` answer front-end requests;
   every message is checked (`messages.py`), and any failure becomes an error reply shown in the widget,
   never a traceback in the kernel (the last one is kept in `widget.last_error`);
-- rejected trait updates from the front end are answered with an error and the front end is re-synced;
+- trait updates from the front end only for the traits in `_front_end_writable`; a rejected one is answered
+  with an error and the front end is re-synced;
 - a static `text/html` preview in the mime bundle (`_static_html`, see `static_html.py`).
+
+Each piece of state has one source of truth: either a trait the browser writes (allow-listed, checked once by
+its trait validator) and that a request, carrying only its verb, reads; or a request parameter that is no trait.
+Limits, labels and orderings the browser needs go down as read-only traits. A widget holds no model code: it
+shows an engine result, and any forward pass a request needs is an engine function's.
 """
 
 from __future__ import annotations
@@ -105,7 +111,11 @@ class InterpWidget(anywidget.AnyWidget):
 
     # ---- static preview
     def _static_html(self) -> str:
-        """Self-contained HTML for viewers that cannot run the widget (override in each widget)."""
+        """Self-contained HTML for viewers that cannot run the widget (override in each widget).
+
+        It shows state already computed (the result, the last reply) and never runs the model: it is built
+        whenever the widget is displayed.
+        """
         raise NotImplementedError
 
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:

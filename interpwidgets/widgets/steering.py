@@ -1,10 +1,12 @@
 """`Steering`: sliders that add SAE feature directions (or any direction) to the model, and the text it writes.
 
 Each row is a direction at a hook: a feature's decoder row `W_dec[f]` at its dictionary's output hook, or a
-vector given by the user. The browser sends the sliders' scales; the kernel generates the continuation
-with and without `sum(scale * direction)` added (greedy, or sampled with a fixed seed, so it is
-reproducible) and answers with both texts. Slider ranges run to twice the typical norm of the hook's
-activation on the prompt, in units of the direction's norm.
+vector given by the user. The browser writes the sliders' `scales` and the generation settings as traits
+(checked once, by the trait validators, against the read-only `limits`) and then sends the verb `generate`;
+the kernel generates the continuation with and without `sum(scale * direction)` added
+(`iw.interventions.generate`: greedy, or sampled with a fixed seed, so it is reproducible) and answers with
+both. A slider ends where its direction adds twice the typical norm of the hook's activation on the prompt
+(`iw.interventions.steering_alpha`).
 """
 
 from __future__ import annotations
@@ -17,22 +19,23 @@ import torch
 from traitlets import Enum, Float, Int, List, TraitError, Unicode, validate
 from traitlets import Dict as DictTrait
 
-from interpwidgets.interventions import combine, steer
+from interpwidgets.interventions import Component, combine, generate, steer, steering_alpha
+from interpwidgets.models.tokens import prompt_tokens, token_strings, token_text
+from interpwidgets.sae.features import check_feature
+from interpwidgets.sae.sets import SAESet
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.dictionary_choice import DictionaryList
-from interpwidgets.widgets.feature_data import check_feature, device_of, dictionaries, output_hook
-from interpwidgets.widgets.feature_params import get_feature, get_float, get_hook
-from interpwidgets.widgets.generation import generate
-from interpwidgets.widgets.messages import RequestError, check_keys, get_choice, get_int
+from interpwidgets.widgets.feature_params import get_feature, get_hook
+from interpwidgets.widgets.messages import RequestError, check_keys, get_int
 from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.static_html import esc, frame
-from interpwidgets.widgets.tokens import prompt_tokens, token_strings, token_text
 
-MAX_NEW_TOKENS = 64
 MAX_ROWS = 8
-MAX_SEED = 2**31 - 1
-SAMPLING = ("greedy", "sample")
-GENERATION_SETTINGS = ("max_new_tokens", "sampling", "temperature", "seed")  # order of the settings tuple
+LIMITS = {"max_new_tokens": (1, 64), "temperature": (0.05, 5.0), "seed": (0, 2**31 - 1)}
+"""The range of each numeric generation setting (inclusive); the browser reads them from the `limits` trait."""
+SAMPLINGS = ("greedy", "sample")
+SETTINGS = ("max_new_tokens", "sampling", "temperature", "seed")  # the order of a settings tuple
+SLIDER_RATIO = 2.0  # at a slider's end the direction adds this many times the activation's typical norm
 
 
 @dataclass
@@ -47,6 +50,15 @@ class Direction:
     feature: int | None = None
 
 
+@dataclass(frozen=True)
+class Generation:
+    """One generation as the widget shows it: how it was made, and the ids written without and with steering."""
+
+    description: str
+    baseline: list[int]
+    steered: list[int]
+
+
 class Steering(DictionaryList, InterpWidget):
     """Steer generation from `prompt` along features of `saes` (an SAE, list, dict or `SAESet`) or directions.
 
@@ -59,13 +71,15 @@ class Steering(DictionaryList, InterpWidget):
 
     _esm = STATIC / "steering.js"
     _css = STATIC / "steering.css"
-    _front_end_writable = frozenset({"scales", "max_new_tokens", "sampling", "temperature", "seed"})
+    _front_end_writable = frozenset({"scales", *SETTINGS})
 
     tokens = List(Unicode(), read_only=True).tag(sync=True)
     rows = List(DictTrait(), read_only=True).tag(sync=True)
+    limits = DictTrait(read_only=True).tag(sync=True)
+    samplings = List(Unicode(), read_only=True).tag(sync=True)
     scales = List(Float()).tag(sync=True)
     max_new_tokens = Int(20).tag(sync=True)
-    sampling = Enum(SAMPLING, default_value="greedy").tag(sync=True)
+    sampling = Enum(SAMPLINGS, default_value="greedy").tag(sync=True)
     temperature = Float(1.0).tag(sync=True)
     seed = Int(0).tag(sync=True)
 
@@ -84,13 +98,14 @@ class Steering(DictionaryList, InterpWidget):
         selection: Selection | None = None,
     ) -> None:
         self.model = model
-        self.saes = dictionaries(saes)
+        self.saes = SAESet.of(saes)
         self._tokens = prompt_tokens(model, prompt)
-        self._norms: dict[str, tuple[float, int]] = {}
         self._directions: list[Direction] = []
         self._baseline: dict[tuple, list[int]] = {}
         super().__init__(selection=selection)
         self.set_trait("tokens", token_strings(model, self._tokens[0].tolist()))
+        self.set_trait("limits", {name: list(bounds) for name, bounds in LIMITS.items()})
+        self.set_trait("samplings", list(SAMPLINGS))
         self._publish_dictionaries()
         self.max_new_tokens, self.sampling, self.temperature, self.seed = max_new_tokens, sampling, temperature, seed
         for spec in features:
@@ -98,6 +113,7 @@ class Steering(DictionaryList, InterpWidget):
             self.add_feature(hook, feature)
         for label, (hook, vector) in (directions or {}).items():
             self.add_direction(label, hook, vector)
+        self._shown = self._generation(list(self.scales), self._settings({}))
 
     # ---- Python API
     @property
@@ -109,15 +125,13 @@ class Steering(DictionaryList, InterpWidget):
         if hook not in self.saes:
             raise ValueError(f"no dictionary reads {hook!r}; choose one of {list(self.saes)}.")
         sae = self.saes[hook]
-        check_feature(sae, feature)
+        check_feature(feature, sae.cfg.d_sae)
         vector = sae.W_dec[feature].detach()
-        self._add(Direction(f"{hook} #{feature}", output_hook(sae), vector, self._limit(output_hook(sae), vector), hook, feature))
+        self._add(Direction(f"{hook} #{feature}", sae.cfg.output_hook, vector, self._limit(sae.cfg.output_hook, vector), hook, feature))
 
     def add_direction(self, label: str, hook: str, vector: torch.Tensor) -> None:
-        """Adds a slider for `vector [d]` added at `hook`."""
+        """Adds a slider for `vector [d]` (finite, nonzero, as wide as the activation) added at `hook`."""
         vector = torch.as_tensor(vector).detach().float()
-        if vector.ndim != 1 or not torch.isfinite(vector).all() or float(vector.norm()) == 0:
-            raise ValueError(f"direction {label!r} must be a finite, nonzero vector [d], got shape {tuple(vector.shape)}.")
         self._add(Direction(str(label), hook, vector, self._limit(hook, vector)))
 
     def remove(self, index: int) -> None:
@@ -134,15 +148,15 @@ class Steering(DictionaryList, InterpWidget):
 
         settings: max_new_tokens, sampling, temperature, seed (default: the widget's).
         """
-        baseline, steered = self._requested(scales, settings)
-        return token_text(self.model, baseline), token_text(self.model, steered)
+        shown = self._generation(list(self.scales if scales is None else scales), self._settings(settings))
+        return token_text(self.model, shown.baseline), token_text(self.model, shown.steered)
 
     def continuations(self, scales: Sequence[float] | None = None, **settings: Any) -> tuple[list[str], list[str]]:
         """Like `generate`, as lists of tokens (what the widget shows)."""
-        baseline, steered = self._requested(scales, settings)
-        return token_strings(self.model, baseline), token_strings(self.model, steered)
+        shown = self._generation(list(self.scales if scales is None else scales), self._settings(settings))
+        return token_strings(self.model, shown.baseline), token_strings(self.model, shown.steered)
 
-    # ---- traits
+    # ---- traits: the one check of what the browser (or Python) sets
     @validate("scales")
     def _check_scales(self, proposal: dict[str, Any]) -> list[float]:
         scales = list(proposal["value"])
@@ -153,47 +167,24 @@ class Steering(DictionaryList, InterpWidget):
                 raise TraitError(f"scale of {direction.label} must lie in [-{direction.limit:g}, {direction.limit:g}], got {scale}")
         return scales
 
-    @validate("max_new_tokens")
-    def _check_max_new(self, proposal: dict[str, Any]) -> int:
-        if not 1 <= proposal["value"] <= MAX_NEW_TOKENS:
-            raise TraitError(f"max_new_tokens must be between 1 and {MAX_NEW_TOKENS}, got {proposal['value']}")
-        return proposal["value"]
-
-    @validate("temperature")
-    def _check_temperature(self, proposal: dict[str, Any]) -> float:
-        if not 0.05 <= proposal["value"] <= 5:
-            raise TraitError(f"temperature must be between 0.05 and 5, got {proposal['value']}")
-        return proposal["value"]
-
-    @validate("seed")
-    def _check_seed(self, proposal: dict[str, Any]) -> int:
-        if not 0 <= proposal["value"] <= MAX_SEED:
-            raise TraitError(f"seed must be between 0 and {MAX_SEED}, got {proposal['value']}")
-        return proposal["value"]
+    @validate(*LIMITS)
+    def _check_setting(self, proposal: dict[str, Any]) -> int | float:
+        name, value = proposal["trait"].name, proposal["value"]
+        low, high = LIMITS[name]
+        if not low <= value <= high:
+            raise TraitError(f"{name} must be between {low} and {high}, got {value}")
+        return value
 
     # ---- requests from the front end
     @handles("generate")
-    def _generate(self, params: dict[str, Any]) -> dict[str, Any]:
-        """{scales, max_new_tokens, sampling, temperature, seed} -> the generated tokens without and with steering."""
-        check_keys(params, {"scales", *GENERATION_SETTINGS})
-        scales = params.get("scales")
-        if not isinstance(scales, list) or len(scales) != len(self._directions):
-            raise RequestError(f"scales must be a list of {len(self._directions)} numbers (one per slider)")
-        checked = [get_float({"scale": s}, "scale", -d.limit, d.limit) for s, d in zip(scales, self._directions)]
-        settings = (
-            get_int(params, "max_new_tokens", 1, MAX_NEW_TOKENS),
-            get_choice(params, "sampling", SAMPLING),
-            get_float(params, "temperature", 0.05, 5.0),
-            get_int(params, "seed", 0, MAX_SEED),
-        )
-        baseline, steered = self._continuations(checked, settings)
-        active = [f"{d.label} \u00d7 {s:g}" for d, s in zip(self._directions, checked) if s != 0]
-        _, sampling, temperature, seed = settings
-        decoding = "greedy" if sampling == "greedy" else f"sampled at T={temperature:g}, seed {seed}"
+    def _generate_request(self, params: dict[str, Any]) -> dict[str, Any]:
+        """{} -> the continuations without and with steering for the `scales` and settings traits."""
+        check_keys(params, ())
+        self._shown = self._generation(list(self.scales), self._settings({}), progress=False)
         return {
-            "description": f"{' + '.join(active) or 'no steering (all scales 0)'} \u00b7 {decoding}",
-            "baseline": token_strings(self.model, baseline),
-            "steered": token_strings(self.model, steered),
+            "description": self._shown.description,
+            "baseline": token_strings(self.model, self._shown.baseline),
+            "steered": token_strings(self.model, self._shown.steered),
         }
 
     @handles("add")
@@ -226,57 +217,50 @@ class Steering(DictionaryList, InterpWidget):
         self._sync_rows([*self.scales, 0.0])
 
     def _sync_rows(self, scales: list[float]) -> None:
-        rows = [{"label": d.label, "hook": d.hook, "limit": d.limit, "feature": d.feature, "source": d.source}
-                for d in self._directions]
+        rows = [{"label": d.label, "hook": d.hook, "limit": d.limit, "feature": d.feature, "source": d.source,
+                 "layer": Component(d.source or d.hook).layer} for d in self._directions]
         with self.hold_trait_notifications():
             self.set_trait("rows", rows)
             self.scales = scales
 
     def _limit(self, hook: str, vector: torch.Tensor) -> float:
-        """Twice the mean norm of the activation at `hook` on the prompt, in units of ||vector|| (3 digits)."""
-        if hook not in self._norms:
-            if hook not in self.model.hook_dict:
-                raise ValueError(f"{hook!r} is not a hook point of this model.")
-            with torch.no_grad():
-                _, cache = self.model.run_with_cache(self._tokens, names_filter=lambda name: name == hook)
-            act = cache[hook].float()
-            self._norms[hook] = (float(act.norm(dim=-1).mean()), act.shape[-1])
-        norm, width = self._norms[hook]
-        if vector.shape[0] != width:
-            raise ValueError(f"the direction has {vector.shape[0]} entries but {hook} has width {width}.")
-        limit = 2 * norm / max(float(vector.norm()), 1e-8)
-        return float(f"{max(limit, 1e-3):.3g}")
+        """The slider's end: the scale at which `vector` adds SLIDER_RATIO times the typical norm of `hook`'s
+        activation on the prompt (3 significant digits, at least 1e-3)."""
+        alpha = steering_alpha(self.model, self._tokens, hook, vector, ratio=SLIDER_RATIO)
+        return float(f"{max(alpha, 1e-3):.3g}")
 
     def _settings(self, overrides: dict[str, Any]) -> tuple[int, str, float, int]:
-        unknown = set(overrides) - set(GENERATION_SETTINGS)
+        unknown = set(overrides) - set(SETTINGS)
         if unknown:
-            raise TypeError(f"unknown settings {sorted(unknown)}")
-        return tuple(overrides.get(name, getattr(self, name)) for name in GENERATION_SETTINGS)
+            raise TypeError(f"unknown settings {sorted(unknown)}; the settings are {list(SETTINGS)}")
+        return tuple(overrides.get(name, getattr(self, name)) for name in SETTINGS)
 
-    def _requested(self, scales: Sequence[float] | None, overrides: dict[str, Any]) -> tuple[list[int], list[int]]:
-        """Token ids of both continuations for a public call: `scales` default to the sliders', settings to the widget's."""
-        return self._continuations(list(self.scales if scales is None else scales), self._settings(overrides))
-
-    def _continuations(self, scales: list[float], settings: tuple[int, str, float, int]) -> tuple[list[int], list[int]]:
+    def _generation(self, scales: list[float], settings: tuple[int, str, float, int], progress: bool | None = None) -> Generation:
+        """Both continuations for `scales` and `settings`; the baseline is generated once per settings."""
         max_new, sampling, temperature, seed = settings
-        temperature = 0.0 if sampling == "greedy" else temperature
+        options = {"max_new_tokens": max_new, "temperature": 0.0 if sampling == "greedy" else temperature,
+                   "seed": seed, "progress": progress}
         if settings not in self._baseline:
-            self._baseline[settings] = generate(self.model, self._tokens, max_new, None, temperature, seed)
-        baseline = self._baseline[settings]
+            self._baseline[settings] = generate(self.model, self._tokens, **options)
         active = [(d, s) for d, s in zip(self._directions, scales) if s != 0]
-        if not active:
-            return baseline, baseline
-        edits = combine(*(steer(self.model, d.hook, d.vector.to(device_of(self.model)), s) for d, s in active))
-        return baseline, generate(self.model, self._tokens, max_new, edits, temperature, seed)
+        steered = self._baseline[settings]
+        if active:
+            edits = combine(*(steer(self.model, d.hook, d.vector, alpha=s) for d, s in active))
+            steered = generate(self.model, self._tokens, intervention=edits, **options)
+        decoding = "greedy" if sampling == "greedy" else f"sampled at T={temperature:g}, seed {seed}"
+        steering = " + ".join(f"{d.label} \u00d7 {s:g}" for d, s in active) or "no steering (all scales 0)"
+        return Generation(f"{steering} \u00b7 {decoding}", self._baseline[settings], steered)
 
-    # ---- static preview
+    # ---- static preview: the generation last computed (at construction, or for the browser), never a new one
     def _static_html(self) -> str:
-        baseline, steered = self.generate()
+        shown = self._shown
         prompt = token_text(self.model, self._tokens[0].tolist(), skip_special_tokens=True)
-        sliders = "".join(f"<li>{esc(d.label)}: {s:g}</li>" for d, s in zip(self._directions, self.scales)) or "<li>none</li>"
+        sliders = "".join(f"<li>{esc(d.label)} (scale \u00b1{d.limit:g})</li>" for d in self._directions) or "<li>none</li>"
         body = (
             f"<div><b>prompt</b> {esc(prompt)}</div><ul style='margin:4px 0'>{sliders}</ul>"
+            f"<div>{esc(shown.description)}</div>"
             f'<div style="display:grid;grid-template-columns:1fr 1fr;gap:12px;font-family:monospace">'
-            f"<div><b>without steering</b><br>{esc(baseline)}</div><div><b>steered</b><br>{esc(steered)}</div></div>"
+            f"<div><b>without steering</b><br>{esc(token_text(self.model, shown.baseline))}</div>"
+            f"<div><b>steered</b><br>{esc(token_text(self.model, shown.steered))}</div></div>"
         )
         return frame("Steering", body)

@@ -6,7 +6,8 @@ export interface Props {
   className?: string;
   title?: string;
   attrs?: Record<string, string>;
-  style?: Partial<Record<"width" | "height" | "left" | "top" | "background" | "color" | "display" | "gridTemplateColumns" | "gridTemplateRows" | "lineHeight" | "fontSize", string>>;
+  /** Inline style properties, e.g. `{ width: "40%", gridTemplateColumns: "1fr 1fr" }`. */
+  style?: Partial<CSSStyleDeclaration>;
 }
 
 /** `h("div", {className: "x"}, "text", child)`: an element whose string children become text nodes. */

@@ -1,6 +1,7 @@
 // AttentionPatterns: head thumbnails of one layer, one head's query x key pattern on canvas, or a text view
-// (hover a token to see its attention over the others). Patterns are fetched lazily from the kernel:
-// "thumbnails" for a layer (max-pooled, uint8), "pattern" for one head (uint8, lower triangle, deflated).
+// (hover a token to see its attention over the others). The view writes the `layer`, `head` and `weighting`
+// traits and then fetches lazily with bare verbs: "thumbnails" of that layer (max-pooled, uint8), "pattern" of
+// that head (uint8, lower triangle, deflated); each reply says which layer / head / weighting it holds.
 // Python side: interpwidgets/widgets/attention.py.
 
 import "../lib/base.css";
@@ -21,7 +22,19 @@ const THUMB_PX = 64;
 const MATRIX_PX = 520;
 const PATTERN_CACHE = 24;
 
+interface Traits {
+  tokens: string[];
+  n_layers: number;
+  n_heads: number;
+  weightings: string[];
+  layer: number;
+  head: number;
+  view: "matrix" | "text";
+  weighting: string;
+}
+
 interface Thumbnails {
+  key: string; // weighting/layer
   size: number;
   values: Float32Array; // [heads, size, size]
   domainMax: number;
@@ -29,6 +42,7 @@ interface Thumbnails {
 }
 
 interface Pattern {
+  key: string; // weighting/layer/head
   n: number;
   values: Float32Array; // [n, n]; NaN where the pattern is masked (keys after the query)
   domainMax: number;
@@ -48,7 +62,8 @@ async function decodeThumbnails(reply: Record<string, unknown>, heads: number): 
   const array = await decodeArray(reply.thumbnails);
   const [count, rows, cols] = array.shape;
   if (array.shape.length !== 3 || count !== heads || rows !== cols) throw new RangeError(`thumbnails of shape [${array.shape}]`);
-  return { size: rows, values: array.data, domainMax: expectNumber(reply.domain_max, "domain_max"), units: String(reply.units) };
+  const key = `${reply.weighting}/${expectNumber(reply.layer, "layer")}`;
+  return { key, size: rows, values: array.data, domainMax: expectNumber(reply.domain_max, "domain_max"), units: String(reply.units) };
 }
 
 /** Unpacks a head's pattern: "tril" holds rows q = 0..n-1 of keys 0..q back to back; "full" holds n x n. */
@@ -67,20 +82,21 @@ async function decodePattern(reply: Record<string, unknown>, n: number): Promise
     if (array.data.length !== n * n) throw new RangeError(`pattern of ${array.data.length} values for ${n} tokens`);
     values.set(array.data);
   }
-  return { n, values, domainMax: expectNumber(reply.domain_max, "domain_max"), units: String(reply.units) };
+  const key = `${reply.weighting}/${expectNumber(reply.layer, "layer")}/${expectNumber(reply.head, "head")}`;
+  return { key, n, values, domainMax: expectNumber(reply.domain_max, "domain_max"), units: String(reply.units) };
 }
 
-async function render({ model, el, signal, host }: RenderProps): Promise<void> {
-  const tokens = model.get("tokens") as string[];
+async function render({ model, el, signal, host }: RenderProps<Traits>): Promise<void> {
+  const tokens = model.get("tokens");
   const n = tokens.length;
-  const nLayers = model.get("n_layers") as number;
-  const nHeads = model.get("n_heads") as number;
+  const nLayers = model.get("n_layers");
+  const nHeads = model.get("n_heads");
   const shell = createShell(el, `Attention patterns \u00b7 ${n} tokens`, "iw-attention", signal, () => { drawGrid(); drawMain(); });
   const requester = new Requester(model, shell.status, signal, shell.root);
   const selection = await connectSelection(model, host, signal);
 
-  let layer = model.get("layer") as number;
-  let head = model.get("head") as number;
+  let layer = model.get("layer");
+  let head = model.get("head");
   let pinned: number | null = null;
   let direction: Direction = "from";
   let thumbnails: Thumbnails | null = null;
@@ -88,12 +104,14 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
   const thumbnailCache = new Map<string, Thumbnails>();
   const patternCache = new Map<string, Pattern>();
 
-  const weighting = () => model.get("weighting") as string;
-  const view = () => model.get("view") as string;
+  const weighting = () => model.get("weighting");
+  const view = () => model.get("view");
+  const thumbnailsKey = () => `${weighting()}/${layer}`;
+  const patternKey = () => `${weighting()}/${layer}/${head}`;
 
   // toolbar
   const layerSelect = select(range(nLayers).map((l) => [String(l), String(l)]), String(layer), "layer");
-  const weightings = model.get("weightings") as string[];
+  const weightings = model.get("weightings");
   const weightingSelect = select(
     weightings.map((w) => [w, w === "value" ? "value-weighted" : "attention"]), weighting(), "weights");
   weightingSelect.disabled = weightings.length < 2;
@@ -109,49 +127,37 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
   const scaleFor = (data: { domainMax: number; units: string }): ColourScale =>
     sequentialScale(shell.theme(), data.domainMax, data.units);
 
-  // ---- data loading (coalesced: only the latest layer / head asked for is fetched after the current one)
+  // ---- data loading: the traits say what to send; coalesced, so only the latest waiting request goes out
   async function loadThumbnails(): Promise<void> {
-    const key = `${weighting()}/${layer}`;
-    let data = thumbnailCache.get(key);
+    let data = thumbnailCache.get(thumbnailsKey());
     if (!data) {
-      const reply = await requester.request<Record<string, unknown>>("thumbnails", { layer, weighting: weighting() }, "thumbnails");
-      if (reply.status !== "ok") return;
-      try {
-        data = await decodeThumbnails(reply.result, nHeads);
-      } catch (error) {
-        shell.status.showError(`could not read the thumbnails: ${(error as Error).message}`);
-        return;
-      }
-      thumbnailCache.set(key, data);
+      const fetched = await requester.fetch("thumbnails", {}, { key: "thumbnails", decode: (reply) => decodeThumbnails(reply, nHeads) });
+      if (!fetched) return;
+      thumbnailCache.set(fetched.key, fetched);
+      data = fetched;
     }
-    if (key !== `${weighting()}/${layer}`) return;
+    if (data.key !== thumbnailsKey()) return;
     thumbnails = data;
     drawGrid();
   }
 
   async function loadPattern(): Promise<void> {
-    const key = `${weighting()}/${layer}/${head}`;
-    let data = patternCache.get(key);
+    let data = patternCache.get(patternKey());
     if (!data) {
-      const reply = await requester.request<Record<string, unknown>>("pattern", { layer, head, weighting: weighting() }, "pattern");
-      if (reply.status !== "ok") return;
-      try {
-        data = await decodePattern(reply.result, n);
-      } catch (error) {
-        shell.status.showError(`could not read the pattern: ${(error as Error).message}`);
-        return;
-      }
-      patternCache.set(key, data);
+      const fetched = await requester.fetch("pattern", {}, { key: "pattern", decode: (reply) => decodePattern(reply, n) });
+      if (!fetched) return;
+      patternCache.set(fetched.key, fetched);
       if (patternCache.size > PATTERN_CACHE) patternCache.delete(patternCache.keys().next().value!);
+      data = fetched;
     }
-    if (key !== `${weighting()}/${layer}/${head}`) return;
+    if (data.key !== patternKey()) return;
     pattern = data;
     drawMain();
   }
 
   function refresh(): void {
-    thumbnails = thumbnailCache.get(`${weighting()}/${layer}`) ?? null;
-    pattern = patternCache.get(`${weighting()}/${layer}/${head}`) ?? null;
+    thumbnails = thumbnailCache.get(thumbnailsKey()) ?? null;
+    pattern = patternCache.get(patternKey()) ?? null;
     drawGrid();
     drawMain();
     void loadThumbnails();
@@ -304,7 +310,7 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
     refresh();
   });
   viewSelect.addEventListener("change", () => {
-    model.set("view", viewSelect.value);
+    model.set("view", viewSelect.value as Traits["view"]);
     model.save_changes();
     drawMain();
   });
@@ -315,8 +321,8 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
   const adoptTraits = () => {
     weightingSelect.value = weighting();
     viewSelect.value = view();
-    const nextLayer = model.get("layer") as number;
-    const nextHead = model.get("head") as number;
+    const nextLayer = model.get("layer");
+    const nextHead = model.get("head");
     if (nextLayer !== layer || nextHead !== head) show(nextLayer, nextHead, true);
     else refresh();
   };

@@ -1,7 +1,8 @@
-// Steering: one slider per direction (an SAE feature's decoder row, or a user's vector); moving a slider
-// asks the kernel, after a short pause, to generate the continuation with and without the steering, shown
-// side by side. While the kernel works, newer settings replace older waiting ones (one generation per
-// burst). Python side: interpwidgets/widgets/steering.py.
+// Steering: one slider per direction (an SAE feature's decoder row, or a user's vector); moving a slider writes
+// the `scales` trait and, after a short pause, asks the kernel to "generate": it reads the scales and settings
+// traits and answers with the continuation with and without the steering, shown side by side. While the kernel
+// works, newer requests replace older waiting ones (one generation per burst). The kernel checks every value;
+// the ranges of the settings come down in the read-only `limits` trait. Python side: interpwidgets/widgets/steering.py.
 
 import "../lib/base.css";
 import "./features/features.css";
@@ -13,8 +14,7 @@ import { Requester } from "../lib/messaging";
 import { connectSelection } from "../lib/selection";
 import { control, createShell } from "../lib/shell";
 import { tokenFromEvent, tokenSpan } from "../lib/tokens";
-import { integerInput, readInteger } from "./features/views";
-import { hookLayer } from "./features/wire";
+import { integerInput } from "./features/views";
 
 const DEBOUNCE_MS = 250;
 const SLIDER_STEPS = 200;
@@ -25,6 +25,23 @@ interface Row {
   limit: number;
   feature: number | null;
   source: string | null;
+  layer: number | null;
+}
+
+type Setting = "max_new_tokens" | "temperature" | "seed";
+
+interface Traits {
+  tokens: string[];
+  hooks: string[];
+  sizes: number[];
+  rows: Row[];
+  limits: Record<Setting, [number, number]>;
+  samplings: string[];
+  scales: number[];
+  max_new_tokens: number;
+  sampling: string;
+  temperature: number;
+  seed: number;
 }
 
 interface Generation {
@@ -37,33 +54,46 @@ function isStrings(value: unknown): value is string[] {
   return Array.isArray(value) && value.every((item) => typeof item === "string");
 }
 
-async function render({ model, el, signal, host }: RenderProps): Promise<void> {
-  const tokens = model.get("tokens") as string[];
-  const hooks = model.get("hooks") as string[];
-  const sizes = model.get("sizes") as number[];
+function readGeneration(result: Record<string, unknown>): Generation {
+  if (!isStrings(result.baseline) || !isStrings(result.steered)) throw new TypeError("the generation lacks its tokens");
+  return { description: String(result.description), baseline: result.baseline, steered: result.steered };
+}
+
+async function render({ model, el, signal, host }: RenderProps<Traits>): Promise<void> {
+  const tokens = model.get("tokens");
+  const hooks = model.get("hooks");
+  const sizes = model.get("sizes");
+  const limits = model.get("limits");
   const shell = createShell(el, "Steering", "iw-steering", signal, () => undefined);
   const requester = new Requester(model, shell.status, signal, shell.root);
   const selection = await connectSelection(model, host, signal);
 
-  let rows = model.get("rows") as Row[];
-  let scales = (model.get("scales") as number[]).slice();
+  let rows = model.get("rows");
+  let scales = model.get("scales").slice();
   let timer: number | undefined;
   let shown: Generation | null = null;
   signal.addEventListener("abort", () => window.clearTimeout(timer));
 
-  // ---- toolbar: generation settings, adding a feature
-  const newTokens = integerInput(model.get("max_new_tokens") as number, 1, 64, "new tokens");
-  const sampling = select([["greedy", "greedy"], ["sample", "sample"]], model.get("sampling") as string, "sampling");
-  const temperature = h("input", { className: "iw-number iw-temperature", attrs: { type: "number", min: "0.05", max: "5", step: "0.05", "aria-label": "temperature" } });
-  temperature.value = String(model.get("temperature"));
-  const seed = integerInput(model.get("seed") as number, 0, 2 ** 31 - 1, "seed");
+  // ---- toolbar: generation settings (ranges from the kernel's limits), adding a feature
+  const numberInput = (name: Setting, label: string, step: string) => {
+    const [min, max] = limits[name];
+    const input = h("input", { className: `iw-number iw-${name}`, attrs: { type: "number", min: String(min), max: String(max), step, "aria-label": label } });
+    input.value = String(model.get(name));
+    return input;
+  };
+  const settingInputs: Record<Setting, HTMLInputElement> = {
+    max_new_tokens: numberInput("max_new_tokens", "new tokens", "1"),
+    temperature: numberInput("temperature", "temperature", "any"),
+    seed: numberInput("seed", "seed", "1"),
+  };
+  const sampling = select(model.get("samplings").map((name) => [name, name]), model.get("sampling"), "sampling");
   const addHook = select(hooks.map((name) => [name, name]), hooks[0], "SAE");
   const addFeature = integerInput(selection.get("feature") ?? 0, 0, sizes[0] - 1, "feature to add");
   const addButton = h("button", { className: "iw-button iw-add" }, "add slider");
-  const temperatureControl = control("T", temperature);
-  const seedControl = control("seed", seed);
-  shell.toolbar.append(control("New tokens", newTokens), control("Decoding", sampling), temperatureControl, seedControl,
-    h("span", { className: "iw-separator" }), control("SAE", addHook), control("feature", addFeature), addButton);
+  const temperatureControl = control("T", settingInputs.temperature);
+  const seedControl = control("seed", settingInputs.seed);
+  shell.toolbar.append(control("New tokens", settingInputs.max_new_tokens), control("Decoding", sampling), temperatureControl,
+    seedControl, h("span", { className: "iw-separator" }), control("SAE", addHook), control("feature", addFeature), addButton);
 
   const slidersBox = h("div", { className: "iw-sliders", attrs: { role: "group", "aria-label": "steering scales" } });
   const description = h("div", { className: "iw-description iw-hint" });
@@ -81,8 +111,7 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
     const sample = sampling.value === "sample";
     temperatureControl.hidden = !sample;
     seedControl.hidden = !sample;
-    const d = sizes[hooks.indexOf(addHook.value)];
-    addFeature.max = String(d - 1);
+    addFeature.max = String(sizes[hooks.indexOf(addHook.value)] - 1);
   }
 
   // ---- sliders
@@ -111,48 +140,27 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
         value.textContent = "0";
         schedule();
       });
-      remove.addEventListener("click", () => void requester.request("remove", { index }, "rows"));
+      remove.addEventListener("click", () => void requester.fetch("remove", { index }, { key: "rows" }));
       const label = h("span", { className: "iw-row-label", title: `added at ${row.hook}` }, row.label);
       if (row.feature !== null) {
         label.classList.add("iw-linkable");
-        label.addEventListener("click", () => selection.set({ feature: row.feature, layer: hookLayer(row.source ?? row.hook) }));
+        label.addEventListener("click", () => selection.set({ feature: row.feature, layer: row.layer }));
       }
       return h("div", { className: "iw-slider-row" }, label, slider, value, reset, remove);
     }));
   }
 
-  // ---- generation (debounced, coalesced while the kernel is busy)
+  // ---- generation (debounced, coalesced while the kernel is busy): write the scales, then ask with the bare verb
   function schedule(): void {
     window.clearTimeout(timer);
     timer = window.setTimeout(() => void generate(), DEBOUNCE_MS);
   }
 
-  function settings(): Record<string, unknown> | null {
-    const maxNew = readInteger(newTokens, 1, 64);
-    const seedValue = readInteger(seed, 0, 2 ** 31 - 1);
-    const t = Number(temperature.value);
-    if (maxNew === null || seedValue === null || !(t >= 0.05 && t <= 5)) {
-      shell.status.showError("new tokens must be 1\u201364, seed a non-negative integer, temperature 0.05\u20135");
-      return null;
-    }
-    return { max_new_tokens: maxNew, sampling: sampling.value, temperature: t, seed: seedValue };
-  }
-
   async function generate(): Promise<void> {
-    const chosen = settings();
-    if (!chosen) return;
-    const params = { scales: scales.slice(), ...chosen };
-    model.set("scales", params.scales);
-    for (const [key, value] of Object.entries(chosen)) model.set(key, value);
+    model.set("scales", scales.slice());
     model.save_changes();
-    const reply = await requester.request<Record<string, unknown>>("generate", params, "generate");
-    if (reply.status !== "ok") return;
-    const result = reply.result;
-    if (!isStrings(result.baseline) || !isStrings(result.steered)) {
-      shell.status.showError("unreadable generation in the kernel's reply");
-      return;
-    }
-    show({ description: String(result.description), baseline: result.baseline, steered: result.steered });
+    const generation = await requester.fetch("generate", {}, { key: "generate", decode: readGeneration });
+    if (generation) show(generation);
   }
 
   function show(generation: Generation): void {
@@ -186,27 +194,38 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
     box.addEventListener("mouseleave", () => shell.tooltip.hide());
   }
 
-  // ---- events
-  for (const input of [newTokens, temperature, seed]) input.addEventListener("change", schedule);
-  sampling.addEventListener("change", () => { updateSettings(); schedule(); });
-  addHook.addEventListener("change", updateSettings);
-  addButton.addEventListener("click", () => {
-    const d = sizes[hooks.indexOf(addHook.value)];
-    const feature = readInteger(addFeature, 0, d - 1);
-    if (feature === null) {
-      shell.status.showError(`feature must be an integer from 0 to ${d - 1}`);
-      return;
-    }
-    void requester.request("add", { hook: addHook.value, feature }, "rows");
+  // ---- events: a setting goes to the kernel as a trait (it refuses a value out of range and puts the old one back)
+  for (const name of Object.keys(settingInputs) as Setting[]) {
+    const input = settingInputs[name];
+    input.addEventListener("change", () => {
+      const value = Number(input.value);
+      if (input.value.trim() === "" || !Number.isFinite(value)) {
+        input.value = String(model.get(name));
+        return;
+      }
+      model.set(name, value);
+      model.save_changes();
+      schedule();
+    });
+    model.on(`change:${name}`, () => { input.value = String(model.get(name)); });
+  }
+  sampling.addEventListener("change", () => {
+    model.set("sampling", sampling.value);
+    model.save_changes();
+    updateSettings();
+    schedule();
   });
+  model.on("change:sampling", () => { sampling.value = model.get("sampling"); updateSettings(); });
+  addHook.addEventListener("change", updateSettings);
+  addButton.addEventListener("click", () => void requester.fetch("add", { hook: addHook.value, feature: Number(addFeature.value) }, { key: "rows" }));
   model.on("change:rows", () => {
-    rows = model.get("rows") as Row[];
-    scales = (model.get("scales") as number[]).slice();
+    rows = model.get("rows");
+    scales = model.get("scales").slice();
     buildSliders();
     schedule();
   });
   model.on("change:scales", () => {
-    const next = model.get("scales") as number[];
+    const next = model.get("scales");
     if (next.length === scales.length && next.every((v, i) => v === scales[i])) return;
     scales = next.slice();
     buildSliders();

@@ -2,13 +2,20 @@
 
 One server and one browser per test session (starting them takes a while). `notebook_page(name, cells)`
 writes a notebook into the server's root, opens it in JupyterLab (or in the Notebook 7 interface with
-`ui="notebook"`), starts running all cells and returns a `NotebookPage`. `screenshot(target, name)` saves
+`ui="notebook"`), starts running all cells and returns a `NotebookPage`. `widget_page(name, cells, selector)`
+does that once per name and also waits for what a test file needs first: the JSON a cell printed (the
+kernel's own values) and the first widget matching `selector`, idle. `screenshot(target, name)` saves
 artifacts/screenshots/<name>.png.
+
+    @pytest.fixture(scope="module")
+    def shown(widget_page):
+        return widget_page("steering", CELLS, ".iw-steering", ready=lambda root: root.locator(".iw-description").wait_for())
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,7 +26,9 @@ from harness import (
     lab_url,
     launch_chromium,
     open_and_run,
+    printed,
     running_server,
+    wait_idle,
     write_notebook,
 )
 
@@ -65,6 +74,39 @@ def notebook_page(jupyter_server: JupyterServer, browser) -> Iterator[Callable[.
     yield open_notebook
     for context in contexts:
         context.close()
+
+
+@dataclass
+class WidgetPage:
+    """An open notebook, the JSON one of its cells printed (empty without a marker) and its first widget's root."""
+
+    notebook: NotebookPage
+    expected: dict
+    root: object
+
+
+@pytest.fixture(scope="session")
+def widget_page(notebook_page) -> Callable[..., WidgetPage]:
+    """widget_page(name, cells, selector, *, marker="IW-EXPECTED", ready=None) -> WidgetPage, opened once per name.
+
+    Waits for the JSON printed after `marker` (None: no such cell), then for the first element matching `selector`,
+    `ready(root)` (e.g. its first drawing) and an idle status line.
+    """
+    opened: dict[str, WidgetPage] = {}
+
+    def open_widget(name: str, cells: list[str], selector: str, *, marker: str | None = "IW-EXPECTED",
+                    ready: Callable[[object], None] | None = None) -> WidgetPage:
+        if name not in opened:
+            notebook = notebook_page(name, cells)
+            expected = printed(notebook.page, marker) if marker else {}
+            root = notebook.page.locator(selector).first
+            if ready is not None:
+                ready(root)
+            wait_idle(root)
+            opened[name] = WidgetPage(notebook, expected, root)
+        return opened[name]
+
+    return open_widget
 
 
 @pytest.fixture(scope="session")

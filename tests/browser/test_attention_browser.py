@@ -1,5 +1,5 @@
-"""AttentionPatterns in JupyterLab: renders, hover values match the kernel, head/layer/weighting changes fetch
-from the kernel, tokens are text (no XSS), malformed messages are answered with an error in the widget."""
+"""AttentionPatterns in JupyterLab: renders an iw.lens result, hover values match the kernel, head/layer/weighting
+changes fetch from the kernel, tokens are text (no XSS), malformed messages are answered with an error in the widget."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 from textwrap import dedent
 
 import pytest
-from harness import printed, wait_idle
+from harness import wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -20,11 +20,11 @@ CELLS = [
         import json, torch
         import interpwidgets as iw
         model = iw.load_model(device="cpu")  # the bundled, trained teaching model"""),
-    f"patterns = iw.widgets.AttentionPatterns(model, {PROMPT!r})\npatterns",
+    f"patterns = iw.widgets.AttentionPatterns(iw.lens.attention_patterns(model, {PROMPT!r}))\npatterns",
     # the kernel's own values for the cells the test hovers
     dedent(f"""\
-        data = patterns.data
-        values = {{f"{{w}}/{{l}}/{{h}}": float(data.head(l, h, w)[{QUERY}, {KEY}])
+        result = patterns.result
+        values = {{f"{{w}}/{{l}}/{{h}}": float(result.pattern(l, h, weighting=w)[{QUERY}, {KEY}])
                   for w in ("attention", "value") for l in range(4) for h in range(4)}}
         print("IW-VALUES", json.dumps(values))"""),
     dedent(f"""\
@@ -37,13 +37,19 @@ CELLS = [
 
 
 @pytest.fixture(scope="module")
-def notebook(notebook_page):
-    return notebook_page("attention", CELLS)
+def shown(widget_page):
+    return widget_page("attention", CELLS, ".iw-attention", marker="IW-VALUES",
+                       ready=lambda root: root.locator(".iw-matrix canvas").wait_for())
 
 
 @pytest.fixture(scope="module")
-def kernel_values(notebook) -> dict[str, float]:
-    return printed(notebook.page, "IW-VALUES")
+def notebook(shown):
+    return shown.notebook
+
+
+@pytest.fixture(scope="module")
+def kernel_values(shown) -> dict[str, float]:
+    return shown.expected
 
 
 def widget(notebook, index: int = 0):
@@ -144,7 +150,7 @@ def test_malformed_request_is_answered_in_the_widget(notebook, screenshot):
     error = root.locator(".iw-error")
     root.evaluate("el => el.dispatchEvent(new CustomEvent('iw-request', {detail: {method: 'pattern', params: {layer: 'zero', head: 99}}}))")
     error.wait_for(state="visible")
-    assert "layer must be an integer" in error.inner_text()
+    assert "unexpected parameters ['head', 'layer']" in error.inner_text()  # the layer and head shown are traits
     root.evaluate("el => el.dispatchEvent(new CustomEvent('iw-request', {detail: {method: 'rm -rf', params: []}}))")
     root.locator(".iw-error", has_text="unknown method").wait_for()
     screenshot(root, "attention_error")

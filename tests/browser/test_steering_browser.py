@@ -1,13 +1,14 @@
 """Steering in JupyterLab: the kernel's generations without and with steering side by side; moving a slider
 regenerates (debounced, coalesced) and shows the kernel's steered text with changed tokens marked; hover
-shows what the other side wrote; sliders are added and removed in the kernel; seeded sampling."""
+shows what the other side wrote; sliders are added and removed in the kernel; seeded sampling; a setting out of
+the kernel's limits is refused there and put back."""
 
 from __future__ import annotations
 
 from textwrap import dedent
 
 import pytest
-from harness import printed, wait_idle
+from harness import wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -38,21 +39,19 @@ CELLS = [
 
 
 @pytest.fixture(scope="module")
-def notebook(notebook_page):
-    return notebook_page("steering", CELLS)
+def shown(widget_page):
+    return widget_page("steering", CELLS, ".iw-steering",
+                       ready=lambda root: root.locator(".iw-description", has_text="no steering").wait_for())
 
 
 @pytest.fixture(scope="module")
-def expected(notebook) -> dict:
-    return printed(notebook.page, "IW-EXPECTED")
+def root(shown):
+    return shown.root
 
 
 @pytest.fixture(scope="module")
-def root(notebook, expected):
-    root = notebook.page.locator(".iw-steering").first
-    root.locator(".iw-description", has_text="no steering").wait_for()
-    wait_idle(root)
-    return root
+def expected(shown) -> dict:
+    return shown.expected
 
 
 def generated(root, side: str) -> list[str]:
@@ -72,7 +71,7 @@ def test_renders_sliders_and_both_generations(root, expected, screenshot):
     assert root.locator(".iw-baseline .iw-prompt .iw-token").count() == expected["n_prompt"]
 
 
-def test_moving_a_slider_regenerates_in_the_kernel(notebook, root, expected, screenshot):
+def test_moving_a_slider_regenerates_in_the_kernel(root, expected, screenshot):
     for value in ("el.max / 4", "el.max / 3", "el.max / 2", "el.max"):  # a burst: only the latest settings matter
         set_slider(root, 0, value)
     root.locator(".iw-description", has_text=f"{HOOK} #5 \u00d7").wait_for()
@@ -125,3 +124,12 @@ def test_sliders_are_added_and_removed_in_the_kernel(root):
     root.locator(".iw-remove").nth(1).click()
     root.locator(".iw-row-label", has_text=f"{HOOK} #9").wait_for(state="detached")
     assert root.locator(".iw-row-label").all_inner_texts() == [f"{HOOK} #5", f"{HOOK} #12"]
+
+
+def test_a_setting_outside_the_kernels_limits_is_refused_and_put_back(root):
+    new_tokens = root.locator("input[aria-label='new tokens']")
+    assert (new_tokens.get_attribute("min"), new_tokens.get_attribute("max")) == ("1", "64")  # the limits trait
+    new_tokens.evaluate("el => { el.value = '500'; el.dispatchEvent(new Event('change')); }")
+    root.locator(".iw-error", has_text="max_new_tokens must be between 1 and 64").wait_for()
+    root.page.wait_for_function("el => el.value === '8'", arg=new_tokens.element_handle())
+    wait_idle(root)

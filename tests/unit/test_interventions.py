@@ -1,15 +1,20 @@
 """Interventions: each ablation / steering mode against a computation from the weights, composition,
-and cleanup (the model is left untouched after errors)."""
+cleanup (the model is left untouched after errors), and generation under an intervention against a
+hand-written decoding loop."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+import interpwidgets.interventions.generation as generation_module
+from interpwidgets.config import config
 from interpwidgets.interventions import (
-    Component, ablate, combine, count_hooks, hooked, parse_component, patch, run_hooked, steer,
+    Component, ablate, combine, count_hooks, generate, hooked, parse_component, patch, run_hooked, steer, steering_alpha,
 )
 from interpwidgets.tasks import ioi
+
+PROMPT = "When Mary and John went to the store,"
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +146,7 @@ def test_steering_the_final_residual_equals_unembedding_the_shifted_residual(ran
 
 def test_steering_with_a_wrong_sized_direction_raises_and_cleans_up(random_model, task):
     with pytest.raises(ValueError, match="pass a \\[128\\] vector"):
-        steer(random_model, "resid_pre1", torch.ones(5), 1.0).run(task.clean_tokens)
+        steer(random_model, "resid_pre1", torch.ones(5), alpha=1.0).run(task.clean_tokens)
     assert count_hooks(random_model) == 0
 
 
@@ -160,7 +165,7 @@ def test_context_manager_and_one_shot_run_agree_and_remove_their_hooks(random_mo
 
 def test_nesting_interventions_equals_combining_them(random_model, task):
     direction = torch.randn(random_model.cfg.d_model, generator=torch.Generator().manual_seed(2))
-    first, second = ablate(random_model, "L1H0"), steer(random_model, "resid_pre2", direction, 2.0)
+    first, second = ablate(random_model, "L1H0"), steer(random_model, "resid_pre2", direction, alpha=2.0)
     with torch.no_grad():
         with first, second:
             nested = random_model(task.clean_tokens)
@@ -199,3 +204,119 @@ def test_unknown_ablation_mode_and_missing_reference_are_rejected(random_model):
         ablate(random_model, "L0H0", "average")
     with pytest.raises(ValueError, match="needs `reference`"):
         ablate(random_model, "L0H0", "resample")
+
+
+# ---- generation ------------------------------------------------------------------------------------------
+def decode_by_hand(model, tokens, n_new, hooks=(), pick=lambda logits: int(logits.argmax())) -> list[int]:
+    """The decoding loop written out: rerun the whole sequence with `hooks`, append `pick(last logits)`."""
+    sequence, new = tokens, []
+    with torch.no_grad(), model.hooks(fwd_hooks=list(hooks)):
+        while len(new) < n_new:
+            new.append(pick(model(sequence)[0, -1].float()))
+            sequence = torch.cat([sequence, sequence.new_tensor([[new[-1]]])], dim=1)
+    return new
+
+
+def test_greedy_generation_is_the_argmax_loop_with_and_without_an_intervention(random_model):
+    """Greedy `generate` equals a hand-written argmax loop, also under a steering vector added by the test's own hook."""
+    tokens = random_model.to_tokens(PROMPT)
+    vector = 6.0 * torch.randn(random_model.cfg.d_model, generator=torch.Generator().manual_seed(3))
+    assert generate(random_model, tokens, max_new_tokens=5) == decode_by_hand(random_model, tokens, 5)
+    steered = generate(random_model, tokens, intervention=steer(random_model, "resid_post1", vector), max_new_tokens=5)
+    assert steered == decode_by_hand(random_model, tokens, 5, [("blocks.1.hook_resid_post", lambda x, hook: x + vector)])
+    assert steered != decode_by_hand(random_model, tokens, 5)
+    assert count_hooks(random_model) == 0
+
+
+def test_sampling_draws_from_the_tempered_softmax_with_a_generator_seeded_per_call(random_model):
+    """Sampled `generate` equals drawing from softmax(logits / T) with a CPU generator seeded with `seed`; a new
+    seed gives another text and the same seed the same one."""
+    tokens = random_model.to_tokens(PROMPT)
+
+    def sampled_by_hand(seed: int) -> list[int]:
+        generator = torch.Generator().manual_seed(seed)
+        return decode_by_hand(random_model, tokens, 6, pick=lambda logits: int(
+            torch.multinomial(torch.softmax(logits.cpu() / 2.0, dim=-1), 1, generator=generator)))
+
+    first = generate(random_model, tokens, max_new_tokens=6, temperature=2.0, seed=11)
+    assert first == sampled_by_hand(11) == generate(random_model, tokens, max_new_tokens=6, temperature=2.0, seed=11)
+    assert any(generate(random_model, tokens, max_new_tokens=6, temperature=2.0, seed=s) != first for s in (1, 2))
+
+
+class WithEndOfText:
+    """`model` as `generate` sees it, with a tokenizer whose end-of-text token is `eos`."""
+
+    def __init__(self, model, eos: int) -> None:
+        self.model, self.cfg, self.tokenizer = model, model.cfg, type("Tokenizer", (), {"eos_token_id": eos})()
+
+    def __call__(self, tokens):
+        return self.model(tokens)
+
+    def parameters(self):
+        return self.model.parameters()
+
+
+def test_generation_stops_after_the_end_of_text_token_and_at_the_context_length(random_model):
+    """The end-of-text token is kept and ends the text; a prompt two tokens short of the context gets two tokens."""
+    tokens = random_model.to_tokens(PROMPT)
+    greedy = decode_by_hand(random_model, tokens, 6)
+    assert generate(WithEndOfText(random_model, greedy[2]), tokens, max_new_tokens=6) == greedy[: greedy.index(greedy[2]) + 1]
+    almost_full = torch.randint(1, random_model.cfg.d_vocab, (1, random_model.cfg.n_ctx - 2), generator=torch.Generator().manual_seed(0))
+    assert len(generate(random_model, almost_full, max_new_tokens=5)) == 2
+    assert generate(random_model, tokens[0], max_new_tokens=0) == []
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"temperature": -1.0}, "temperature"),
+    ({"temperature": float("nan")}, "temperature"),
+    ({"max_new_tokens": -1}, "max_new_tokens"),
+    ({"tokens": torch.zeros(2, 3, dtype=torch.long)}, "shape \\[1, n\\]"),
+    ({"tokens": torch.zeros(1, 3)}, "integer ids"),
+])
+def test_generate_refuses_bad_arguments(random_model, kwargs, match):
+    arguments = {"tokens": random_model.to_tokens(PROMPT), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        generate(random_model, arguments.pop("tokens"), **arguments)
+
+
+@pytest.mark.parametrize(("setting", "argument", "disabled"), [
+    (True, None, False), (False, None, True), (False, True, False), (True, False, True),
+])
+def test_generation_progress_follows_iw_config_unless_given(random_model, monkeypatch, setting, argument, disabled):
+    """The progress bar is on or off as `progress=` says, else as `iw.config.progress` says."""
+    bars = []
+    real = generation_module.tqdm
+    monkeypatch.setattr(generation_module, "tqdm", lambda **kwargs: bars.append(kwargs) or real(**kwargs))
+    with config.scoped(progress=setting):
+        generate(random_model, random_model.to_tokens(PROMPT), max_new_tokens=1, progress=argument)
+    assert [bar["disable"] for bar in bars] == [disabled] and bars[0]["delay"] >= 1.0
+
+
+# ---- how large a steering alpha is -------------------------------------------------------------------------
+@pytest.mark.parametrize(("target", "hook", "width", "select"), [
+    ("resid_post1", "blocks.1.hook_resid_post", 128, lambda act: act),
+    ("L2H1", "blocks.2.attn.hook_z", 32, lambda act: act[:, :, 1]),
+])
+def test_steering_alpha_adds_ratio_times_the_typical_activation_norm(random_model, task, target, hook, width, select):
+    """Steering by `steering_alpha(..., ratio=r)` changes the activation by a vector r times the mean norm of that
+    activation (norms measured here from a cache), at every position."""
+    tokens = task.clean_tokens
+    direction = torch.randn(width, generator=torch.Generator().manual_seed(4))
+    alpha = steering_alpha(random_model, tokens, target, direction, ratio=1.5)
+    with torch.no_grad():
+        _, cache = random_model.run_with_cache(tokens, names_filter=[hook])
+        seen = []
+        with steer(random_model, target, direction, alpha=alpha), random_model.hooks(fwd_hooks=[(hook, lambda x, hook: seen.append(x.clone()))]):
+            random_model(tokens)
+    typical = select(cache[hook]).norm(dim=-1).mean()
+    added = (select(seen[0]) - select(cache[hook])).norm(dim=-1)  # [batch, seq]
+    torch.testing.assert_close(added, torch.full_like(added, 1.5 * float(typical)), rtol=1e-4, atol=1e-4)
+
+
+def test_steering_alpha_refuses_zero_and_wrong_sized_directions(random_model, task):
+    with pytest.raises(ValueError, match="nonzero"):
+        steering_alpha(random_model, task.clean_tokens, "resid_post1", torch.zeros(128))
+    with pytest.raises(ValueError, match="width"):
+        steering_alpha(random_model, task.clean_tokens, "resid_post1", torch.ones(3))
+    with pytest.raises(ValueError, match="names a neuron"):
+        steering_alpha(random_model, task.clean_tokens, "L1N3", torch.ones(1))
