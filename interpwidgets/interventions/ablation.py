@@ -10,46 +10,53 @@ import torch
 from interpwidgets.interventions.components import Component, parse_components
 from interpwidgets.interventions.intervention import Intervention
 
-Mode = Literal["zero", "mean", "resample"]
+Ablation = Literal["zero", "mean", "resample"]
 Reference = Union[torch.Tensor, Mapping[str, torch.Tensor], None]
 """Reference tokens [batch, seq], or activations by hook name (e.g. an ActivationCache), or None."""
-MODES = ("zero", "mean", "resample")
+ABLATIONS = ("zero", "mean", "resample")
+"""The one set of ablation choices, shared by interventions, patching results, SAE features and circuits."""
 
 
 def ablate(
     model,
     components,
-    mode: Mode = "zero",
+    *,
+    ablation: Ablation = "zero",
     reference: Reference = None,
     positions: int | Sequence[int] | None = None,
 ) -> Intervention:
     """Ablate `components` (a Component, short name like "L1H2" / "mlp0" / "L2N5", hook name, or a list).
 
-    mode "zero": set them to 0 (a direction component: remove the projection on it).
-    mode "mean": set them to their mean over the `reference` batch, position by position (reference
+    ablation "zero": set them to 0 (a direction component: remove the projection on it).
+    ablation "mean": set them to their mean over the `reference` batch, position by position (reference
       tokens must then have the run's sequence length); with `reference=None`, the mean over the
       batch being run.
-    mode "resample": set them to their values on `reference` (tokens of the run's [batch, seq] shape,
+    ablation "resample": set them to their values on `reference` (tokens of the run's [batch, seq] shape,
       row i taking reference row i), e.g. the task's corrupt prompts.
     positions: restrict to these token positions (components that name their own positions keep them).
     Reference activations are recorded once, when `ablate` is called.
     """
-    if mode not in MODES:
-        raise ValueError(f"Unknown ablation mode {mode!r}; use one of {MODES}.")
+    check_ablation(ablation)
     parsed = parse_components(components, model, positions)
-    if mode == "resample" and reference is None:
+    if ablation == "resample" and reference is None:
         raise ValueError("Resample ablation needs `reference`: tokens (e.g. task.corrupt_tokens) or activations.")
     values = reference_activations(model, reference, {c.hook_name for c in parsed}) if reference is not None else None
     edits = []
     for component in parsed:
-        source = _source(mode, component.hook_name, values)
+        source = _source(ablation, component.hook_name, values)
         edits += component.edits(model, _writer(component, source))
-    return Intervention(model, edits, f"{mode}-ablate " + ", ".join(c.label for c in parsed))
+    return Intervention(model, edits, f"{ablation}-ablate " + ", ".join(c.label for c in parsed))
 
 
-def patch(model, components, source: Reference, positions: int | Sequence[int] | None = None) -> Intervention:
+def check_ablation(ablation: str) -> None:
+    """Raise a ValueError naming the choices if `ablation` is not one of ABLATIONS."""
+    if ablation not in ABLATIONS:
+        raise ValueError(f"Unknown ablation {ablation!r}; use one of {ABLATIONS}.")
+
+
+def patch(model, components, source: Reference, *, positions: int | Sequence[int] | None = None) -> Intervention:
     """Set `components` to their values on `source` (tokens of the run's [batch, seq] shape, or activations)."""
-    return ablate(model, components, "resample", source, positions)
+    return ablate(model, components, ablation="resample", reference=source, positions=positions)
 
 
 def reference_activations(model, reference: Reference, hook_names: set[str]) -> dict[str, torch.Tensor]:
@@ -77,22 +84,22 @@ def _has(mapping, name: str) -> bool:
     return True
 
 
-def _source(mode: str, hook_name: str, values: dict[str, torch.Tensor] | None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The replacement values for an activation at `hook_name` under `mode`, as a function of the activation."""
-    if mode == "zero":
+def _source(ablation: str, hook_name: str, values: dict[str, torch.Tensor] | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The replacement values for an activation at `hook_name` under `ablation`, as a function of the activation."""
+    if ablation == "zero":
         return lambda act: act.new_zeros(())
     if values is None:
         return lambda act: act.mean(0, keepdim=True)
     reference = values[hook_name]
-    if mode == "mean":
+    if ablation == "mean":
         reference = reference.mean(0, keepdim=True)
 
     def fetch(act: torch.Tensor) -> torch.Tensor:
-        exact = mode == "resample"
+        exact = ablation == "resample"
         if reference.shape[1:] != act.shape[1:] or (exact and reference.shape[0] != act.shape[0]):
             need = "the same [batch, seq]" if exact else "the same sequence length"
             raise ValueError(
-                f"{mode} ablation at {hook_name}: the reference activations have shape {tuple(reference.shape)} but "
+                f"{ablation} ablation at {hook_name}: the reference activations have shape {tuple(reference.shape)} but "
                 f"the run's have {tuple(act.shape)}; use reference tokens with {need} as the tokens you run."
             )
         return reference.to(act.device)

@@ -153,7 +153,9 @@ class PatchResult:
         if ablation is None:
             intervention = patch(self.model, components, self.baseline.base_and_source(base)[1])
         elif ablation in ABLATIONS:
-            intervention = ablate(self.model, components, ablation, self.baseline.corrupt if ablation == "mean" else None)
+            intervention = ablate(
+                self.model, components, ablation=ablation, reference=self.baseline.corrupt if ablation == "mean" else None
+            )
         else:
             raise ValueError(f"ablation must be None (patch as the sweep did) or one of {ABLATIONS}, got {ablation!r}.")
         tokens = getattr(self.task, f"{base}_tokens").to(device_of(self.model))

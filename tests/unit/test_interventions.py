@@ -68,7 +68,7 @@ def test_mean_ablation_sets_the_head_to_the_reference_mean_at_each_position(rand
     _, cache = clean
     with torch.no_grad():
         _, reference = random_model.run_with_cache(task.corrupt_tokens)
-        _, ablated = ablate(random_model, "L2H1", "mean", task.corrupt_tokens).run_with_cache(task.clean_tokens)
+        _, ablated = ablate(random_model, "L2H1", ablation="mean", reference=task.corrupt_tokens).run_with_cache(task.clean_tokens)
     z, ref = ablated["blocks.2.attn.hook_z"], reference["blocks.2.attn.hook_z"]
     torch.testing.assert_close(z[:, :, 1], ref[:, :, 1].mean(0, keepdim=True).expand_as(z[:, :, 1]))
     torch.testing.assert_close(z[:, :, [0, 2, 3]], cache["blocks.2.attn.hook_z"][:, :, [0, 2, 3]])
@@ -76,7 +76,7 @@ def test_mean_ablation_sets_the_head_to_the_reference_mean_at_each_position(rand
 
 def test_mean_ablation_without_reference_uses_the_running_batch_mean(random_model, task):
     with torch.no_grad():
-        _, ablated = ablate(random_model, "mlp1", "mean").run_with_cache(task.clean_tokens)
+        _, ablated = ablate(random_model, "mlp1", ablation="mean").run_with_cache(task.clean_tokens)
         _, plain = random_model.run_with_cache(task.clean_tokens, names_filter="blocks.1.hook_mlp_out")
     mean = plain["blocks.1.hook_mlp_out"].mean(0, keepdim=True)
     torch.testing.assert_close(ablated["blocks.1.hook_mlp_out"], mean.expand_as(ablated["blocks.1.hook_mlp_out"]))
@@ -90,7 +90,7 @@ def test_resample_ablation_takes_each_rows_value_from_the_reference_row(random_m
 
 
 def test_resample_with_a_reference_of_another_batch_size_raises_and_cleans_up(random_model, task):
-    intervention = ablate(random_model, "L0H0", "resample", task.corrupt_tokens[:2])
+    intervention = ablate(random_model, "L0H0", ablation="resample", reference=task.corrupt_tokens[:2])
     with pytest.raises(ValueError, match="same \\[batch, seq\\]"):
         intervention.run(task.clean_tokens)
     assert count_hooks(random_model) == 0
@@ -199,11 +199,11 @@ def test_a_misspelt_hook_in_a_hook_list_attaches_nothing(random_model):
     assert count_hooks(random_model) == 0
 
 
-def test_unknown_ablation_mode_and_missing_reference_are_rejected(random_model):
-    with pytest.raises(ValueError, match="Unknown ablation mode 'average'"):
-        ablate(random_model, "L0H0", "average")
+def test_unknown_ablation_and_missing_reference_are_rejected(random_model):
+    with pytest.raises(ValueError, match="Unknown ablation 'average'"):
+        ablate(random_model, "L0H0", ablation="average")
     with pytest.raises(ValueError, match="needs `reference`"):
-        ablate(random_model, "L0H0", "resample")
+        ablate(random_model, "L0H0", ablation="resample")
 
 
 # ---- generation ------------------------------------------------------------------------------------------
