@@ -25,7 +25,7 @@ def require_tokenizer(model: Any, what: str, fix: str) -> None:
         raise ValueError(f"this model has no tokenizer (it reads token ids only), so {what} cannot be tokenized: {fix}.")
 
 
-def prompt_tokens(model: Any, prompt: str | torch.Tensor | Sequence[int], too_long: str = "") -> torch.Tensor:
+def prompt_tokens(model: Any, prompt: str | torch.Tensor | Sequence[int], *, too_long: str = "") -> torch.Tensor:
     """Token ids `[1, n]` (on the model's device) of a prompt: text (BOS prepended), or ids `[n]` / `[1, n]`.
 
     `too_long` is appended to the error for a prompt longer than the model's context.
@@ -55,14 +55,14 @@ def token_strings(model: Any, ids: Iterable[int]) -> list[str]:
     return [model.tokenizer.decode([int(i)]) for i in ids]
 
 
-def token_text(model: Any, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+def token_text(model: Any, ids: Sequence[int], *, skip_special_tokens: bool = False) -> str:
     """Token ids decoded as one text, or their "#id" strings joined by spaces for a model without a tokenizer."""
     if not has_tokenizer(model):
         return " ".join(token_strings(model, ids))
     return model.tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens)
 
 
-def top_tokens(model: Any, logits, k: int = 5) -> list[tuple[str, float]]:
+def top_tokens(model: Any, logits, *, k: int = 5) -> list[tuple[str, float]]:
     """The `k` most probable next tokens of one position's logits `[vocab]`, as (token string, probability)."""
     probs = logits.float().softmax(-1)
     values, ids = probs.topk(min(k, probs.numel()))

@@ -27,7 +27,7 @@ def open_stack(sequence: list[str]) -> list[int]:
     return stack
 
 
-def brackets(model, n: int = 64, seed: int = 0, length: int = 12) -> Task:
+def brackets(model, *, n: int = 64, seed: int = 0, length: int = 12) -> Task:
     """`n` prompts of `length` brackets after BOS, each ending with at least one bracket open."""
     check_n(n)
     check_context(model, length + 1)

@@ -14,7 +14,7 @@ from interpwidgets.tasks.base import Task, check_context, check_n, single_token_
 from interpwidgets.data import corpus
 
 
-def induction(model, n: int = 64, seed: int = 0, length: int = 12) -> Task:
+def induction(model, *, n: int = 64, seed: int = 0, length: int = 12) -> Task:
     """`n` prompts of 2 * `length` tokens after BOS (see module docstring)."""
     check_n(n)
     if length < 3:

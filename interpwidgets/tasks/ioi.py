@@ -32,7 +32,7 @@ def _usable(tokenizer, words, needed: int, what: str) -> list[str]:
     return ok
 
 
-def ioi(model, n: int = 64, seed: int = 0, split: corpus.Split = "held_out") -> Task:
+def ioi(model, *, n: int = 64, seed: int = 0, split: corpus.Split = "held_out") -> Task:
     """`n` IOI prompts (ABBA and BABA) from one same-length group of the split's templates."""
     check_n(n)
     tok = model.tokenizer

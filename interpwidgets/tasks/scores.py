@@ -17,7 +17,7 @@ from interpwidgets.tasks.induction import induction
 
 
 @torch.no_grad()
-def ioi_scores(model, n: int, seed: int) -> dict[str, float]:
+def ioi_scores(model, *, n: int, seed: int) -> dict[str, float]:
     """IOI over every held-out template (each template group evaluated separately, then pooled)."""
     diffs = []
     per_template = max(1, n // len(vocab.HELD_OUT_TEMPLATES))
@@ -35,7 +35,7 @@ def ioi_scores(model, n: int, seed: int) -> dict[str, float]:
 
 
 @torch.no_grad()
-def induction_accuracy(model, n: int, seed: int, length: int = 12) -> float:
+def induction_accuracy(model, *, n: int, seed: int, length: int = 12) -> float:
     task = induction(model, n=n, seed=seed, length=length)
     tokens = task.clean_tokens.to(model.cfg.device)
     logits = model(tokens)
@@ -46,7 +46,7 @@ def induction_accuracy(model, n: int, seed: int, length: int = 12) -> float:
 
 
 @torch.no_grad()
-def brackets_accuracy(model, n: int, seed: int, n_pairs: int = 10) -> float:
+def brackets_accuracy(model, *, n: int, seed: int, n_pairs: int = 10) -> float:
     tok = model.tokenizer
     closer_ids = torch.tensor([single_token_id(tok, " " + c) for _, c in vocab.BRACKET_PAIRS], device=model.cfg.device)
     rng = random.Random(seed)
@@ -60,10 +60,10 @@ def brackets_accuracy(model, n: int, seed: int, n_pairs: int = 10) -> float:
     return (choice == target)[is_closer].float().mean().item()
 
 
-def evaluate(model, n: int = 512, seed: int = 1234) -> dict[str, float]:
+def evaluate(model, *, n: int = 512, seed: int = 1234) -> dict[str, float]:
     """All held-out scores: `ioi_logit_diff`, `ioi_accuracy`, `induction_accuracy`, `brackets_accuracy`
     (held-out names and templates; the default `seed` differs from any training seed)."""
-    scores = ioi_scores(model, n, seed)
-    scores["induction_accuracy"] = induction_accuracy(model, n, seed)
-    scores["brackets_accuracy"] = brackets_accuracy(model, n, seed)
+    scores = ioi_scores(model, n=n, seed=seed)
+    scores["induction_accuracy"] = induction_accuracy(model, n=n, seed=seed)
+    scores["brackets_accuracy"] = brackets_accuracy(model, n=n, seed=seed)
     return scores
