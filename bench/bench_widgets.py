@@ -56,10 +56,9 @@ def widget_payload_bytes(pattern: torch.Tensor, tokens: list[str]) -> dict[str, 
 
     widget = AttentionPatterns(pattern=pattern, tokens=tokens)
 
-    def reply_size(method: str, **params) -> int:
-        reply, buffers = widget.handle_message(
-            {"kind": "iw:request", "id": "b-1", "method": method, "params": {"layer": 0, "weighting": "attention", **params}}
-        )
+    def reply_size(method: str, head: int = 0) -> int:
+        widget.head = head  # what the browser writes before it asks with the bare verb
+        reply, buffers = widget.handle_message({"kind": "iw:request", "id": "b-1", "method": method, "params": {}})
         assert reply["ok"], reply
         return len(json.dumps(reply).encode()) + sum(len(b) for b in buffers)
 
@@ -178,7 +177,7 @@ def notebook_cells(sizes: list[int], clicks: int, circuitsvis_render: list[int])
         for i in range({clicks}):
             cell = (i % model.cfg.n_layers, (i // model.cfg.n_layers) % model.cfg.n_heads)
             start = time.perf_counter()
-            result.intervene([cell], action="zero")
+            result.intervene([cell], ablation="zero")
             times.append(1000 * (time.perf_counter() - start))
         print("IW-KERNEL", json.dumps({{"median_ms": statistics.median(times), "times_ms": times}}))"""))
     return cells, index

@@ -30,14 +30,14 @@ CELLS = [
         model = iw.load_model(device="cpu")
         saes = iw.sae.pretrained(model)
         HOOK, PROMPT = "blocks.2.hook_resid_post", "When Mary and John went to the store, John gave a drink to"
-        acts, _ = iw.sae.feature_activations(model, saes[HOOK], PROMPT)
+        acts = iw.sae.feature_activations(model, saes[HOOK], PROMPT).acts
         FEATURE = int(acts[-1].argmax())
         task = iw.tasks.ioi(model, n=16, seed=1)
         circuit = iw.circuits.feature_circuit(model, saes, task, method="ig", steps=5, kinds=("resid",), node_threshold=0.0,
                                               top_n=24, edge_threshold=0.02, progress=False)
         STRONGEST = max((n for n in circuit.nodes if n.is_feature), key=lambda n: abs(n.effect)).id"""),
     "TokenFeatures(model, saes, PROMPT, hook=HOOK, feature=FEATURE, action='ablate')",
-    "FeatureDashboard(model, saes, FEATURE, hook=HOOK)",
+    "FeatureDashboard(model, saes, feature=FEATURE, hook=HOOK)",
     "Steering(model, saes, 'When Mary and John went to the store,', features=[(HOOK, FEATURE)])",
     "CircuitGraph(circuit, model=model, saes=saes, task=task)",
     "Explorer(model, saes, PROMPT, hook=HOOK, feature=FEATURE)",

@@ -22,7 +22,10 @@ _EXPORTS = {
     "train": "training", "train_on_activations": "training", "TrainConfig": "training",
     "evaluate": "evaluation", "activation_frequency_histogram": "evaluation",
     "spliced": "splicing",
-    "feature_activations": "features", "top_activating": "features", "logit_effects": "features",
+    "feature_activations": "features", "FeatureActivations": "features", "logit_effects": "features",
+    "LogitEffects": "features", "check_feature": "features",
+    "feature_stats": "corpus_stats", "FeatureStats": "corpus_stats", "Example": "corpus_stats",
+    "top_activating": "corpus_stats",
     "ablate_features": "editing", "steer_feature": "editing",
 }
 

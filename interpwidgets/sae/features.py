@@ -1,129 +1,115 @@
-"""Looking at individual features: activations per token, top-activating examples, direct logit effects.
-(Acting on them, ablation and steering, is `interpwidgets.sae.editing`.)"""
+"""Looking at individual features: activations per token of one prompt and direct logit effects.
+(Statistics over a corpus are `interpwidgets.sae.corpus_stats`; acting on features, ablation and steering,
+is `interpwidgets.sae.editing`.)"""
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
-from tqdm.auto import tqdm
+from torch import nn
 
-from interpwidgets.sae.activations import CORPUS_SEED, token_batches, token_source
+from interpwidgets.models.tokens import prompt_tokens, token_strings
 from interpwidgets.sae.base import SAE
-from interpwidgets.sae.hooks import as_dictionary_input, check_fits, to_dictionary
+from interpwidgets.sae.hooks import as_dictionary_input, check_hook, to_dictionary
+from interpwidgets.sae.sets import SAESet
 
 
-class FeatureActivations(NamedTuple):
-    """`acts [seq, d_sae]` of one prompt and its `str_tokens` (length seq)."""
-
-    acts: torch.Tensor
-    str_tokens: list[str]
-
-
-@dataclass
-class Example:
-    """One top-activating occurrence: `activation` at `position` of token row `row`, with a window around it."""
-
-    activation: float
-    row: int
-    position: int
-    str_tokens: list[str]  # the window's tokens
-    activations: list[float]  # the feature's activation on each window token
-    focus: int  # index of the activating token within the window
+def check_feature(feature: int, d_sae: int) -> int:
+    """`feature` as an int; a ValueError unless it is an integer (Python, NumPy or a 0-d tensor) in [0, d_sae)."""
+    try:
+        index = None if isinstance(feature, bool) else operator.index(feature)
+    except TypeError:
+        index = None
+    if index is None or not 0 <= index < d_sae:
+        raise ValueError(f"feature must be an integer in [0, {d_sae - 1}], got {feature!r}.")
+    return index
 
 
-def _check_feature(sae: SAE, feature: int) -> int:
-    if not 0 <= int(feature) < sae.cfg.d_sae:
-        raise IndexError(f"feature {feature} is out of range for an SAE with {sae.cfg.d_sae} latents.")
-    return int(feature)
+@dataclass(frozen=True)
+class FeatureActivations:
+    """Every dictionary's feature activations on one prompt, from one forward pass (float32, CPU).
 
-
-def _token_strings(model, ids, vocabulary: bool = False) -> list[str]:
-    """Each of `ids [n]` as text (or, with `vocabulary`, as its vocabulary entry); "#id" without a tokenizer."""
-    ids = torch.as_tensor(ids).reshape(-1).tolist()
-    if getattr(model, "tokenizer", None) is None:
-        return [f"#{i}" for i in ids]
-    return model.tokenizer.convert_ids_to_tokens(ids) if vocabulary else model.to_str_tokens(torch.tensor(ids))
-
-
-@torch.no_grad()
-def _encode_tokens(model, sae: SAE, tokens: torch.Tensor) -> torch.Tensor:
-    """Feature activations `[batch, seq, d_sae]` of `tokens [batch, seq]` (on the SAE's device, in its dtype)."""
-    _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=[sae.cfg.hook_name])
-    x = as_dictionary_input(cache[sae.cfg.hook_name], sae.cfg.d_in, sae.cfg.hook_name)
-    return sae.encode(to_dictionary(sae, x))
-
-
-def feature_activations(model, sae: SAE, prompt: str | torch.Tensor, prepend_bos: bool = True) -> FeatureActivations:
-    """Every feature's activation on every token of `prompt` (a string or token ids [seq]): `(acts [seq, d_sae], str_tokens)`."""
-    check_fits(model, sae)
-    if isinstance(prompt, str) and getattr(model, "tokenizer", None) is None:
-        raise ValueError("This model has no tokenizer (it reads token ids only): pass the prompt as token ids [seq].")
-    tokens = model.to_tokens(prompt, prepend_bos=prepend_bos) if isinstance(prompt, str) else torch.as_tensor(prompt).reshape(1, -1)
-    acts = _encode_tokens(model, sae, tokens)[0]
-    return FeatureActivations(acts, _token_strings(model, tokens[0]))
-
-
-@torch.no_grad()
-def top_activating(
-    model, sae: SAE, feature: int, tokens=None, *, k: int = 10, window: tuple[int, int] = (8, 3),
-    n_batches: int = 16, batch_size: int = 32, context_size: int | None = None, progress: bool = False,
-) -> list[Example]:
-    """The `k` strongest activations of `feature` over `tokens` (a token tensor, a list of strings, or
-    None for `n_batches` batches of the teaching corpus), strongest first, each with `window`
-    (tokens before, tokens after) of context. Positions where the feature is 0 are never returned."""
-    check_fits(model, sae)
-    feature = _check_feature(sae, feature)
-    rows, context = token_source(model, tokens, context_size)
-    if rows is not None:
-        n_batches = -(-len(rows) // batch_size)
-    batches = token_batches(model, rows, batch_size, context, CORPUS_SEED + 2)
-    best_vals = torch.empty(0)
-    best_idx = torch.empty(0, 2, dtype=torch.long)
-    kept_rows: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-    for b in tqdm(range(n_batches), desc="top activations", disable=not progress):
-        batch = next(batches)
-        acts = _encode_tokens(model, sae, batch)[..., feature].float().cpu()  # [batch, seq]
-        flat = acts.flatten()
-        take = min(k, int((flat > 0).sum()))
-        if take == 0:
-            continue
-        vals, where = flat.topk(take)
-        idx = torch.stack([where // acts.shape[1] + b * batch_size, where % acts.shape[1]], dim=-1)
-        for r in idx[:, 0].unique().tolist():
-            kept_rows[r] = (batch[r - b * batch_size], acts[r - b * batch_size])
-        best_vals, order = torch.cat([best_vals, vals]).sort(descending=True)
-        best_idx = torch.cat([best_idx, idx])[order][:k]
-        best_vals = best_vals[:k]
-        kept_rows = {r: kept_rows[r] for r in best_idx[:, 0].tolist()}
-    before, after = window
-    examples = []
-    for value, (row, pos) in zip(best_vals.tolist(), best_idx.tolist()):
-        row_tokens, row_acts = kept_rows[row]
-        lo, hi = max(0, pos - before), min(len(row_tokens), pos + after + 1)
-        examples.append(Example(value, row, pos, _token_strings(model, row_tokens[lo:hi]), row_acts[lo:hi].tolist(), pos - lo))
-    return examples
-
-
-@torch.no_grad()
-def logit_effects(model, sae: SAE, feature: int, k: int = 10) -> dict:
-    """Direct effect of a feature's decoder direction on the logits: `W_dec[feature] @ W_U` (the
-    convention of feature dashboards; the final LayerNorm is not applied).
-
-    Returns {"values": [d_vocab], "top": [(token, value)] * k, "bottom": [(token, value)] * k}.
+    tokens: [seq] ids; str_tokens: their display strings; by_hook: {input hook: acts [seq, d_sae]};
+    logits: [seq, d_vocab], the model's output on the prompt.
     """
-    feature = _check_feature(sae, feature)
-    W_U = model.W_U  # [d_model, d_vocab]
-    if sae.cfg.d_out != W_U.shape[0]:
+
+    tokens: torch.Tensor
+    str_tokens: list[str]
+    by_hook: dict[str, torch.Tensor]
+    logits: torch.Tensor
+
+    def __getitem__(self, hook: str) -> torch.Tensor:
+        """The activations `[seq, d_sae]` of the dictionary reading `hook`."""
+        if hook not in self.by_hook:
+            raise KeyError(f"No dictionary reads {hook!r}; these do: {list(self.by_hook)}.")
+        return self.by_hook[hook]
+
+    @property
+    def acts(self) -> torch.Tensor:
+        """The activations `[seq, d_sae]` of the only dictionary (with several, index by hook: `result[hook]`)."""
+        if len(self.by_hook) != 1:
+            raise ValueError(f"{len(self.by_hook)} dictionaries: pick one by hook, e.g. result[{next(iter(self.by_hook))!r}].")
+        return next(iter(self.by_hook.values()))
+
+
+@torch.no_grad()
+def feature_activations(
+    model: nn.Module, saes: SAE | Mapping[str, SAE] | Iterable[SAE], prompt: str | torch.Tensor | Sequence[int],
+) -> FeatureActivations:
+    """Every feature's activation on every token of `prompt` (text, or token ids [seq]) for one SAE, a list,
+    a dict or an SAESet, from one forward pass."""
+    dictionaries = SAESet.of(saes)
+    if not dictionaries:
+        raise ValueError("No SAEs given; pass at least one.")
+    for hook in dictionaries:
+        check_hook(model, hook)
+    tokens = prompt_tokens(model, prompt)  # [1, seq]
+    logits, cache = model.run_with_cache(tokens, names_filter=list(dictionaries))
+    by_hook = {
+        hook: sae.encode(to_dictionary(sae, as_dictionary_input(cache[hook][0], sae.cfg.d_in, hook))).float().cpu()
+        for hook, sae in dictionaries.items()
+    }
+    ids = tokens[0].cpu()
+    return FeatureActivations(ids, token_strings(model, ids.tolist()), by_hook, logits[0].float().cpu())
+
+
+def writes_residual(model: nn.Module, sae: SAE) -> bool:
+    """Whether the dictionary's decoder directions have the residual stream's width, so reach the unembedding."""
+    return sae.cfg.d_out == model.W_U.shape[0]
+
+
+@dataclass(frozen=True)
+class LogitEffects:
+    """The direct effect of one feature's decoder direction on the logits, `W_dec[feature] @ W_U`.
+
+    values: [d_vocab]; top / bottom: the k most promoted / most suppressed tokens as (token, value),
+    strongest first.
+    """
+
+    values: torch.Tensor
+    top: list[tuple[str, float]]
+    bottom: list[tuple[str, float]]
+
+
+@torch.no_grad()
+def logit_effects(model: nn.Module, sae: SAE, feature: int, *, k: int = 10) -> LogitEffects:
+    """Direct effect of a feature's decoder direction on the logits, `W_dec[feature] @ W_U` (the convention of
+    feature dashboards; the final LayerNorm is not applied), with its `k` largest and smallest entries."""
+    feature = check_feature(feature, sae.cfg.d_sae)
+    if not writes_residual(model, sae):
         raise ValueError(
             f"The SAE writes {sae.cfg.output_hook!r} with width {sae.cfg.d_out}, not the residual stream "
-            f"(d_model {W_U.shape[0]}): its decoder directions have no direct path to the unembedding."
+            f"(d_model {model.W_U.shape[0]}): its decoder directions have no direct path to the unembedding."
         )
-    values = (sae.W_dec[feature].to(W_U.device, W_U.dtype) @ W_U).cpu()
+    W_U = model.W_U  # [d_model, d_vocab]
+    values = (sae.W_dec[feature].to(W_U.device, W_U.dtype) @ W_U).float().cpu()
+    k = min(k, values.numel())
     top, bottom = values.topk(k), values.topk(k, largest=False)
-    return {
-        "values": values,
-        "top": list(zip(_token_strings(model, top.indices, vocabulary=True), top.values.tolist())),
-        "bottom": list(zip(_token_strings(model, bottom.indices, vocabulary=True), bottom.values.tolist())),
-    }
+    return LogitEffects(
+        values,
+        list(zip(token_strings(model, top.indices.tolist()), top.values.tolist())),
+        list(zip(token_strings(model, bottom.indices.tolist()), bottom.values.tolist())),
+    )

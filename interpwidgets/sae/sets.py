@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 
+from interpwidgets.sae.adapters import from_saelens_object, looks_like_saelens_sae
 from interpwidgets.sae.base import SAE
 
 _LAYER = re.compile(r"^blocks\.(\d+)\.")
@@ -15,6 +17,15 @@ def hook_layer(hook_name: str) -> int:
     if match is None:
         raise ValueError(f"Hook name {hook_name!r} does not name a block (expected 'blocks.<layer>.<hook>').")
     return int(match.group(1))
+
+
+def _as_sae(obj: object) -> SAE:
+    """`obj` if it is an SAE of ours, converted if it is a sae_lens SAE object; a TypeError otherwise."""
+    if isinstance(obj, SAE):
+        return obj
+    if looks_like_saelens_sae(obj):
+        return from_saelens_object(obj)
+    raise TypeError(f"{type(obj).__name__} is not a dictionary: pass SAEs (iw.sae.load reads other formats).")
 
 
 class SAESet(dict):
@@ -32,10 +43,22 @@ class SAESet(dict):
         super().__setitem__(hook_name, sae)
 
     @classmethod
-    def of(cls, saes) -> "SAESet":
-        """An SAESet from an iterable of SAEs (each keyed by its `cfg.hook_name`)."""
+    def of(cls, saes: SAE | Mapping[str, SAE] | Iterable[SAE]) -> "SAESet":
+        """An SAESet from one SAE, a dict of them (e.g. an SAESet) or an iterable, each keyed by its `cfg.hook_name`.
+
+        A sae_lens SAE object, alone or in a collection, is converted to ours (as `iw.sae.load` does).
+        """
+        if isinstance(saes, Mapping):
+            items = list(saes.values())
+        elif isinstance(saes, SAE) or looks_like_saelens_sae(saes):
+            items = [saes]
+        elif isinstance(saes, Iterable) and not isinstance(saes, (str, bytes)):
+            items = saes
+        else:
+            raise TypeError(f"Expected an SAE, a dict of SAEs (e.g. iw.sae.pretrained(model)) or a list of them, got {type(saes).__name__}.")
         out = cls()
-        for sae in saes:
+        for sae in items:
+            sae = _as_sae(sae)
             if sae.cfg.hook_name in out:
                 raise ValueError(f"Two dictionaries read the same hook {sae.cfg.hook_name!r}; an SAESet holds one per hook.")
             out[sae.cfg.hook_name] = sae

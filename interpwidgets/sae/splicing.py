@@ -17,7 +17,6 @@ dtype and device (e.g. float32 on a bfloat16 model); what they write is cast bac
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -25,6 +24,7 @@ import torch
 
 from interpwidgets.sae.base import SAE
 from interpwidgets.sae.hooks import as_dictionary_input, check_hook, to_dictionary
+from interpwidgets.sae.sets import SAESet
 
 
 @dataclass
@@ -33,17 +33,6 @@ class SpliceRecord:
 
     features: dict[str, torch.Tensor] = field(default_factory=dict)
     errors: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-def as_sae_list(saes) -> list[SAE]:
-    """A list of dictionaries from one SAE, a dict of them (e.g. an SAESet) or an iterable."""
-    if isinstance(saes, SAE):
-        return [saes]
-    if isinstance(saes, dict):
-        return list(saes.values())
-    if isinstance(saes, Iterable):
-        return list(saes)
-    raise TypeError(f"Expected an SAE, a dict of SAEs or a list of SAEs, got {type(saes).__name__}.")
 
 
 def _splice_fn(sae: SAE, record: SpliceRecord, error_term: bool, inputs: dict[str, torch.Tensor]):
@@ -81,7 +70,7 @@ def spliced(model, saes, error_term: bool = True):
     Each output hook may be written by one dictionary only (an MLP-output SAE and an MLP transcoder
     both write `hook_mlp_out`: pick one, e.g. `saes.resid + saes.transcoders`).
     """
-    dictionaries = as_sae_list(saes)
+    dictionaries = list(SAESet.of(saes).values())
     written: dict[str, str] = {}
     for sae in dictionaries:
         check_hook(model, sae.cfg.hook_name)

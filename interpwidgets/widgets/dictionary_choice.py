@@ -1,6 +1,7 @@
-"""Traits shared by the widgets that work on a set of SAEs (`self.saes`, a dict keyed by input hook).
+"""Traits shared by the widgets that work on a set of SAEs (`self.saes`, an `SAESet`).
 
-`DictionaryList` syncs the dictionaries' hooks and widths to the front end; `FeatureChoice` adds the
+`DictionaryList` syncs the dictionaries' hooks, their places as printed ("resid_post1", the short names of
+`iw.interventions.Component`), widths and layers to the front end; `FeatureChoice` adds the
 chosen dictionary (`hook`) and feature (`feature`), validated against them. Mixed in before
 `InterpWidget`: `class TokenFeatures(FeatureChoice, InterpWidget)`.
 """
@@ -11,15 +12,35 @@ from typing import Any
 
 from traitlets import HasTraits, Int, List, TraitError, Unicode, observe, validate
 
+from interpwidgets.interventions import Component
+from interpwidgets.sae.features import check_feature
+from interpwidgets.sae.sets import SAESet
+
 
 class DictionaryList(HasTraits):
+    saes: SAESet
     hooks = List(Unicode(), read_only=True).tag(sync=True)
+    labels = List(Unicode(), read_only=True).tag(sync=True)
     sizes = List(Int(), read_only=True).tag(sync=True)
+    layers = List(Int(allow_none=True), read_only=True).tag(sync=True)
 
     def _publish_dictionaries(self) -> None:
-        """Sends the hooks and widths of `self.saes` to the front end."""
+        """Sends the hooks, places, widths and block indices (None outside the blocks) of `self.saes`."""
+        if not self.saes:
+            raise ValueError("No SAEs given; pass at least one.")
+        places = [Component(hook) for hook in self.saes]
         self.set_trait("hooks", list(self.saes))
+        self.set_trait("labels", [place.label for place in places])
         self.set_trait("sizes", [int(sae.cfg.d_sae) for sae in self.saes.values()])
+        self.set_trait("layers", [place.layer for place in places])
+
+    def place(self, hook: str) -> str:
+        """A dictionary as the widgets print it: the short name of the place it reads, "resid_post1"."""
+        return Component(hook).label
+
+    def feature_name(self, hook: str, feature: int) -> str:
+        """A feature as the widgets print it: its dictionary's place and index, "resid_post1/3" (a circuit node's id)."""
+        return f"{self.place(hook)}/{feature}"
 
 
 class FeatureChoice(DictionaryList):
@@ -39,7 +60,7 @@ class FeatureChoice(DictionaryList):
 
     @validate("feature")
     def _check_feature(self, proposal: dict[str, Any]) -> int:
-        d_sae = int(self.saes[self.hook].cfg.d_sae)
-        if not 0 <= proposal["value"] < d_sae:
-            raise TraitError(f"feature must be between 0 and {d_sae - 1} for {self.hook}, got {proposal['value']}")
-        return proposal["value"]
+        try:
+            return check_feature(proposal["value"], int(self.saes[self.hook].cfg.d_sae))
+        except ValueError as error:
+            raise TraitError(f"{self.hook}: {error}") from None

@@ -6,13 +6,16 @@ tokens and opens it in the dashboard; choosing a dictionary switches both featur
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import ipywidgets
 import torch
+from torch import nn
 
+from interpwidgets.sae.base import SAE
 from interpwidgets.widgets.attention import AttentionPatterns
+from interpwidgets.widgets.base import InterpWidget
 from interpwidgets.widgets.feature_dashboard import FeatureDashboard
 from interpwidgets.widgets.linking import link_views
 from interpwidgets.widgets.selection import Selection
@@ -29,18 +32,18 @@ class Explorer(ipywidgets.VBox):
 
     def __init__(
         self,
-        model: Any,
-        saes: Any,
+        model: nn.Module,
+        saes: SAE | Mapping[str, SAE] | Iterable[SAE],
         prompt: str | torch.Tensor | Sequence[int],
         *,
         hook: str | None = None,
         feature: int = 0,
-        corpus: Any = None,
+        corpus: torch.Tensor | Sequence[str] | None = None,
         attention: bool = True,
     ) -> None:
         self.selection = Selection()
         self.token_features = TokenFeatures(model, saes, prompt, hook=hook, feature=feature, selection=self.selection)
-        self.dashboard = FeatureDashboard(model, saes, feature, hook=self.token_features.hook, corpus=corpus,
+        self.dashboard = FeatureDashboard(model, saes, feature=feature, hook=self.token_features.hook, corpus=corpus,
                                           selection=self.selection)
         self.attention = AttentionPatterns(model, prompt, selection=self.selection) if attention else None
         link_views(*self.views, selection=self.selection)
@@ -51,7 +54,7 @@ class Explorer(ipywidgets.VBox):
         super().__init__(parts, layout=ipywidgets.Layout(gap="8px"))
 
     @property
-    def views(self) -> list[Any]:
+    def views(self) -> list[InterpWidget]:
         return [w for w in (self.token_features, self.dashboard, self.attention) if w is not None]
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:

@@ -1,8 +1,7 @@
-"""Request parameter checks and prediction payloads shared by the SAE feature widgets."""
+"""Request parameter checks of the SAE widgets and the next-token predictions payload of the widgets that show them."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,13 +25,3 @@ def get_hook(params: Mapping[str, Any], hooks: Sequence[str]) -> str:
 
 def get_feature(params: Mapping[str, Any], d_sae: int) -> int:
     return get_int(params, "feature", 0, d_sae - 1)
-
-
-def get_float(params: Mapping[str, Any], name: str, low: float, high: float) -> float:
-    """params[name] as a finite number in [low, high]."""
-    value = params.get(name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise RequestError(f"{name} must be a finite number, got {value!r}")
-    if not low <= value <= high:
-        raise RequestError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
-    return float(value)

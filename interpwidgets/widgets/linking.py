@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from interpwidgets.widgets.base import InterpWidget
 from interpwidgets.widgets.selection import Selection, link
 
 
-def link_views(*widgets: Any, selection: Selection | None = None) -> Selection:
+def link_views(*widgets: InterpWidget, selection: Selection | None = None) -> Selection:
     """Makes `widgets` share one selection (returned) and follow each other's `hook` where they hold it."""
     shared = link(*widgets, selection=selection)
     choosers = [w for w in widgets if w.has_trait("hook") and hasattr(w, "saes")]
     for source in choosers:
         others = [w for w in choosers if w is not source]
 
-        def follow(change: dict[str, Any], others: list[Any] = others) -> None:
+        def follow(change: dict[str, Any], others: list[InterpWidget] = others) -> None:
             for target in others:
                 if change["new"] in target.saes:
                     target.hook = change["new"]

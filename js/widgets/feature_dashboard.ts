@@ -1,7 +1,8 @@
 // FeatureDashboard: one SAE feature over a corpus: top-activating examples (context windows coloured by the
 // activation), the activation histogram, density, and the tokens its decoder direction promotes and
 // suppresses through the unembedding. Step with prev / next or jump to a feature; follows the shared
-// selection's feature. Python side: interpwidgets/widgets/feature_dashboard.py.
+// selection's feature. The dictionary and feature are traits written here; the "feature" request is a verb
+// the kernel answers from them. Python side: interpwidgets/widgets/feature_dashboard.py.
 
 import "../lib/base.css";
 import "./features/features.css";
@@ -15,12 +16,18 @@ import { Requester } from "../lib/messaging";
 import { connectSelection } from "../lib/selection";
 import { control, createShell } from "../lib/shell";
 import { tokenFromEvent, tokenSpan } from "../lib/tokens";
-import { barList, colourSpan, integerInput, onFeatureInput } from "./features/views";
 import { decodeInt32 } from "../lib/buffers";
-import { type Ranked, decodeFloats, decodeRanked } from "./features/wire";
+import { barList, colourSpan, integerInput, onFeatureInput } from "./features/views";
+import { type DictionaryTraits, type Ranked, decodeFloats, decodeRanked } from "./features/wire";
 
 const HIST_W = 280;
 const HIST_H = 90;
+
+interface Traits extends DictionaryTraits {
+  hook: string;
+  feature: number;
+  follow_selection: boolean;
+}
 
 interface Summary {
   hook: string;
@@ -30,7 +37,7 @@ interface Summary {
   max: number;
   examples: { tokens: string[][]; values: Float32Array; width: number; peaks: Int32Array };
   histogram: Float32Array;
-  logits: { positive: Ranked; negative: Ranked } | null;
+  logits: { top: Ranked; bottom: Ranked } | null;
 }
 
 async function decodeSummary(result: Record<string, unknown>): Promise<Summary> {
@@ -44,7 +51,7 @@ async function decodeSummary(result: Record<string, unknown>): Promise<Summary> 
   const peaks = decodeInt32(examples.peaks).data;
   if (peaks.length !== tokens.length) throw new RangeError("one peak per example expected");
   const raw = result.logits as Record<string, unknown> | null;
-  const logits = raw ? { positive: await decodeRanked(raw.positive, "values"), negative: await decodeRanked(raw.negative, "values") } : null;
+  const logits = raw ? { top: await decodeRanked(raw.top, "values"), bottom: await decodeRanked(raw.bottom, "values") } : null;
   return {
     hook: String(result.hook), feature: Number(result.feature), density: Number(result.density),
     nTokens: Number(result.n_tokens), max: Number(result.max), examples: { tokens, values, width, peaks },
@@ -52,25 +59,27 @@ async function decodeSummary(result: Record<string, unknown>): Promise<Summary> 
   };
 }
 
-async function render({ model, el, signal, host }: RenderProps): Promise<void> {
-  const hooks = model.get("hooks") as string[];
-  const sizes = model.get("sizes") as number[];
+async function render({ model, el, signal, host }: RenderProps<Traits>): Promise<void> {
+  const hooks = model.get("hooks");
+  const labels = model.get("labels");
+  const sizes = model.get("sizes");
   const shell = createShell(el, "Feature dashboard", "iw-dashboard", signal, () => draw());
   const requester = new Requester(model, shell.status, signal, shell.root);
   const selection = await connectSelection(model, host, signal);
 
-  let hook = model.get("hook") as string;
-  let feature = model.get("feature") as number;
+  let hook = model.get("hook");
+  let feature = model.get("feature");
   let summary: Summary | null = null;
   const dSae = () => sizes[hooks.indexOf(hook)];
+  const nameOf = () => `${labels[hooks.indexOf(hook)]}/${feature}`;
 
   // ---- toolbar
-  const hookSelect = select(hooks.map((name) => [name, name]), hook, "dictionary");
+  const hookSelect = select(hooks.map((name, i) => [name, labels[i]]), hook, "dictionary");
   const prevButton = h("button", { className: "iw-button iw-prev", attrs: { "aria-label": "previous feature" } }, "\u25c0 prev");
   const featureInput = integerInput(feature, 0, dSae() - 1, "feature");
   const nextButton = h("button", { className: "iw-button iw-next", attrs: { "aria-label": "next feature" } }, "next \u25b6");
   const follow = h("input", { className: "iw-follow", attrs: { type: "checkbox", "aria-label": "follow the selection" } });
-  follow.checked = model.get("follow_selection") as boolean;
+  follow.checked = model.get("follow_selection");
   if (hooks.length > 1) shell.toolbar.append(control("SAE", hookSelect));
   shell.toolbar.append(prevButton, control("Feature", featureInput), nextButton, control("follow selection", follow));
 
@@ -97,21 +106,21 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
   function draw(): void {
     updateControls();
     if (!summary || summary.hook !== hook || summary.feature !== feature) {
-      setChildren(header, `feature ${feature} of ${hook}: loading\u2026`);
+      setChildren(header, `feature ${nameOf()}: loading\u2026`);
       return;
     }
     const data = summary;
-    const scale = sequentialScale(shell.theme(), data.max, `activation of ${hook} #${feature}`);
+    const scale = sequentialScale(shell.theme(), data.max, `activation of ${nameOf()}`);
     setChildren(header,
-      h("span", { className: "iw-dash-title" }, `Feature ${feature}`), ` \u00b7 ${hook} \u00b7 `,
+      h("span", { className: "iw-dash-title" }, `Feature ${feature}`), ` \u00b7 ${labels[hooks.indexOf(hook)]} \u00b7 `,
       h("span", { className: "iw-density" }, `density ${formatNumber(data.density * 100)}%`),
       ` of ${data.nTokens} tokens \u00b7 max `, h("span", { className: "iw-max" }, formatNumber(data.max)));
     drawExamples(data, scale);
     drawHistogram(data);
     setChildren(logitsBox, data.logits
       ? h("div", { className: "iw-logit-columns" },
-          barList("promoted", data.logits.positive, Math.max(...data.logits.positive.values.map(Math.abs)), "iw-positive"),
-          barList("suppressed", data.logits.negative, Math.max(...data.logits.negative.values.map(Math.abs)), "iw-negative"))
+          barList("promoted", data.logits.top, Math.max(...data.logits.top.values.map(Math.abs)), "iw-promoted"),
+          barList("suppressed", data.logits.bottom, Math.max(...data.logits.bottom.values.map(Math.abs)), "iw-suppressed"))
       : h("div", { className: "iw-hint" }, "this dictionary does not write the residual stream's width"));
     setChildren(shell.footer, legend(scale), h("span", { className: "iw-hint" }, "hover a token or a bar for values"));
   }
@@ -157,20 +166,12 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
     setChildren(histogramCaption, `0 \u2026 ${formatNumber(data.max)} in ${bins} bins \u00b7 ${Math.round(active)} active tokens`);
   }
 
-  // ---- kernel requests
+  // ---- kernel requests (a verb: the kernel reads hook and feature from the traits)
   async function load(): Promise<void> {
     draw();
-    const want = { hook, feature };
-    const reply = await requester.request<Record<string, unknown>>("feature", want, "feature");
-    if (reply.status !== "ok") return;
-    try {
-      const data = await decodeSummary(reply.result);
-      if (data.hook !== hook || data.feature !== feature) return;
-      summary = data;
-    } catch (error) {
-      shell.status.showError(`could not read the feature: ${(error as Error).message}`);
-      return;
-    }
+    const data = await requester.fetch("feature", {}, { key: "feature", decode: decodeSummary });
+    if (!data || data.hook !== hook || data.feature !== feature) return;
+    summary = data;
     draw();
   }
 
@@ -222,10 +223,10 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
     model.set("follow_selection", follow.checked);
     model.save_changes();
   });
-  const adopt = () => show(model.get("hook") as string, model.get("feature") as number, false);
+  const adopt = () => show(model.get("hook"), model.get("feature"), false);
   model.on("change:hook", adopt);
   model.on("change:feature", adopt);
-  model.on("change:follow_selection", () => { follow.checked = model.get("follow_selection") as boolean; });
+  model.on("change:follow_selection", () => { follow.checked = model.get("follow_selection"); });
   selection.onChange(() => {
     const next = selection.get("feature");
     if (follow.checked && next !== null && next < dSae()) show(hook, next, true);

@@ -1,12 +1,14 @@
 // TokenFeatures: a prompt's tokens coloured by one SAE feature. Hover a token: its activation and strongest
 // features; click a token: the kernel lists its strongest features; click a feature: recolour by it; the
 // apply button ablates or steers the feature in the kernel and shows the next-token predictions before and
-// after. Python side: interpwidgets/widgets/token_features.py.
+// after. The dictionary, feature, action and alpha are traits written here; the requests are verbs that the
+// kernel answers from them. Python side: interpwidgets/widgets/token_features.py.
 
 import "../lib/base.css";
 import "./features/features.css";
 import "./token_features.css";
 import type { RenderProps } from "../lib/anywidget";
+import { decodeInt32 } from "../lib/buffers";
 import { legend, sequentialScale } from "../lib/colour";
 import { h, select, setChildren } from "../lib/dom";
 import { formatNumber, quoteToken } from "../lib/format";
@@ -15,10 +17,19 @@ import { connectSelection } from "../lib/selection";
 import { control, createShell } from "../lib/shell";
 import { tokenFromEvent, tokenSpan } from "../lib/tokens";
 import { barList, colourSpan, integerInput, onFeatureInput } from "./features/views";
-import { decodeInt32 } from "../lib/buffers";
-import { decodeFloats, decodeRanked, hookLayer } from "./features/wire";
+import { type DictionaryTraits, type Ranked, decodeFloats, decodeRanked } from "./features/wire";
+
+interface Traits extends DictionaryTraits {
+  tokens: string[];
+  top_k: number;
+  hook: string;
+  feature: number;
+  action: "ablate" | "steer";
+  alpha: number;
+}
 
 interface TopFeatures {
+  hook: string;
   k: number;
   indices: Int32Array; // [n, k]
   values: Float32Array; // [n, k]
@@ -30,27 +41,47 @@ interface Activations {
   max: number;
 }
 
-async function render({ model, el, signal, host }: RenderProps): Promise<void> {
-  const tokens = model.get("tokens") as string[];
+interface TokenList {
+  hook: string;
+  position: number;
+  indices: Int32Array;
+  values: Float32Array;
+  promptMax: Float32Array;
+}
+
+interface Outcome {
+  description: string;
+  position: number;
+  activation: number;
+  before: Ranked;
+  after: Ranked;
+}
+
+async function render({ model, el, signal, host }: RenderProps<Traits>): Promise<void> {
+  const tokens = model.get("tokens");
   const n = tokens.length;
-  const hooks = model.get("hooks") as string[];
-  const sizes = model.get("sizes") as number[];
+  const hooks = model.get("hooks");
+  const labels = model.get("labels");
+  const sizes = model.get("sizes");
+  const layers = model.get("layers");
   const shell = createShell(el, `Token features \u00b7 ${n} tokens`, "iw-token-features", signal, () => colour());
   const requester = new Requester(model, shell.status, signal, shell.root);
   const selection = await connectSelection(model, host, signal);
 
-  let hook = model.get("hook") as string;
-  let feature = model.get("feature") as number;
+  let hook = model.get("hook");
+  let feature = model.get("feature");
   let pinned: number | null = null;
   let activations: Activations | null = null;
   const topCache = new Map<string, TopFeatures>();
-  const dSae = () => sizes[hooks.indexOf(hook)];
+  const at = () => hooks.indexOf(hook);
+  const dSae = () => sizes[at()];
   const keyOf = () => `${hook}#${feature}`;
+  const nameOf = () => `${labels[at()]}/${feature}`;
 
   // ---- toolbar
-  const hookSelect = select(hooks.map((name) => [name, name]), hook, "dictionary");
+  const hookSelect = select(hooks.map((name, i) => [name, labels[i]]), hook, "dictionary");
   const featureInput = integerInput(feature, 0, dSae() - 1, "feature");
-  const actionSelect = select([["ablate", "ablate"], ["steer", "steer by \u03b1"]], model.get("action") as string, "action");
+  const actionSelect = select([["ablate", "ablate"], ["steer", "steer by \u03b1"]], model.get("action"), "action");
   const alphaInput = h("input", { className: "iw-number iw-alpha", attrs: { type: "number", step: "any", "aria-label": "alpha" } });
   alphaInput.value = String(model.get("alpha"));
   const applyButton = h("button", { className: "iw-button iw-apply" }, "apply");
@@ -72,7 +103,7 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
     featureInput.value = String(feature);
     hookSelect.value = hook;
     alphaInput.disabled = actionSelect.value !== "steer";
-    const what = actionSelect.value === "steer" ? `steer #${feature} by ${alphaInput.value}` : `ablate #${feature}`;
+    const what = actionSelect.value === "steer" ? `steer ${nameOf()} by ${alphaInput.value}` : `ablate ${nameOf()}`;
     applyButton.textContent = `${what} \u00b7 predict after ${pinned === null ? "the last token" : `token ${pinned}`}`;
   }
 
@@ -81,65 +112,60 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
     updateControls();
     spans.forEach((span, index) => span.classList.toggle("iw-pinned", index === pinned));
     if (!activations || activations.key !== keyOf()) {
-      setChildren(caption, `${hook} \u00b7 feature ${feature}: loading\u2026`);
+      setChildren(caption, `feature ${nameOf()}: loading\u2026`);
       return;
     }
-    const units = `activation of ${hook} #${feature}`;
-    const scale = sequentialScale(shell.theme(), activations.max, units);
+    const scale = sequentialScale(shell.theme(), activations.max, `activation of ${nameOf()}`);
     spans.forEach((span, index) => colourSpan(span, scale, activations!.values[index]));
     setChildren(caption, activations.max > 0
-      ? `${hook} \u00b7 feature ${feature} \u00b7 max ${formatNumber(activations.max)} on this prompt`
-      : `${hook} \u00b7 feature ${feature} is not active on this prompt`);
+      ? `feature ${nameOf()} \u00b7 max ${formatNumber(activations.max)} on this prompt`
+      : `feature ${nameOf()} is not active on this prompt`);
     setChildren(shell.footer, legend(scale), h("span", { className: "iw-hint" }, "hover: values \u00b7 click a token: its features"));
   }
 
-  // ---- kernel requests
+  // ---- kernel requests (verbs: the kernel reads hook, feature, action and alpha from the traits)
   async function loadActivations(): Promise<void> {
-    const key = keyOf();
     colour();
-    const reply = await requester.request<Record<string, unknown>>("activations", { hook, feature }, "activations");
-    if (reply.status !== "ok") return;
-    try {
-      const values = await decodeFloats(reply.result.values, n);
-      if (`${reply.result.hook}#${reply.result.feature}` !== key) return;
-      activations = { key, values, max: Number(reply.result.max) };
-    } catch (error) {
-      shell.status.showError(`could not read the activations: ${(error as Error).message}`);
-      return;
-    }
-    if (key === keyOf()) colour();
+    const reply = await requester.fetch("activations", {}, {
+      key: "activations",
+      decode: async (result: { hook: string; feature: number; values: unknown; max: number }): Promise<Activations> => ({
+        key: `${result.hook}#${result.feature}`, values: await decodeFloats(result.values, n), max: Number(result.max),
+      }),
+    });
+    if (!reply || reply.key !== keyOf()) return;
+    activations = reply;
+    colour();
   }
 
-  async function loadTop(forHook: string): Promise<void> {
-    if (topCache.has(forHook)) return;
-    const reply = await requester.request<Record<string, unknown>>("features", { hook: forHook }, "features");
-    if (reply.status !== "ok") return;
-    try {
-      const indices = decodeInt32(reply.result.indices);
-      const values = await decodeFloats(reply.result.values, indices.data.length);
-      if (indices.shape.length !== 2 || indices.shape[0] !== n) throw new RangeError(`top features of shape [${indices.shape}]`);
-      topCache.set(forHook, { k: indices.shape[1], indices: indices.data, values });
-    } catch (error) {
-      shell.status.showError(`could not read the top features: ${(error as Error).message}`);
-    }
+  async function loadTop(): Promise<void> {
+    if (topCache.has(hook)) return;
+    const reply = await requester.fetch("features", {}, {
+      key: "features",
+      decode: async (result: { hook: string; indices: unknown; values: unknown }): Promise<TopFeatures> => {
+        const indices = decodeInt32(result.indices);
+        if (indices.shape.length !== 2 || indices.shape[0] !== n) throw new RangeError(`top features of shape [${indices.shape}]`);
+        return { hook: result.hook, k: indices.shape[1], indices: indices.data, values: await decodeFloats(result.values, indices.data.length) };
+      },
+    });
+    if (reply) topCache.set(reply.hook, reply);
   }
 
   async function loadToken(position: number): Promise<void> {
-    const forHook = hook;
     setChildren(tokenPanel, h("div", { className: "iw-hint" }, `${quoteToken(tokens[position], position)}: loading\u2026`));
-    const reply = await requester.request<Record<string, unknown>>("token", { hook: forHook, position }, "token");
-    if (reply.status !== "ok" || pinned !== position || hook !== forHook) return;
-    try {
-      const indices = decodeInt32(reply.result.indices).data;
-      const values = await decodeFloats(reply.result.values, indices.length);
-      const promptMax = await decodeFloats(reply.result.prompt_max, indices.length);
-      showTokenFeatures(position, indices, values, promptMax);
-    } catch (error) {
-      shell.status.showError(`could not read the token's features: ${(error as Error).message}`);
-    }
+    const reply = await requester.fetch("token", { position }, {
+      key: "token",
+      decode: async (result: { hook: string; position: number; indices: unknown; values: unknown; prompt_max: unknown }): Promise<TokenList> => {
+        const indices = decodeInt32(result.indices).data;
+        return {
+          hook: result.hook, position: result.position, indices,
+          values: await decodeFloats(result.values, indices.length), promptMax: await decodeFloats(result.prompt_max, indices.length),
+        };
+      },
+    });
+    if (reply && pinned === reply.position && hook === reply.hook) showTokenFeatures(reply);
   }
 
-  function showTokenFeatures(position: number, indices: Int32Array, values: Float32Array, promptMax: Float32Array): void {
+  function showTokenFeatures({ position, indices, values, promptMax }: TokenList): void {
     const chips = Array.from(indices, (index, i) => {
       const chip = h("button", {
         className: `iw-feature-chip${index === feature ? " iw-selected" : ""}`,
@@ -150,43 +176,37 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
       return chip;
     });
     setChildren(tokenPanel,
-      h("div", { className: "iw-section-title" }, `Strongest features at ${quoteToken(tokens[position], position)} (${hook})`),
+      h("div", { className: "iw-section-title" }, `Strongest features at ${quoteToken(tokens[position], position)} (${labels[at()]})`),
       chips.length ? h("div", { className: "iw-chips" }, ...chips) : h("div", { className: "iw-hint" }, "no feature is active here"));
   }
 
   async function intervene(): Promise<void> {
-    const alpha = Number(alphaInput.value);
-    if (!Number.isFinite(alpha)) {
-      shell.status.showError("\u03b1 must be a number");
-      return;
-    }
-    const position = pinned ?? n - 1;
-    const params = { hook, feature, action: actionSelect.value, alpha, position };
-    const reply = await requester.request<Record<string, unknown>>("intervene", params, "intervene");
-    if (reply.status !== "ok") return;
-    try {
-      const [before, after] = await Promise.all([decodeRanked(reply.result.before, "probs"), decodeRanked(reply.result.after, "probs")]);
-      const at = Number(reply.result.position);
-      const top = Math.max(...before.values, ...after.values);
-      setChildren(outcomePanel,
-        h("div", { className: "iw-outcome-title" }, String(reply.result.description)),
-        h("div", { className: "iw-hint" },
-          `next token after ${quoteToken(tokens[at], at)}; the feature's activation there: ${formatNumber(Number(reply.result.activation))}`),
-        h("div", { className: "iw-tops" },
-          barList("before: probability", before, top, "iw-top-before"),
-          barList("after", after, top, "iw-top-after")));
-    } catch (error) {
-      shell.status.showError(`could not read the predictions: ${(error as Error).message}`);
-    }
+    const outcome = await requester.fetch("intervene", { position: pinned ?? n - 1 }, {
+      key: "intervene",
+      decode: async (result: { description: string; position: number; activation: number; before: unknown; after: unknown }): Promise<Outcome> => ({
+        description: String(result.description), position: Number(result.position), activation: Number(result.activation),
+        before: await decodeRanked(result.before, "probs"), after: await decodeRanked(result.after, "probs"),
+      }),
+    });
+    if (!outcome) return;
+    const { before, after, position } = outcome;
+    const top = Math.max(...before.values, ...after.values);
+    setChildren(outcomePanel,
+      h("div", { className: "iw-outcome-title" }, outcome.description),
+      h("div", { className: "iw-hint" },
+        `next token after ${quoteToken(tokens[position], position)}; the feature's activation there: ${formatNumber(outcome.activation)}`),
+      h("div", { className: "iw-tops" },
+        barList("before: probability", before, top, "iw-top-before"),
+        barList("after", after, top, "iw-top-after")));
   }
 
-  // ---- state changes
+  // ---- state changes: traits first, then the verbs that read them
   function setFeature(next: number, share: boolean): void {
     if (next === feature) return;
     feature = next;
     model.set("feature", feature);
     model.save_changes();
-    if (share) selection.set({ feature, layer: hookLayer(hook) });
+    if (share) selection.set({ feature, layer: layers[at()] });
     tokenPanel.querySelectorAll<HTMLElement>(".iw-feature-chip").forEach((chip) => {
       const on = Number(chip.dataset.feature) === feature;
       chip.classList.toggle("iw-selected", on);
@@ -202,9 +222,9 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
     model.set("hook", hook);
     model.set("feature", feature);
     model.save_changes();
-    if (share) selection.set({ layer: hookLayer(hook), feature });
+    if (share) selection.set({ layer: layers[at()], feature });
     void loadActivations();
-    void loadTop(hook);
+    void loadTop();
     if (pinned !== null) void loadToken(pinned);
   }
 
@@ -221,7 +241,7 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
     const hit = tokenFromEvent(event, text);
     if (!hit) return;
     const lines = [quoteToken(tokens[hit.index], hit.index)];
-    if (activations?.key === keyOf()) lines.push(`${hook} #${feature}: ${formatNumber(activations.values[hit.index])}`);
+    if (activations?.key === keyOf()) lines.push(`${nameOf()}: ${formatNumber(activations.values[hit.index])}`);
     const top = topCache.get(hook);
     if (top) {
       lines.push("strongest features here:");
@@ -240,22 +260,26 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
   hookSelect.addEventListener("change", () => setHook(hookSelect.value, true));
   onFeatureInput(featureInput, dSae, () => feature, shell.status, (next) => setFeature(next, true));
   actionSelect.addEventListener("change", () => {
-    model.set("action", actionSelect.value);
+    model.set("action", actionSelect.value as Traits["action"]);
     model.save_changes();
     updateControls();
   });
   alphaInput.addEventListener("change", () => {
     const alpha = Number(alphaInput.value);
-    if (!Number.isFinite(alpha)) return;
+    if (alphaInput.value.trim() === "" || !Number.isFinite(alpha)) {
+      shell.status.showError("\u03b1 must be a number");
+      alphaInput.value = String(model.get("alpha"));
+      return;
+    }
     model.set("alpha", alpha);
     model.save_changes();
     updateControls();
   });
   applyButton.addEventListener("click", () => void intervene());
 
-  model.on("change:hook", () => setHook(model.get("hook") as string, true));
-  model.on("change:feature", () => setFeature(model.get("feature") as number, true));
-  model.on("change:action", () => { actionSelect.value = model.get("action") as string; updateControls(); });
+  model.on("change:hook", () => setHook(model.get("hook"), true));
+  model.on("change:feature", () => setFeature(model.get("feature"), true));
+  model.on("change:action", () => { actionSelect.value = model.get("action"); updateControls(); });
   model.on("change:alpha", () => { alphaInput.value = String(model.get("alpha")); updateControls(); });
   selection.onChange(() => {
     const token = selection.get("token");
@@ -266,7 +290,7 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
   });
 
   void loadActivations();
-  void loadTop(hook);
+  void loadTop();
 }
 
 export default { render };

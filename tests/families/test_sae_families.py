@@ -151,7 +151,7 @@ def test_ig_of_the_last_residual_site_converges_to_the_total_patching_effect(fam
     """The last residual stream is a bottleneck: patching all of it gives the corrupt metric. IG's Riemann
     error falls like 1 / steps."""
     saes, task, _ = circuit_setup
-    last = f"resid{family_model.cfg.n_layers - 1}"
+    last = f"resid_post{family_model.cfg.n_layers - 1}"
     errors = []
     for steps in (8, 32):
         ig = node_effects(family_model, saes, task.clean_tokens, task.corrupt_tokens, task.metric, method="ig",
@@ -265,4 +265,4 @@ def test_a_model_without_a_tokenizer_trains_on_token_ids_and_names_tokens_by_id(
     assert iw.sae.feature_activations(model, sae, tokens[0]).str_tokens[:2] == [f"#{int(t)}" for t in tokens[0, :2]]
     top = iw.sae.top_activating(model, sae, int(sae.encode(cached(model, tokens, RESID)[0]).sum((0, 1)).argmax()), tokens, k=2)
     assert top and all(t.startswith("#") for t in top[0].str_tokens)
-    assert all(name.startswith("#") for name, _ in iw.sae.logit_effects(model, sae, 0, k=3)["top"])
+    assert all(name.startswith("#") for name, _ in iw.sae.logit_effects(model, sae, 0, k=3).top)

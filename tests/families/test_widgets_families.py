@@ -14,9 +14,9 @@ from interpwidgets.widgets import (
     AttentionPatterns, CircuitGraph, Explorer, FeatureDashboard, PatchHeatmap, Steering, TokenFeatures,
 )
 from interpwidgets.widgets.testing import decode_array
-from interpwidgets.widgets.feature_dashboard import AFTER, BEFORE
+from interpwidgets.sae.corpus_stats import WINDOW
 from interpwidgets.widgets.testing import attach_buffers, decode_int32
-from interpwidgets.widgets.tokens import token_strings
+from interpwidgets.models.tokens import token_strings
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"
 HOOK = "blocks.1.hook_resid_post"
@@ -78,9 +78,9 @@ def test_attention_shows_every_query_head_with_grouped_values(family_model):
     assert (widget.n_layers, widget.n_heads) == (model.cfg.n_layers, n_heads)
     assert widget.tokens == model.to_str_tokens(tokens[0])
 
-    thumbnails = decode_array(ask(widget, "thumbnails", layer=layer, weighting="attention")["thumbnails"])
+    thumbnails = decode_array(ask(widget, "thumbnails")["thumbnails"])
     assert thumbnails.shape == (n_heads, n, n)
-    reply = ask(widget, "pattern", layer=layer, head=head, weighting="attention")
+    reply = ask(widget, "pattern")
     got = np.full((n, n), 0.0, np.float32)
     got[np.tril_indices(n)] = decode_array(reply["pattern"])
     pattern = cache[f"blocks.{layer}.attn.hook_pattern"][0, head]
@@ -95,7 +95,8 @@ def test_attention_shows_every_query_head_with_grouped_values(family_model):
         z = cache[f"blocks.{layer}.attn.hook_z"][0, :, h]
         torch.testing.assert_close(alpha @ v[:, h // group], z, atol=1e-5, rtol=1e-4)  # the model's own mapping
         norms = (v[:, h // group] @ model.W_O[layer, h].detach()).norm(dim=-1)
-        reply = ask(widget, "pattern", layer=layer, head=h, weighting="value")
+        widget.head, widget.weighting = h, "value"
+        reply = ask(widget, "pattern")
         got[np.tril_indices(n)] = decode_array(reply["pattern"])
         np.testing.assert_allclose(got, (alpha * norms[None]).numpy(), atol=reply["domain_max"] / 255 + 1e-4)
     assert static_html(widget).count(f"L{layer}H") == n_heads + 1  # every head's thumbnail and the open one
@@ -106,7 +107,7 @@ def test_patch_heatmap_cell_zero_ablates_that_head(family_model, task):
     result = iw.patching.activation_patch(model, task, site="z", progress=False)
     widget = PatchHeatmap(result)
     assert widget.values["shape"] == [model.cfg.n_layers, model.cfg.n_heads]
-    reply = ask(widget, "intervene", cells=[[layer, head]], action="zero")
+    reply = ask(widget, "intervene", cells=[[layer, head]])
 
     def zero_head(z, hook):
         z = z.clone()
@@ -130,17 +131,18 @@ def test_token_features_ablation_matches_a_hooked_forward(family_model, saes):
         acts = sae.encode(cache[HOOK])[0]
     position = tokens.shape[1] - 1
     feature = int(acts[position].argmax())
-    values = ask(widget, "activations", hook=HOOK, feature=feature)["values"]
+    widget.feature = feature
+    values = ask(widget, "activations")["values"]
     np.testing.assert_allclose(decode_array(values), acts[:, feature].numpy(), rtol=2e-3, atol=2e-3)
 
-    reply = ask(widget, "intervene", hook=HOOK, feature=feature, action="ablate", alpha=0.0, position=position)
+    reply = ask(widget, "intervene", position=position)
     with torch.no_grad(), model.hooks(fwd_hooks=[(HOOK, without_feature(sae, feature))]):
         probs = model(tokens)[0, position].softmax(-1)
     top = probs.topk(widget.top_k)
     assert reply["after"]["tokens"] == token_strings(model, top.indices.tolist())
     np.testing.assert_allclose(decode_array(reply["after"]["probs"]), top.values.numpy(), rtol=2e-3, atol=1e-4)
     assert not np.allclose(decode_array(reply["after"]["probs"]), decode_array(reply["before"]["probs"]))
-    assert f"activation of {HOOK} #0" in static_html(widget)
+    assert f"activation of resid_post1/{feature}" in static_html(widget)
 
 
 def test_feature_dashboard_statistics_over_a_corpus(family_model, saes, task):
@@ -150,23 +152,26 @@ def test_feature_dashboard_statistics_over_a_corpus(family_model, saes, task):
         _, cache = model.run_with_cache(corpus, names_filter=[HOOK])
         acts = sae.encode(cache[HOOK])  # [rows, seq, d_sae]
     feature = int(acts.amax(dim=(0, 1)).argmax())
-    reply = ask(widget, "feature", hook=HOOK, feature=feature)
+    widget.feature = feature
+    reply = ask(widget, "feature")
     assert reply["max"] == pytest.approx(float(acts[..., feature].max()), rel=1e-4)
     assert reply["density"] == pytest.approx(float((acts[..., feature] > 0).float().mean()))
     row = int(decode_int32(reply["examples"]["rows"])[0])
     peak = int(acts[row, :, feature].argmax())
-    window = corpus[row, max(0, peak - BEFORE): peak + AFTER + 1].tolist()
+    before, after = WINDOW
+    window = corpus[row, max(0, peak - before): peak + after + 1].tolist()
     assert reply["examples"]["tokens"][0] == token_strings(model, window)
     effects = (sae.W_dec[feature] @ model.W_U).detach().topk(8)
-    assert reply["logits"]["positive"]["tokens"] == token_strings(model, effects.indices.tolist())
-    assert f"Feature 0 \u00b7 {HOOK}" in static_html(widget)
+    assert reply["logits"]["top"]["tokens"] == token_strings(model, effects.indices.tolist())
+    assert f"Feature {feature} \u00b7 resid_post1" in static_html(widget)
 
 
 def test_steering_generates_what_a_hooked_greedy_loop_generates(family_model, saes):
     model, sae, feature, n_new = family_model, saes[HOOK], 5, 4
     widget = Steering(model, saes, PROMPT, features=[(HOOK, feature)], max_new_tokens=n_new)
     scale = widget.rows[0]["limit"]
-    reply = ask(widget, "generate", scales=[scale], max_new_tokens=n_new, sampling="greedy", temperature=1.0, seed=0)
+    widget.scales = [scale]
+    reply = ask(widget, "generate")
 
     def greedy(hooks) -> list[str]:
         sequence, new = model.to_tokens(PROMPT), []
@@ -191,9 +196,9 @@ def test_circuit_graph_node_ablation_matches_a_hooked_forward(family_model, saes
     model = family_model
     circuit = iw.circuits.feature_circuit(model, saes, task, method="atp", kinds=("resid",), node_threshold=0.0,
                                           edges=False, progress=False)
-    widget = CircuitGraph(circuit, model=model, saes=saes, task=task)  # pruned to its largest nodes
+    widget = CircuitGraph(circuit, model=model, saes=saes, task=task, ablation="zero")  # pruned to its largest nodes
     node = max((n for n in circuit.nodes if n.is_feature), key=lambda n: abs(n.effect))
-    reply = ask(widget, "ablate", node=node.id, ablation="zero")
+    reply = ask(widget, "ablate", node=node.id)
     hook = f"blocks.{node.layer}.hook_resid_post"
     expected = metric_with(model, task, [(hook, without_feature(saes[hook], int(node.feature), node.position))])
     assert reply["metric_before"] == pytest.approx(metric_with(model, task, []), abs=1e-4)
@@ -205,11 +210,13 @@ def test_explorer_links_its_views(family_model, saes, task):
     model = family_model
     explorer = Explorer(model, saes, PROMPT, hook=HOOK, corpus=task.clean_tokens)
     position = len(explorer.token_features.tokens) - 1
-    token = ask(explorer.token_features, "token", hook=HOOK, position=position)
+    token = ask(explorer.token_features, "token", position=position)
     features = decode_int32(token["indices"]).tolist()
     assert features and features[0] == int(explorer.token_features.activations()[position].argmax())
-    assert ask(explorer.dashboard, "feature", hook=HOOK, feature=features[0])["feature"] == features[0]
-    thumbnails = ask(explorer.attention, "thumbnails", layer=0, weighting="value")["thumbnails"]
+    explorer.dashboard.show(features[0])
+    assert ask(explorer.dashboard, "feature")["feature"] == features[0]
+    explorer.attention.weighting = "value"
+    thumbnails = ask(explorer.attention, "thumbnails")["thumbnails"]
     assert thumbnails["shape"][0] == model.cfg.n_heads
     assert all(view.selection is explorer.selection for view in explorer.views)
     assert static_html(explorer).count('class="iw-static"') == 3

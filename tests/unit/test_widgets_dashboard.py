@@ -1,5 +1,6 @@
-"""FeatureDashboard and its corpus statistics: examples, histogram, density and logit effects against a
-brute-force computation over the corpus; navigation, request and trait checks; the static preview."""
+"""`iw.sae.feature_stats` against a brute-force computation over the corpus (density, maxima, histograms,
+top-activating contexts), and FeatureDashboard on its results: the feature request, given statistics, a
+static preview that shows what was computed, navigation, request and trait checks."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from interpwidgets.sae import SAEConfig, SAESet, build_sae
-from interpwidgets.widgets.testing import decode_array
-from interpwidgets.widgets.feature_corpus import HISTOGRAM_BINS, FeatureCorpus, corpus_tokens
+from interpwidgets.sae import SAEConfig, SAESet, build_sae, feature_stats, top_activating
+from interpwidgets.sae.activations import CORPUS_SEED
+from interpwidgets.data.mixture import training_batch
 from interpwidgets.widgets.feature_dashboard import FeatureDashboard
-from interpwidgets.widgets.testing import ask, decode_int32
+from interpwidgets.widgets.testing import ask, decode_array, decode_int32
 
 RESID0, RESID2 = "blocks.0.hook_resid_post", "blocks.2.hook_resid_post"
 
@@ -24,8 +25,8 @@ def saes():
 
 
 @pytest.fixture(scope="module")
-def tokens(random_model):
-    return corpus_tokens(random_model, rows=12, seq=24)
+def tokens():
+    return torch.randint(1, 700, (12, 24), generator=torch.Generator().manual_seed(0))
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +34,12 @@ def all_acts(random_model, saes, tokens):
     """Brute force: every feature's activation on every corpus token, {hook: [rows, seq, d_sae]}."""
     with torch.no_grad():
         _, cache = random_model.run_with_cache(tokens)
-    return {hook: sae.encode(cache[hook]).float() for hook, sae in saes.items()}
+        return {hook: sae.encode(cache[hook]).float() for hook, sae in saes.items()}
 
 
 @pytest.fixture(scope="module")
 def dashboard(random_model, saes, tokens):
-    return FeatureDashboard(random_model, saes, 5, corpus=tokens)
-
-
+    return FeatureDashboard(random_model, saes, feature=5, corpus=tokens)
 
 
 def active_feature(acts: torch.Tensor, rank: int = 0) -> int:
@@ -48,47 +47,78 @@ def active_feature(acts: torch.Tensor, rank: int = 0) -> int:
     return int((acts > 0).sum((0, 1)).argsort(descending=True)[rank])
 
 
-def test_corpus_statistics_match_brute_force(random_model, saes, tokens, all_acts):
-    stats = FeatureCorpus(random_model, saes[RESID0], tokens)
+# ---- the engine function
+def test_feature_statistics_match_brute_force(random_model, saes, tokens, all_acts):
     acts = all_acts[RESID0]
-    torch.testing.assert_close(stats.row_max, acts.max(dim=1).values.clamp_min(0))
+    stats = feature_stats(random_model, saes[RESID0], tokens, batch_size=5, bins=16)
+    assert (stats.hook, stats.n_tokens, stats.d_sae) == (RESID0, tokens.numel(), 96)
     torch.testing.assert_close(stats.max, acts.amax(dim=(0, 1)).clamp_min(0))
-    assert stats.active.tolist() == (acts > 0).sum((0, 1)).tolist()
-    feature = active_feature(acts)
-    assert stats.density(feature) == pytest.approx(float((acts[..., feature] > 0).float().mean()))
-    values = acts[..., feature][acts[..., feature] > 0]
-    expected = torch.histc(values, bins=HISTOGRAM_BINS, min=0, max=float(values.max()))
-    assert stats.histograms[feature].sum() == values.numel()
-    # same bins up to values that sit on a bin edge within float rounding
-    assert (stats.histograms[feature] - expected.long()).abs().sum() <= 2
+    torch.testing.assert_close(stats.density, (acts > 0).float().mean((0, 1)))
+    for feature in (active_feature(acts), active_feature(acts, 5)):
+        values = acts[..., feature][acts[..., feature] > 0]
+        expected = torch.histc(values, bins=16, min=0, max=float(values.max()))
+        assert stats.histograms[feature].sum() == values.numel()
+        # the same bins up to values that sit on a bin edge within float rounding
+        assert (stats.histograms[feature] - expected.long()).abs().sum() <= 2
 
 
-def test_examples_are_the_highest_peaks_with_their_context(random_model, saes, tokens, all_acts):
-    stats = FeatureCorpus(random_model, saes[RESID0], tokens)
+def test_examples_are_the_rows_with_the_highest_peaks_with_their_context(random_model, saes, tokens, all_acts):
     acts = all_acts[RESID0]
+    stats = feature_stats(random_model, saes[RESID0], tokens, batch_size=5, n_examples=4, window=(5, 2))
     feature = active_feature(acts, 1)
-    examples = stats.examples(feature, n=4, before=5, after=2)
     peaks = acts[..., feature].max(dim=1)
     expected_rows = [r for r in peaks.values.argsort(descending=True)[:4].tolist() if peaks.values[r] > 0]
+    examples = stats.examples(feature)
     assert [e.row for e in examples] == expected_rows
     for e in examples:
-        position = e.start + e.peak
-        assert int(peaks.indices[e.row]) == position
-        assert 0 <= e.peak <= 5 and len(e.tokens) == len(e.values) <= 8
-        torch.testing.assert_close(e.values, acts[e.row, e.start:e.start + len(e.tokens), feature], atol=1e-5, rtol=1e-5)
-        assert e.tokens == [random_model.tokenizer.decode([t]) for t in tokens[e.row, e.start:e.start + len(e.tokens)].tolist()]
+        start = e.position - e.focus
+        assert e.position == int(peaks.indices[e.row]) and e.activation == pytest.approx(float(peaks.values[e.row]))
+        assert 0 <= e.focus <= 5 and len(e.str_tokens) == len(e.activations) <= 8
+        np.testing.assert_allclose(e.activations, acts[e.row, start:start + len(e.activations), feature], rtol=1e-5, atol=1e-6)
+        assert e.str_tokens == [random_model.tokenizer.decode([t]) for t in tokens[e.row, start:start + len(e.str_tokens)].tolist()]
 
 
+def test_a_feature_that_never_fires_has_no_examples(random_model, saes, tokens):
+    dead_sae = build_sae(saes[RESID0].cfg, seed=0)
+    with torch.no_grad():
+        dead_sae.b_enc[0] = -1e6  # feature 0 is never among the top k
+    stats = feature_stats(random_model, dead_sae, tokens)
+    assert stats.examples(0) == [] and stats.density[0] == 0 and stats.max[0] == 0 and stats.histograms[0].sum() == 0
+
+
+def test_the_default_corpus_is_the_teaching_corpus_stream_of_the_one_corpus_seed(random_model, saes):
+    """feature_stats and top_activating read the same held-out stream (seed CORPUS_SEED + 2), batch by batch."""
+    stats = feature_stats(random_model, saes[RESID0], n_batches=2, batch_size=3, context_size=16)
+    rows = torch.cat([training_batch(random_model.tokenizer, CORPUS_SEED + 2, step, 3, 16) for step in (0, 1)])
+    assert stats.str_tokens == [[random_model.tokenizer.decode([t]) for t in row] for row in rows.tolist()]
+    feature = int(stats.max.argmax())
+    assert top_activating(random_model, saes[RESID0], feature, n_batches=2, batch_size=3, context_size=16) == stats.examples(feature)
+
+
+def test_corpus_from_texts_and_bad_corpora(random_model, saes):
+    stats = feature_stats(random_model, saes[RESID0], ["When Mary and John went to the store", "Mary gave a drink to John"],
+                          context_size=6)
+    assert len(stats.str_tokens[0]) == 6 and stats.str_tokens[0][0] == "<|endoftext|>"
+    with pytest.raises(ValueError, match="lie in"):
+        feature_stats(random_model, saes[RESID0], torch.full((2, 4), 10**6))
+    with pytest.raises(TypeError):
+        feature_stats(random_model, saes[RESID0], 42)
+    with pytest.raises(ValueError, match="n_examples, bins and batch_size must be at least 1"):
+        feature_stats(random_model, saes[RESID0], torch.zeros(2, 4, dtype=torch.long), bins=0)
+
+
+# ---- the widget
 def test_feature_request_sends_the_summary_as_arrays(random_model, dashboard, saes, all_acts):
     acts = all_acts[RESID2]
     feature = active_feature(acts)
-    ok, result = ask(dashboard, "feature", hook=RESID2, feature=feature)
+    dashboard.show(feature, RESID2)
+    ok, result = ask(dashboard, "feature")
     assert ok, result
+    assert (result["hook"], result["feature"]) == (RESID2, feature)
     assert result["max"] == pytest.approx(float(acts[..., feature].max()), rel=1e-5)
     assert result["density"] == pytest.approx(float((acts[..., feature] > 0).float().mean()))
     examples = result["examples"]
-    values = decode_array(examples["values"])
-    peaks = decode_int32(examples["peaks"])
+    values, peaks = decode_array(examples["values"]), decode_int32(examples["peaks"])
     assert values.shape == (len(examples["tokens"]), max(len(t) for t in examples["tokens"]))
     for row, (tokens, peak) in enumerate(zip(examples["tokens"], peaks)):
         assert np.isnan(values[row, len(tokens):]).all()
@@ -96,19 +126,39 @@ def test_feature_request_sends_the_summary_as_arrays(random_model, dashboard, sa
     assert values[0, peaks[0]] == pytest.approx(result["max"], rel=1e-3)
     assert decode_array(result["histogram"]).sum() == pytest.approx(float((acts[..., feature] > 0).sum()))
     direct = (saes[RESID2].W_dec[feature] @ random_model.W_U).detach()
-    np.testing.assert_allclose(decode_array(result["logits"]["positive"]["values"]), direct.topk(8).values, rtol=2e-3)
-    np.testing.assert_allclose(decode_array(result["logits"]["negative"]["values"]), direct.topk(8, largest=False).values,
+    np.testing.assert_allclose(decode_array(result["logits"]["top"]["values"]), direct.topk(8).values, rtol=2e-3)
+    np.testing.assert_allclose(decode_array(result["logits"]["bottom"]["values"]), direct.topk(8, largest=False).values,
                                rtol=2e-3)
 
 
-def test_a_feature_that_never_fires_has_no_examples(random_model, saes, tokens):
-    dead_sae = build_sae(saes[RESID0].cfg, seed=0)
-    with torch.no_grad():
-        dead_sae.b_enc[0] = -1e6  # feature 0 is never among the top k
-    dashboard = FeatureDashboard(random_model, dead_sae, 0, corpus=tokens)
-    ok, result = ask(dashboard, "feature", hook=RESID0, feature=0)
-    assert ok and result["density"] == 0 and result["max"] == 0 and result["examples"]["tokens"] == []
-    assert decode_array(result["histogram"]).sum() == 0
+def test_statistics_are_computed_when_a_dictionary_is_chosen_and_kept(random_model, saes, tokens, monkeypatch):
+    widget = FeatureDashboard(random_model, saes, corpus=tokens)
+    first = widget.stats()
+    assert first.hook == RESID0
+    widget.hook = RESID2
+    kept = widget.stats(RESID2)
+    monkeypatch.setattr("interpwidgets.widgets.feature_dashboard.feature_stats", None)  # no further computation
+    widget.hook = RESID0
+    assert widget.stats() is first and widget.stats(RESID2) is kept and ask(widget, "feature")[0]
+
+
+def test_given_statistics_are_shown_without_a_corpus_pass(random_model, saes, tokens, monkeypatch):
+    given = feature_stats(random_model, saes[RESID2], tokens)
+    monkeypatch.setattr("interpwidgets.widgets.feature_dashboard.feature_stats", None)
+    widget = FeatureDashboard(random_model, saes[RESID2], stats=given, feature=3)
+    assert widget.stats() is given and ask(widget, "feature")[0]
+    with pytest.raises(ValueError, match="belong to none of the SAEs"):
+        FeatureDashboard(random_model, saes[RESID0], stats=given)
+
+
+def test_static_preview_shows_the_computed_statistics_without_running_the_model(random_model, saes, tokens, all_acts,
+                                                                                   monkeypatch):
+    feature = active_feature(all_acts[RESID0])
+    widget = FeatureDashboard(random_model, saes, feature=feature, corpus=tokens)
+    monkeypatch.setattr(random_model, "forward", lambda *args, **kwargs: pytest.fail("the preview ran the model"))
+    html = widget._repr_mimebundle_()[0]["text/html"]
+    assert f"Feature {feature} \u00b7 resid_post0" in html and "density" in html and "top logits" in html
+    assert "background:rgb(" in html and "<script" not in html
 
 
 def test_show_switches_dictionary_and_feature(dashboard):
@@ -118,28 +168,18 @@ def test_show_switches_dictionary_and_feature(dashboard):
     assert (dashboard.hook, dashboard.feature) == (RESID0, 90)
     dashboard.hook = RESID2  # 90 is out of range for 48 features
     assert dashboard.feature == 0
-    with pytest.raises(Exception, match="feature must be between 0 and 47"):
+    with pytest.raises(Exception, match=r"feature must be an integer in \[0, 47\]"):
         dashboard.show(48)
 
 
-@pytest.mark.parametrize(
-    ("params", "complaint"),
-    [
-        ({"hook": "blocks.1.hook_resid_post", "feature": 0}, "hook must be one of"),
-        ({"hook": RESID2, "feature": 48}, "feature must be between 0 and 47"),
-        ({"hook": RESID2, "feature": -1}, "feature must be between"),
-        ({"hook": RESID2, "feature": 1.5}, "feature must be an integer"),
-        ({"hook": RESID2}, "feature must be an integer"),
-        ({"hook": RESID2, "feature": 1, "n": 3}, "unexpected parameters"),
-    ],
-)
-def test_bad_requests_are_refused(dashboard, params, complaint):
+@pytest.mark.parametrize("params", [{"hook": RESID2}, {"feature": 1}, {"n": 3}])
+def test_the_feature_request_is_a_verb_and_refuses_parameters(dashboard, params):
     ok, error = ask(dashboard, "feature", **params)
-    assert not ok and complaint in error
+    assert not ok and "unexpected parameters" in error
 
 
 def test_front_end_may_change_only_feature_hook_and_follow(random_model, saes, tokens, monkeypatch):
-    widget = FeatureDashboard(random_model, saes, 3, corpus=tokens)
+    widget = FeatureDashboard(random_model, saes, feature=3, corpus=tokens)
     errors = []
     monkeypatch.setattr(widget, "send", lambda content, buffers=None: errors.append(content["error"]))
     monkeypatch.setattr(widget, "send_state", lambda keys=None: None)
@@ -148,19 +188,3 @@ def test_front_end_may_change_only_feature_hook_and_follow(random_model, saes, t
     widget.set_state({"sizes": [1, 1]})
     widget.set_state({"feature": 96})
     assert widget.feature == 7 and len(errors) == 2 and "may not change ['sizes']" in errors[0]
-
-
-def test_corpus_from_texts_and_bad_corpora(random_model):
-    rows = corpus_tokens(random_model, ["When Mary and John went to the store", "Mary gave a drink to John"], seq=6)
-    assert rows.ndim == 2 and rows.shape[1] == 6 and int(rows[0, 0]) == random_model.tokenizer.bos_token_id
-    with pytest.raises(ValueError, match="lie in"):
-        corpus_tokens(random_model, torch.full((2, 4), 10**6))
-    with pytest.raises(TypeError):
-        corpus_tokens(random_model, 42)
-
-
-def test_static_preview_shows_examples_and_logits(random_model, saes, tokens, all_acts):
-    feature = active_feature(all_acts[RESID0])
-    html = FeatureDashboard(random_model, saes, feature, corpus=tokens)._repr_mimebundle_()[0]["text/html"]
-    assert f"Feature {feature}" in html and "density" in html and "positive logits" in html
-    assert "background:rgb(" in html and "<script" not in html

@@ -64,5 +64,5 @@ def test_static_preview_joins_the_parts(explorer):
     bundle = explorer._repr_mimebundle_()
     html = bundle["text/html"]
     assert "application/vnd.jupyter.widget-view+json" in bundle
-    assert "Token features" in html and "Feature 4 \u00b7 blocks.1.hook_resid_post" in html
+    assert "Token features \u00b7 resid_post1/4" in html and "Feature 4 \u00b7 resid_post1" in html
     assert "Attention patterns" in html and html.count('class="iw-static"') == 3

@@ -1,5 +1,6 @@
-"""TokenFeatures and the feature computations behind it: activations, ablation and steering of a feature,
-logit effects, message validation, trait checks and the static preview."""
+"""TokenFeatures: its requests against a hand-computed forward pass (activations, strongest features, predictions
+before and after ablating or steering a feature), the verbs reading the trait state, message validation, trait
+checks, the traits the front end reads, and the static preview."""
 
 from __future__ import annotations
 
@@ -9,11 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from interpwidgets.sae import SAEConfig, SAESet, build_sae
-from interpwidgets.sae.editing import ablate_features, steer_feature
-from interpwidgets.widgets.testing import decode_array
-from interpwidgets.widgets.feature_data import dictionaries, feature_activations, logit_effects, prompt_tokens
-from interpwidgets.widgets.testing import ask, decode_int32
+from interpwidgets.sae import SAEConfig, SAESet, build_sae, feature_activations
+from interpwidgets.widgets.testing import ask, decode_array, decode_int32
 from interpwidgets.widgets.token_features import TokenFeatures
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"
@@ -30,156 +28,103 @@ def saes():
 
 
 @pytest.fixture(scope="module")
+def tokens(random_model):
+    return random_model.to_tokens(PROMPT)
+
+
+@pytest.fixture(scope="module")
+def acts(random_model, saes, tokens):
+    """By hand: {hook: [n, d_sae]} encodings of the hook's activations."""
+    with torch.no_grad():
+        _, cache = random_model.run_with_cache(tokens)
+        return {hook: sae.encode(cache[hook][0]).float() for hook, sae in saes.items()}
+
+
+@pytest.fixture
 def widget(random_model, saes):
     return TokenFeatures(random_model, saes, PROMPT)
 
 
-@pytest.fixture(scope="module")
-def acts(random_model, saes):
-    return feature_activations(random_model, list(saes.values()), prompt_tokens(random_model, PROMPT))
-
-
-
-
-def resid_after(model, tokens, hook: str, intervention=None) -> torch.Tensor:
-    """The activation at `hook` as the next block reads it (after any edit made at `hook`)."""
-    layer = int(hook.split(".")[1])
-    with torch.no_grad():
-        if intervention is None:
-            _, cache = model.run_with_cache(tokens)
-        else:
-            _, cache = intervention.run_with_cache(tokens)
-    return cache[f"blocks.{layer + 1}.hook_resid_pre"][0]
-
-
-# ---- the computations
-def test_activations_are_the_sae_encoding_of_the_hook(random_model, saes, acts):
-    tokens = prompt_tokens(random_model, PROMPT)
-    with torch.no_grad():
-        _, cache = random_model.run_with_cache(tokens)
-    for hook, sae in saes.items():
-        torch.testing.assert_close(acts[hook], sae.encode(cache[hook]).float())
-    assert acts[RESID0].shape == (1, tokens.shape[1], 256)
-
-
-# the semantics the widget relies on (computed by iw.sae.features), checked by hand
-def test_ablating_a_feature_subtracts_its_contribution(random_model, saes, acts):
-    sae = saes[RESID0]
-    tokens = prompt_tokens(random_model, PROMPT)
-    position, feature = divmod(int(acts[RESID0][0].argmax()), 256)
-    clean = resid_after(random_model, tokens, RESID0)
-    ablated = resid_after(random_model, tokens, RESID0, ablate_features(random_model, sae, [feature]))
-    expected = clean - acts[RESID0][0, :, feature, None] * sae.W_dec[feature].detach()
-    torch.testing.assert_close(ablated, expected, atol=1e-5, rtol=1e-5)
-    assert not torch.allclose(ablated[position], clean[position])
-
-
-def test_steering_a_feature_adds_its_scaled_decoder_row(random_model, saes):
-    sae = saes[RESID1]
-    tokens = prompt_tokens(random_model, PROMPT)
-    clean = resid_after(random_model, tokens, RESID1)
-    steered = resid_after(random_model, tokens, RESID1, steer_feature(random_model, sae, 5, 3.5))
-    torch.testing.assert_close(steered, clean + 3.5 * sae.W_dec[5].detach(), atol=1e-5, rtol=1e-5)
-
-
-def test_logit_effects_are_the_decoder_row_through_the_unembedding(random_model, saes):
-    sae = saes[RESID0]
-    effects = logit_effects(random_model, sae, 7, 5)
-    direct = (sae.W_dec[7] @ random_model.W_U).detach()
-    assert [v for _, v in effects["positive"]] == pytest.approx(direct.topk(5).values.tolist(), rel=1e-5)
-    assert [v for _, v in effects["negative"]] == pytest.approx(direct.topk(5, largest=False).values.tolist(), rel=1e-5)
-    assert effects["positive"][0][0] == random_model.tokenizer.decode([int(direct.argmax())])
-
-
-def test_dictionaries_accepts_one_a_list_or_a_dict_and_rejects_the_rest(saes):
-    sae = saes[RESID0]
-    assert list(dictionaries(sae)) == [RESID0]
-    assert list(dictionaries([sae, saes[RESID1]])) == [RESID0, RESID1]
-    assert dictionaries(saes) == dict(saes)
-    with pytest.raises(ValueError, match="two dictionaries read"):
-        dictionaries([sae, sae])
-    with pytest.raises(TypeError):
-        dictionaries("blocks.0.hook_resid_post")
-    with pytest.raises(ValueError, match="no SAEs"):
-        dictionaries([])
-
-
-def test_prompt_checks(random_model):
-    with pytest.raises(ValueError, match="empty"):
-        prompt_tokens(random_model, "")
-    with pytest.raises(ValueError, match="reads 1 to"):
-        prompt_tokens(random_model, torch.zeros(random_model.cfg.n_ctx + 1, dtype=torch.long))
-    with pytest.raises(ValueError, match="integers"):
-        prompt_tokens(random_model, torch.zeros(3))
-    assert prompt_tokens(random_model, [0, 5, 6]).shape == (1, 3)
+def next_token_top(model, tokens, position: int, hooks=(), k: int = 10):
+    """The top-k next-token probabilities at `position` of a forward with `hooks`, by hand."""
+    with torch.no_grad(), model.hooks(fwd_hooks=list(hooks)):
+        return torch.softmax(model(tokens)[0, position], -1).topk(k)
 
 
 # ---- the widget's requests
-def test_activations_request_sends_float16_values(widget, acts):
-    ok, result = ask(widget, "activations", hook=RESID0, feature=11)
-    assert ok
-    values = decode_array(result["values"])
+def test_activations_request_sends_the_chosen_features_values_as_float16(widget, acts):
+    widget.hook, widget.feature = RESID0, 11
+    ok, result = ask(widget, "activations")
+    assert ok and (result["hook"], result["feature"]) == (RESID0, 11)
     assert result["values"]["dtype"] == "float16" and isinstance(result["values"]["data"], bytes)
-    np.testing.assert_allclose(values, acts[RESID0][0, :, 11].numpy(), rtol=1e-3, atol=1e-3)
-    assert result["max"] == pytest.approx(float(acts[RESID0][0, :, 11].max()), rel=1e-6)
+    np.testing.assert_allclose(decode_array(result["values"]), acts[RESID0][:, 11].numpy(), rtol=1e-3, atol=1e-3)
+    assert result["max"] == pytest.approx(float(acts[RESID0][:, 11].max().clamp_min(0)), rel=1e-6)
 
 
 def test_features_request_gives_each_tokens_strongest_features(widget, acts):
-    ok, result = ask(widget, "features", hook=RESID1)
-    assert ok
+    widget.hook = RESID1
+    ok, result = ask(widget, "features")
+    assert ok and result["hook"] == RESID1
     indices, values = decode_int32(result["indices"]), decode_array(result["values"])
-    expected = acts[RESID1][0].topk(5, dim=-1)
+    expected = acts[RESID1].topk(5, dim=-1)
     assert indices.shape == (len(widget.tokens), 5)
     np.testing.assert_allclose(values, expected.values.numpy(), rtol=1e-3, atol=1e-3)
-    top = acts[RESID1][0].gather(1, torch.as_tensor(indices, dtype=torch.long))
+    top = acts[RESID1].gather(1, torch.as_tensor(indices, dtype=torch.long))
     np.testing.assert_allclose(top.numpy(), expected.values.numpy(), rtol=1e-6)
 
 
 def test_token_request_lists_active_features_strongest_first(widget, acts):
-    ok, result = ask(widget, "token", hook=RESID0, position=4)
-    assert ok and result["position"] == 4
+    ok, result = ask(widget, "token", position=4)
+    assert ok and (result["hook"], result["position"]) == (RESID0, 4)
     indices, values = decode_int32(result["indices"]), decode_array(result["values"])
-    row = acts[RESID0][0, 4]
+    row = acts[RESID0][4]
     assert 0 < len(indices) <= 12 and (values > 0).all() and (np.diff(values) <= 0).all()
     np.testing.assert_allclose(values, row[torch.as_tensor(indices, dtype=torch.long)].numpy(), rtol=1e-3)
     assert int(indices[0]) == int(row.argmax())
-    prompt_max = decode_array(result["prompt_max"])
-    np.testing.assert_allclose(prompt_max, acts[RESID0][0][:, torch.as_tensor(indices, dtype=torch.long)].max(0).values,
-                               rtol=1e-3)
+    np.testing.assert_allclose(decode_array(result["prompt_max"]),
+                               acts[RESID0][:, torch.as_tensor(indices, dtype=torch.long)].max(0).values, rtol=1e-3)
 
 
 @pytest.mark.parametrize("action", ["ablate", "steer"])
-def test_intervene_request_reports_predictions_before_and_after(random_model, widget, saes, action):
-    ok, result = ask(widget, "intervene", hook=RESID0, feature=3, action=action, alpha=25.0, position=6)
-    assert ok, result
-    tokens = prompt_tokens(random_model, PROMPT)
+def test_intervene_request_reports_predictions_before_and_after(random_model, widget, saes, tokens, acts, action):
+    """The predictions match a forward whose hook removes f * W_dec[f] (ablate) or adds alpha * W_dec[f] (steer)."""
     sae = saes[RESID0]
-    edit = ablate_features(random_model, sae, [3]) if action == "ablate" else steer_feature(random_model, sae, 3, 25.0)
-    with torch.no_grad():
-        before = torch.softmax(random_model(tokens)[0, 6], -1).topk(10)
-        after = torch.softmax(edit.run(tokens)[0, 6], -1).topk(10)
+    widget.hook, widget.feature, widget.action, widget.alpha = RESID0, 3, action, 25.0
+    ok, result = ask(widget, "intervene", position=6)
+    assert ok, result
+    change = acts[RESID0][:, 3, None] * -sae.W_dec[3].detach() if action == "ablate" else 25.0 * sae.W_dec[3].detach()
+    before = next_token_top(random_model, tokens, 6)
+    after = next_token_top(random_model, tokens, 6, [(RESID0, lambda x, hook: x + change)])
     for side, expected in (("before", before), ("after", after)):
         np.testing.assert_allclose(decode_array(result[side]["probs"]), expected.values.numpy(), rtol=1e-3, atol=1e-4)
         assert result[side]["tokens"] == [random_model.tokenizer.decode([i]) for i in expected.indices.tolist()]
-    if action == "steer":
-        assert result["before"]["tokens"] != result["after"]["tokens"]
-    assert result["activation"] == pytest.approx(float(widget.activations(RESID0)[6, 3]))
+    assert (result["action"], result["alpha"]) == (action, 25.0)
+    assert result["description"] == ("ablate resid_post0/3" if action == "ablate" else "steer resid_post0/3 by 25")
+    assert result["activation"] == pytest.approx(float(acts[RESID0][6, 3]), rel=1e-5)
+
+
+def test_intervene_reads_alpha_from_the_trait_only(random_model, widget, saes, tokens):
+    """alpha has one source of truth: the validated trait. A request that carries it is refused."""
+    widget.hook, widget.feature, widget.action, widget.alpha = RESID1, 5, "steer", -12.0
+    ok, result = ask(widget, "intervene", position=6)
+    assert ok and result["alpha"] == -12.0
+    vector = -12.0 * saes[RESID1].W_dec[5].detach()
+    expected = next_token_top(random_model, tokens, 6, [(RESID1, lambda x, hook: x + vector)])
+    np.testing.assert_allclose(decode_array(result["after"]["probs"]), expected.values.numpy(), rtol=1e-3, atol=1e-4)
+    ok, error = ask(widget, "intervene", position=6, alpha=3.0)
+    assert not ok and "unexpected parameters ['alpha']" in error
 
 
 @pytest.mark.parametrize(
     ("method", "params", "complaint"),
     [
-        ("activations", {"hook": "blocks.9.hook_resid_post", "feature": 0}, "hook must be one of"),
-        ("activations", {"hook": RESID1, "feature": 64}, "feature must be between 0 and 63"),
-        ("activations", {"hook": RESID0, "feature": True}, "feature must be an integer"),
-        ("activations", {"hook": RESID0, "feature": "3"}, "feature must be an integer"),
-        ("activations", {"hook": RESID0}, "feature must be an integer"),
-        ("activations", {"hook": RESID0, "feature": 1, "extra": 1}, "unexpected parameters"),
-        ("token", {"hook": RESID0, "position": -1}, "position must be between"),
-        ("token", {"hook": RESID0, "position": 99}, "position must be between"),
-        ("intervene", {"hook": RESID0, "feature": 1, "action": "delete", "alpha": 1, "position": 0}, "action must be one of"),
-        ("intervene", {"hook": RESID0, "feature": 1, "action": "steer", "alpha": None, "position": 0}, "alpha must be a finite"),
-        ("intervene", {"hook": RESID0, "feature": 1, "action": "steer", "alpha": 1e9, "position": 0}, "alpha must be between"),
+        ("activations", {"hook": RESID0, "feature": 1}, "unexpected parameters"),
+        ("features", {"hook": RESID0}, "unexpected parameters"),
+        ("token", {"position": -1}, "position must be between"),
+        ("token", {"position": 99}, "position must be between"),
+        ("token", {}, "position must be an integer"),
+        ("intervene", {"position": 1.5}, "position must be an integer"),
+        ("intervene", {"position": 0, "action": "steer"}, "unexpected parameters"),
         ("generate", {}, "unknown method"),
     ],
 )
@@ -200,13 +145,14 @@ def test_front_end_trait_updates_are_checked(random_model, saes, monkeypatch):
     monkeypatch.setattr(widget, "send", lambda content, buffers=None: sent.append(content))
     monkeypatch.setattr(widget, "send_state", lambda keys=None: sent.append({"resync": keys}))
     widget.set_state({"feature": 300})
-    assert widget.feature == 200 and "feature must be between 0 and 255" in sent[0]["error"]
+    assert widget.feature == 200 and "feature must be an integer in [0, 255], got 300" in sent[0]["error"]
     widget.set_state({"tokens": ["x"]})
     assert widget.tokens[0] == "<|endoftext|>" and "may not change ['tokens']" in sent[2]["error"]
-    widget.set_state({"alpha": math.inf})
-    assert widget.alpha == 4.0
-    widget.set_state({"hook": RESID1, "feature": 12})
-    assert (widget.hook, widget.feature) == (RESID1, 12)
+    for alpha in (math.inf, math.nan, 2e4):
+        widget.set_state({"alpha": alpha})
+        assert widget.alpha == 4.0 and "alpha must be a finite number" in sent[-2]["error"]
+    widget.set_state({"hook": RESID1, "feature": 12, "action": "steer", "alpha": -7.5})
+    assert (widget.hook, widget.feature, widget.action, widget.alpha) == (RESID1, 12, "steer", -7.5)
 
 
 def test_switching_to_a_smaller_dictionary_resets_an_out_of_range_feature(random_model, saes):
@@ -215,19 +161,39 @@ def test_switching_to_a_smaller_dictionary_resets_an_out_of_range_feature(random
     assert widget.feature == 0 and widget.sae is saes[RESID1]
 
 
+def test_the_front_end_gets_each_dictionarys_place_width_and_layer(random_model):
+    transcoder = build_sae(SAEConfig(d_in=128, d_sae=16, architecture="relu", hook_name="blocks.2.ln2.hook_normalized",
+                                     hook_name_out="blocks.2.hook_mlp_out"), seed=0)
+    widget = TokenFeatures(random_model, [topk_sae(RESID1, 64, 1), transcoder], PROMPT)
+    assert widget.hooks == [RESID1, "blocks.2.ln2.hook_normalized"]
+    assert widget.labels == ["resid_post1", "blocks.2.ln2.hook_normalized"]
+    assert (widget.sizes, widget.layers) == ([64, 16], [1, 2])
+
+
 def test_constructor_checks(random_model, saes):
     with pytest.raises(Exception, match="hook must be one of"):
         TokenFeatures(random_model, saes, PROMPT, hook="blocks.3.hook_resid_post")
-    with pytest.raises(Exception, match="feature must be between 0 and 63"):
+    with pytest.raises(Exception, match=r"feature must be an integer in \[0, 63\]"):
         TokenFeatures(random_model, saes, PROMPT, hook=RESID1, feature=64)
     with pytest.raises(ValueError, match="top_k"):
         TokenFeatures(random_model, saes, PROMPT, top_k=0)
+    with pytest.raises(ValueError, match="No SAEs given"):
+        TokenFeatures(random_model, [], PROMPT)
+    with pytest.raises(ValueError, match="have no dictionary reading"):
+        TokenFeatures(random_model, saes, feature_activations(random_model, saes[RESID0], PROMPT))
+
+
+def test_a_feature_activations_result_is_shown_as_given(random_model, saes, acts):
+    result = feature_activations(random_model, saes, PROMPT)
+    widget = TokenFeatures(random_model, saes, result, hook=RESID1)
+    assert widget.result is result and widget.tokens == result.str_tokens
+    torch.testing.assert_close(widget.activations(), acts[RESID1])
 
 
 def test_static_preview_colours_tokens_and_escapes_them(random_model, saes):
-    widget = TokenFeatures(random_model, saes, PROMPT)
+    widget = TokenFeatures(random_model, saes, PROMPT, hook=RESID1, feature=7)
     widget.set_trait("tokens", ["<script>alert(1)</script>", *widget.tokens[1:]])
     html = widget._repr_mimebundle_()[0]["text/html"]
     assert "<script>" not in html and "&lt;script&gt;" in html
-    assert "background:rgb(" in html and f"activation of {widget.hook} #{widget.feature}" in html
+    assert "background:rgb(" in html and "activation of resid_post1/7" in html
     assert "application/vnd.jupyter.widget-view+json" in widget._repr_mimebundle_()[0]

@@ -64,8 +64,9 @@ def test_attention_takes_ids_in_any_shape_and_shows_them(model, ids, shape):
     assert widget.tokens == names(ids) and widget.n_heads == model.cfg.n_heads
     with torch.no_grad():
         _, cache = model.run_with_cache(torch.tensor([ids]))
-    torch.testing.assert_close(widget.data.patterns[1].float(), cache["blocks.1.attn.hook_pattern"][0], atol=1e-3, rtol=0)
-    ok, result = ask(widget, "pattern", layer=1, head=3, weighting="value")
+    torch.testing.assert_close(widget.result.patterns[1].float(), cache["blocks.1.attn.hook_pattern"][0], atol=1e-3, rtol=0)
+    widget.layer, widget.head, widget.weighting = 1, 3, "value"
+    ok, result = ask(widget, "pattern")
     assert ok, result
     assert f"1:#{ids[1]}" in static_html(widget)
 
@@ -88,9 +89,9 @@ def test_a_corpus_must_be_token_rows(model, saes, corpus):
 
 
 def test_token_features_show_ids_and_predict_ids(model, saes, ids):
-    widget = TokenFeatures(model, saes, torch.tensor(ids), hook=HOOK)
+    widget = TokenFeatures(model, saes, torch.tensor(ids), hook=HOOK, action="steer", alpha=8.0)
     assert widget.tokens == names(ids)
-    ok, result = ask(widget, "intervene", hook=HOOK, feature=0, action="steer", alpha=8.0, position=len(ids) - 1)
+    ok, result = ask(widget, "intervene", position=len(ids) - 1)
     assert ok, result
     with torch.no_grad():
         top = model(torch.tensor([ids]))[0, -1].topk(widget.top_k).indices.tolist()
@@ -100,21 +101,22 @@ def test_token_features_show_ids_and_predict_ids(model, saes, ids):
 
 def test_feature_dashboard_shows_examples_as_ids(model, saes, task):
     widget = FeatureDashboard(model, saes, hook=HOOK, corpus=task.clean_tokens)
-    feature = int(widget.stats().max.argmax())
-    example = widget.stats().examples(feature, 1, 10, 4)[0]
-    assert example.tokens == names(task.clean_tokens[example.row, example.start:].tolist())[: len(example.tokens)]
-    ok, result = ask(widget, "feature", hook=HOOK, feature=feature)
+    widget.feature = feature = int(widget.stats().max.argmax())
+    example = widget.stats().examples(feature)[0]
+    start = example.position - example.focus
+    assert example.str_tokens == names(task.clean_tokens[example.row, start:].tolist())[: len(example.str_tokens)]
+    ok, result = ask(widget, "feature")
     assert ok, result
-    assert result["examples"]["tokens"][0] == example.tokens
-    assert all(t.startswith("#") for t in result["logits"]["positive"]["tokens"])
+    assert result["examples"]["tokens"][0] == example.str_tokens
+    assert all(t.startswith("#") for t in result["logits"]["top"]["tokens"])
     assert "no static preview" not in static_html(widget)
 
 
 def test_steering_writes_ids(model, saes, ids):
     widget = Steering(model, saes, ids, features=[(HOOK, 3)], max_new_tokens=3)
     assert widget.tokens == names(ids)
-    ok, result = ask(widget, "generate", scales=[widget.rows[0]["limit"]], max_new_tokens=3, sampling="greedy",
-                     temperature=1.0, seed=0)
+    widget.scales = [widget.rows[0]["limit"]]
+    ok, result = ask(widget, "generate")
     assert ok, result
     baseline, steered = widget.generate(scales=[widget.rows[0]["limit"]])
     assert baseline == " ".join(result["baseline"]) and steered == " ".join(result["steered"])
@@ -127,7 +129,7 @@ def test_patch_heatmap_on_ids(model, task):
     widget = PatchHeatmap(iw.patching.activation_patch(model, task, site="resid_pre", progress=False))
     assert widget.labels[-1][1] == f"1: #{task.clean_tokens[0, 1]}"
     assert "no static preview" not in static_html(widget)
-    ok, result = ask(widget, "intervene", cells=[[1, 2]], action="zero")
+    ok, result = ask(widget, "intervene", cells=[[1, 2]])
     assert ok, result
     assert all(t.startswith("#") for t in result["top_after"]["tokens"])
 
@@ -135,9 +137,9 @@ def test_patch_heatmap_on_ids(model, task):
 def test_circuit_graph_on_ids(model, saes, task):
     circuit = iw.circuits.feature_circuit(model, saes, task, method="atp", kinds=("resid",), node_threshold=0.0,
                                           edges=False, progress=False)
-    widget = CircuitGraph(circuit, model=model, saes=saes, task=task)
+    widget = CircuitGraph(circuit, model=model, saes=saes, task=task, ablation="zero")
     node = max((n for n in circuit.nodes if n.is_feature), key=lambda n: abs(n.effect))
-    ok, result = ask(widget, "ablate", node=node.id, ablation="zero")
+    ok, result = ask(widget, "ablate", node=node.id)
     assert ok, result
     assert result["metric_before"] == pytest.approx(circuit.metadata["metric_clean"], abs=1e-4)
     assert "no static preview" not in static_html(widget)
@@ -146,6 +148,6 @@ def test_circuit_graph_on_ids(model, saes, task):
 def test_explorer_on_ids(model, saes, ids, task):
     explorer = Explorer(model, saes, ids, hook=HOOK, corpus=task.clean_tokens)
     assert explorer.token_features.tokens == explorer.attention.tokens == names(ids)
-    ok, result = ask(explorer.token_features, "token", hook=HOOK, position=2)
+    ok, result = ask(explorer.token_features, "token", position=2)
     assert ok, result
     assert "no static preview" not in static_html(explorer)

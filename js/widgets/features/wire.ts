@@ -1,7 +1,16 @@
-// Decoding what the SAE feature widgets receive: float arrays of a known length and ranked token lists.
-// Python side: interpwidgets/widgets/feature_params.py.
+// What the SAE feature widgets receive: the dictionaries' traits, float arrays of a known length and ranked token
+// lists. Python side: interpwidgets/widgets/dictionary_choice.py and feature_params.py.
 
 import { decodeArray } from "../../lib/buffers";
+
+/** The read-only traits of `DictionaryList`: per dictionary, its input hook, its place as printed
+ * ("resid_post1"), its number of features and its block (null outside the blocks). */
+export interface DictionaryTraits {
+  hooks: string[];
+  labels: string[];
+  sizes: number[];
+  layers: (number | null)[];
+}
 
 /** Decodes a float16 / uint8 wire array into float32 values, checking its number of values. */
 export async function decodeFloats(value: unknown, length?: number): Promise<Float32Array> {
@@ -23,7 +32,8 @@ export async function decodeRanked(value: unknown, key: "probs" | "values"): Pro
   return { tokens, values: await decodeFloats(record![key], tokens.length) };
 }
 
-/** The block index of a TransformerLens hook name ("blocks.2.hook_resid_post" -> 2), or null. */
+/** The block index of a TransformerLens hook name ("blocks.2.hook_resid_post" -> 2), or null. The feature widgets
+ * read a dictionary's block from the `layers` trait instead; this parses the hooks of Steering's rows. */
 export function hookLayer(hook: string): number | null {
   const match = /^blocks\.(\d+)\./.exec(hook);
   return match ? Number(match[1]) : null;
