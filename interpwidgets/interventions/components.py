@@ -51,6 +51,12 @@ _NODE_ID = re.compile(r"^(?P<place>[^/@]+?)(?:/(?P<unit>\d+|error))?(?:@(?P<posi
 _KV_HOOK = re.compile(r"\.attn\.hook_(k|v|rot_k)$")
 
 
+def layer_of(hook_name: str) -> int | None:
+    """The block index in a TransformerLens hook name ("blocks.3.hook_resid_post" -> 3), None outside the blocks."""
+    match = _LAYER.match(hook_name)
+    return int(match[1]) if match else None
+
+
 def kv_heads(model) -> int:
     """The number of key/value heads: fewer than the query heads on grouped-query models (Llama, Mistral,
     Gemma, Qwen), where query head h reads key/value head h // kv_group(model)."""
@@ -96,8 +102,7 @@ class Component:
     @property
     def layer(self) -> int | None:
         """The block index of the hook point (None for hooks outside the blocks)."""
-        match = _LAYER.match(self.hook_name)
-        return int(match[1]) if match else None
+        return layer_of(self.hook_name)
 
     @property
     def label(self) -> str:
@@ -219,9 +224,9 @@ class Component:
 
 def _is_branch_only_resid_mid(model, hook_name: str) -> bool:
     """True when the bridge's `blocks.L.hook_resid_mid` fires on a branch input, not on the residual."""
-    if not hook_name.endswith(".hook_resid_mid") or _LAYER.match(hook_name) is None:
+    if not hook_name.endswith(".hook_resid_mid") or layer_of(hook_name) is None:
         return False
-    block = model.blocks[int(_LAYER.match(hook_name)[1])]
+    block = model.blocks[layer_of(hook_name)]
     return "." in getattr(block, "hook_aliases", {}).get("hook_resid_mid", "")
 
 

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 
+from interpwidgets.interventions.components import layer_of, parse_component
 from interpwidgets.sae.adapters import from_saelens_object, looks_like_saelens_sae
 from interpwidgets.sae.base import SAE
-
-_LAYER = re.compile(r"^blocks\.(\d+)\.")
 
 
 def hook_layer(hook_name: str) -> int:
     """The block index in a TransformerLens hook name ("blocks.3.hook_resid_post" -> 3)."""
-    match = _LAYER.match(hook_name)
-    if match is None:
+    layer = layer_of(hook_name)
+    if layer is None:
         raise ValueError(f"Hook name {hook_name!r} does not name a block (expected 'blocks.<layer>.<hook>').")
-    return int(match.group(1))
+    return layer
 
 
 def _as_sae(obj: object) -> SAE:
@@ -34,8 +32,28 @@ class SAESet(dict):
     Keys follow TransformerLens hook names: residual SAEs under "blocks.L.hook_resid_post",
     attention-output SAEs under "blocks.L.hook_attn_out", MLP-output SAEs under
     "blocks.L.hook_mlp_out", and MLP transcoders under "blocks.L.ln2.hook_normalized" (the MLP input;
-    they write "blocks.L.hook_mlp_out").
+    they write "blocks.L.hook_mlp_out"). A key may also be given as a place short name, as everywhere in the
+    engine: `saes["resid_post2"]` (or the alias `saes["resid2"]`) is `saes["blocks.2.hook_resid_post"]`.
     """
+
+    def _key(self, name: object) -> object:
+        if not isinstance(name, str) or dict.__contains__(self, name):
+            return name
+        try:
+            component = parse_component(name)
+        except (TypeError, ValueError):
+            return name
+        plain = component.head is None and component.neuron is None and component.positions is None
+        return component.hook_name if plain else name
+
+    def __getitem__(self, name: str) -> SAE:
+        return super().__getitem__(self._key(name))
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(self._key(name))
+
+    def get(self, name: str, default=None):
+        return super().get(self._key(name), default)
 
     def __setitem__(self, hook_name: str, sae: SAE) -> None:
         if sae.cfg.hook_name != hook_name:
