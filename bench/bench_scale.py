@@ -4,7 +4,7 @@ The model is a random GPT-2-small-shaped model (`GPT2Config()`: 12 layers, d_mod
 saved by `transformers` to a temporary folder with the teaching tokenizer beside it and loaded with
 `iw.load_model(folder)`. The dictionaries are random TopK SAEs (Gao et al. 2024; k=64 by default, as in OpenAI's
 GPT-2-small SAEs) or JumpReLU SAEs (`--arch`) of `--d-sae` latents (24,576 by default) at
-`blocks.L.hook_resid_post` (`--sites resid`; `attn` and `mlp` add `hook_attn_out` / `hook_mlp_out`) of the layers
+`blocks.L.hook_resid_post` (`--sites resid_post`; `attn` and `mlp` add `hook_attn_out` / `hook_mlp_out`) of the layers
 in `--layers` (all by default). Random weights make timings and memory meaningful, not the circuits.
 
 Steps (`--steps`):
@@ -13,11 +13,11 @@ Steps (`--steps`):
              `--ig-budget-mb`, the setting that lowers that step's peak; the edge step for the `--edge-nodes`
              largest atp nodes. A feature circuit needs an SAE at every layer, so with a subset of `--layers`
              these steps are skipped.
-  dashboard  `FeatureDashboard(model, sae, corpus=rows).stats()` (a `FeatureCorpus`: top examples, histograms and
-             density of every latent) for the SAE of the middle layer of `--layers`, over `--tokens` tokens of the
-             teaching corpus (64-token rows, the widget's row length; ids from the 710-word teaching vocabulary);
-             then `summary()` of its strongest latent (what one click costs). `FeatureCorpus` has no batch
-             argument: the second run sets the module constant `feature_corpus.BATCH_ROWS` to `--dashboard-rows`.
+  dashboard  `iw.sae.feature_stats(model, sae, rows)` (a `FeatureStats`: top examples, histograms and density of
+             every latent) for the SAE of the middle layer of `--layers`, over `--tokens` tokens of the teaching
+             corpus (64-token rows; ids from the 710-word teaching vocabulary); then a `FeatureDashboard` on that
+             result answers the "feature" request of its strongest latent (what one click costs). The second run
+             passes `batch_size=--dashboard-rows` (rows a forward pass; the default is 32).
 
 Memory: each step runs in its own child process, which loads the model and the SAEs it needs ("RSS before" is
 the resident set then), resets the kernel's resident-set high-water mark (writing 5 to /proc/self/clear_refs),
@@ -26,7 +26,7 @@ during the step, model and SAEs included. (Where clear_refs cannot be written it
 the set-up.) On a GPU the peak of allocated CUDA memory during the step is given too. Times are one run each
 (wall clock, time.perf_counter), after the set-up. Prints a markdown table and writes bench/results/scale.json.
 
-    python bench/bench_scale.py [--device cpu] [--n 16] [--tokens 100000] [--d-sae 24576] [--sites resid]
+    python bench/bench_scale.py [--device cpu] [--n 16] [--tokens 100000] [--d-sae 24576] [--sites resid_post]
     python bench/bench_scale.py --d-sae 2048 --tokens 5000            # a quick check of the script
 """
 
@@ -48,16 +48,19 @@ from pathlib import Path
 import torch
 
 import interpwidgets as iw
-from interpwidgets.circuits.sites import SITE_HOOKS
+from interpwidgets.circuits.sites import site_kinds
+from interpwidgets.interventions import parse_component
 from interpwidgets.models.families import GPT2_SMALL, save_random_family
 from interpwidgets.sae import SAEConfig, build_sae
+from interpwidgets.sae.activations import token_batches
+from interpwidgets.sae.corpus_stats import FEATURE_SEED
 from interpwidgets.sae.sets import SAESet
-from interpwidgets.widgets import feature_corpus
 from interpwidgets.widgets.feature_dashboard import FeatureDashboard
+from interpwidgets.widgets.testing import ask
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
 GIB = 2**30
-ROW_TOKENS = feature_corpus.CORPUS_SEQ  # the dashboard's row length (64)
+ROW_TOKENS = 64  # corpus row length
 STEPS = {"circuits": ("atp", "ig", "ig-budget", "edges"), "dashboard": ("dashboard", "dashboard-rows")}
 
 
@@ -113,11 +116,12 @@ def build_saes(model, args, hooks: list[str]) -> SAESet:
 
 
 def site_hooks(args) -> list[str]:
-    return [SITE_HOOKS[kind].format(layer=layer) for layer in args.layers for kind in args.sites]
+    return [parse_component(f"{kind}{layer}").hook_name for layer in args.layers for kind in args.sites]
 
 
 def dashboard_hook(args) -> str:
-    return SITE_HOOKS["resid" if "resid" in args.sites else args.sites[0]].format(layer=args.layers[len(args.layers) // 2])
+    kind = "resid_post" if "resid_post" in args.sites else args.sites[0]
+    return parse_component(f"{kind}{args.layers[len(args.layers) // 2]}").hook_name
 
 
 # ---- the steps (each in a child process) ---------------------------------------------------------------
@@ -169,25 +173,24 @@ def dashboard_step(step: str, model, args, peak: Peak) -> list[dict]:
     sae = build_saes(model, args, [hook])[hook]
     rows = math.ceil(args.tokens / ROW_TOKENS)
     start = time.perf_counter()
-    corpus = feature_corpus.corpus_tokens(model, None, rows=rows, seq=ROW_TOKENS)
+    corpus = next(token_batches(model, None, rows, ROW_TOKENS, FEATURE_SEED))
     corpus_seconds = time.perf_counter() - start
-    if step == "dashboard-rows":
-        feature_corpus.BATCH_ROWS = args.dashboard_rows
-    batch = f"BATCH_ROWS={feature_corpus.BATCH_ROWS}" + (" (set here)" if step == "dashboard-rows" else " (default)")
-    dashboard = FeatureDashboard(model, sae, hook=hook, corpus=corpus)
+    options = {"batch_size": args.dashboard_rows} if step == "dashboard-rows" else {}
+    batch = f"batch_size={args.dashboard_rows}" if options else "batch_size default (32)"
     peak.start()
-    stats = dashboard.stats()
+    stats = iw.sae.feature_stats(model, sae, corpus, progress=not args.quiet, **options)
     stats_row = peak.stop()
     feature = int(stats.max.argmax())
+    dashboard = FeatureDashboard(model, sae, feature=feature, stats=stats)
     peak.start()
-    dashboard.summary(hook, feature)
+    ask(dashboard, "feature")
     summary_row = peak.stop()
     n_tokens = corpus.numel()
     out = [dict(step=f"dashboard statistics, {n_tokens:,} tokens", **stats_row, tokens=n_tokens,
                 corpus_seconds=corpus_seconds, settings=f"{hook}; {batch}")]
     if step == "dashboard":
         out.append(dict(step="dashboard: one feature's summary (a click)", **summary_row, feature=feature,
-                        settings=f"feature {feature}, {feature_corpus.BATCH_ROWS} rows a batch"))
+                        settings=f"feature {feature}"))
     return out
 
 
@@ -223,24 +226,25 @@ def main() -> None:
     parser.add_argument("--d-sae", type=int, default=24_576, help="latents per SAE")
     parser.add_argument("--arch", choices=("topk", "jumprelu"), default="topk")
     parser.add_argument("--k", type=int, default=64, help="latents kept per token (topk)")
-    parser.add_argument("--sites", type=lambda s: s.split(","), default=["resid"],
-                        help="comma-separated site kinds: resid, attn, mlp (default resid)")
+    parser.add_argument("--sites", type=lambda s: s.split(","), default=["resid_post"],
+                        help="comma-separated site kinds: resid_post (or resid), attn, mlp (default resid_post)")
     parser.add_argument("--layers", type=int, nargs="+", default=None, help="layers with SAEs (default: all)")
     parser.add_argument("--steps", nargs="+", choices=tuple(STEPS), default=list(STEPS))
     parser.add_argument("--ig-steps", type=int, default=10)
     parser.add_argument("--ig-budget-mb", type=float, default=256.0,
                         help="batch_budget_mb of the second integrated-gradients run")
     parser.add_argument("--edge-nodes", type=int, default=64, help="nodes of the circuit whose edges are timed")
-    parser.add_argument("--dashboard-rows", type=int, default=8, help="BATCH_ROWS for the second dashboard run")
+    parser.add_argument("--dashboard-rows", type=int, default=8, help="batch_size of the second dashboard run")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    bad = [s for s in args.sites if s not in SITE_HOOKS]
-    if bad:
-        parser.error(f"--sites takes resid, attn and mlp, got {bad}")
+    try:
+        args.sites = list(site_kinds(args.sites))
+    except ValueError as error:
+        parser.error(f"--sites: {error}")
 
     if args.child:
         n_layers = json.loads((args.model_dir / "config.json").read_text())["n_layer"]

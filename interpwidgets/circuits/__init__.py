@@ -1,11 +1,15 @@
-"""Circuits: sparse feature circuits, linear computation graphs with transcoders, feature editing.
+"""Circuits: sparse feature circuits, linear computation graphs with transcoders, linear probes.
 
     c = iw.circuits.feature_circuit(model, saes, task, method="ig")       # Marks et al. 2024
     r = iw.circuits.faithfulness(model, saes, task, c)                    # .faithfulness .completeness
+    a = iw.circuits.ablate_nodes(model, saes, task, [c.node("resid_post1/5@3")])   # .metric_ablated
     g = iw.circuits.linear_graph(model, saes, tokens)                     # Ge et al. 2024
     a = g.attribute(iw.circuits.LogitTarget(answer, wrong))               # exact, sums to the target
     h = iw.circuits.hierarchical_attribution(g, target, depth=3)          # a Circuit
-    with iw.circuits.ablate_features(model, saes, {"blocks.1.hook_resid_post": [3, 7]}): ...
+    with iw.sae.ablate_features(model, saes, h): ...                      # its features ablated (SHIFT)
+
+Node ids and site names are places in the short-name grammar ("resid_post2/153@7", "attn1/error@3"), which
+`interventions.components.parse_node` reads.
 
 Importing this package is cheap: everything loads on first use.
 """
@@ -21,12 +25,13 @@ _EXPORTS = {
     "edge_effects": "edges",
     "faithfulness": "faithfulness", "faithfulness_curve": "faithfulness", "size_at_faithfulness": "faithfulness",
     "Faithfulness": "faithfulness", "FaithfulnessCurve": "faithfulness",
+    "ablate_nodes": "faithfulness", "NodeAblation": "faithfulness",
     "linear_graph": "linear_graph", "LinearGraph": "linear_graph", "Attribution": "linear_graph",
     "FeatureTarget": "linear_graph", "LogitTarget": "linear_graph",
     "hierarchical_attribution": "hierarchical",
     "qk_attribution": "qk", "QKAttribution": "qk",
     "attention_feature_heads": "heads",
-    "ablate_features": "editing", "LinearProbe": "editing", "probe_activations": "editing",
+    "LinearProbe": "probes", "probe_activations": "probes",
     "spurious_cue_dataset": "spurious", "SpuriousCueDataset": "spurious",
 }
 

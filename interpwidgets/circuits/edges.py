@@ -7,7 +7,7 @@ The effect of an upstream node u on the metric through a downstream node d is
 with dm/dd the gradient used for the node effects (clean for atp, path-averaged for ig) and dd/du
 the direct Jacobian at clean: every path from u to d through another site is cut by holding that
 site's nodes at their clean values. That makes edges join only successive components (e.g.
-resid L-1 -> attn L -> mlp L -> resid L, resid L-1 -> resid L), as in the paper, without subtracting
+resid_post L-1 -> attn L -> mlp L -> resid_post L, resid_post L-1 -> resid_post L), as in the paper, without subtracting
 indirect paths afterwards. Computed in one forward pass where each site's output is rebuilt from
 detached copies of its nodes ("leaves"), then one backward pass per downstream node.
 """
@@ -20,16 +20,18 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from interpwidgets.circuits import runs
+from interpwidgets.circuits import passes
 from interpwidgets.circuits.effects import NodeEffects
-from interpwidgets.circuits.sites import Site, check_metric
+from interpwidgets.circuits.sites import SAESite
+from interpwidgets.config import progress_enabled
+from interpwidgets.tasks.metric import Metric, check_metric
 
 METRIC = "metric"
 
 
 @dataclass(frozen=True)
 class NodeRef:
-    """A node by site name, column (feature index, or n_features for the error) and position (None: summed)."""
+    """A node by site name, column (`SAESite.column`: a feature index, or the error's) and position (None: summed)."""
 
     site: str
     column: int
@@ -44,11 +46,11 @@ class LeafPass:
     `metric` is the metric of this pass (its gradient reaches only the last sites directly).
     """
 
-    def __init__(self, model, sites: Sequence[Site], tokens: torch.Tensor, metric: runs.Metric, readout: str | None):
+    def __init__(self, model, sites: Sequence[SAESite], tokens: torch.Tensor, metric: Metric, readout: str | None):
         self.connected: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self.leaves: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
-        def make(site: Site):
+        def make(site: SAESite):
             def hook(x, hook):
                 f, err = site.split(x)
                 self.connected[site.name] = (f, err)
@@ -58,7 +60,8 @@ class LeafPass:
             return hook
 
         with torch.enable_grad():
-            self.metric = check_metric(metric(runs.forward(model, tokens, [(s.hook, make(s)) for s in sites], readout)))
+            out = passes.forward(model, tokens, [(s.hook, make(s)) for s in sites], readout=readout)
+            self.metric = check_metric(metric(out), differentiable=True)
 
 
 def edge_effects(
@@ -66,9 +69,10 @@ def edge_effects(
     effects: NodeEffects,
     nodes: Sequence[NodeRef],
     tokens: torch.Tensor,
-    metric: runs.Metric,
+    metric: Metric,
+    *,
     readout: str | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> dict[tuple[NodeRef | str, NodeRef | str], float]:
     """`{(upstream, downstream): weight}` for every pair of `nodes` with a direct path, and
     `{(node, "metric"): weight}` for the nodes that reach the metric directly.
@@ -105,7 +109,7 @@ def edge_effects(
             n = len(downstream)
             wf = (gf * df[None]).sum(1) if gf is not None else df.new_zeros(n, *df.shape[1:])
             we = (ge * de[None]).sum(-1).sum(1) if ge is not None else de.new_zeros(n, de.shape[1])
-            per_pos = torch.cat([wf, we[..., None]], dim=-1)  # [n_downstream, seq, n_columns]
+            per_pos = torch.cat([wf, we[..., None]], dim=-1)  # [n_downstream, seq, n_columns], as SAESite.columns
             refs = by_site[name]
             cols = torch.tensor([u.column for u in refs])
             if summed:
@@ -117,9 +121,9 @@ def edge_effects(
                     result[(u, d)] = value
 
     with torch.enable_grad():
-        groups = [(name, refs) for name, refs in by_site.items() if name != "embed"]
+        groups = [(name, refs) for name, refs in by_site.items() if effects.site(name).sae is not None]  # not the embedding
         chunk = _node_chunk(effects, leaf_pass)
-        bar = tqdm(total=sum(len(r) for _, r in groups), desc="edges", disable=not progress, leave=False)
+        bar = tqdm(total=sum(len(r) for _, r in groups), desc="edges", disable=not progress_enabled(progress), leave=False)
         for name, refs in groups:
             site = effects.site(name)
             f, err = leaf_pass.connected[name]
@@ -133,11 +137,11 @@ def edge_effects(
     return result
 
 
-def _downstream_target(site: Site, d: NodeRef, f: torch.Tensor, err: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+def _downstream_target(site: SAESite, d: NodeRef, f: torch.Tensor, err: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """sum over prompts (and positions) of dm/dd * d, as a function of the upstream leaves."""
     positions = slice(None) if d.position is None else slice(d.position, d.position + 1)
     g = site.to_sae(g)
-    if d.column < site.n_features:
+    if site.unit(d.column) != "error":
         left = g[:, positions] @ site.sae.W_dec[d.column]  # dm/df_j [batch, pos]
         return (left * f[:, positions, d.column]).sum()
     return (g[:, positions] * err[:, positions]).sum()

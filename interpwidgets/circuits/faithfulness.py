@@ -9,22 +9,27 @@ from the ablated activations:
 
 m(M) is the full model (splicing with error terms changes nothing), m(empty) ablates every node.
 A faithful circuit scores near 1; a complete one leaves a complement scoring near 0.
+`ablate_nodes` is the same operation the other way round: the metric with a few nodes ablated and every
+other node clean (what a click in `CircuitGraph` shows).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from tqdm.auto import tqdm
 
-from interpwidgets.circuits import runs
+from interpwidgets.circuits import passes
 from interpwidgets.circuits.effects import NodeEffects, check_aggregation
-from interpwidgets.circuits.graph import Circuit
-from interpwidgets.circuits.sites import Site, resolve_sites
-
-ABLATIONS = ("mean", "zero")
+from interpwidgets.circuits.graph import Circuit, Node
+from interpwidgets.circuits.sites import EMBED_KIND, SITE_KINDS, SAESite, embed_site, resolve_sites, sae_site
+from interpwidgets.config import progress_enabled
+from interpwidgets.sae.editing import ABLATIONS
+from interpwidgets.sae.sets import SAESet
+from interpwidgets.tasks.metric import Metric
 
 
 @dataclass
@@ -76,24 +81,44 @@ class FaithfulnessCurve:
         return ax
 
 
+@dataclass(frozen=True)
+class NodeAblation:
+    """The task metric with every node clean, and with `nodes` ablated (each set to its `ablation` value)."""
+
+    nodes: tuple[str, ...]
+    ablation: str
+    metric_clean: float
+    metric_ablated: float
+
+    @property
+    def change(self) -> float:
+        """metric_ablated - metric_clean."""
+        return self.metric_ablated - self.metric_clean
+
+
 class Ablator:
     """Runs the model with chosen nodes kept and all others ablated, for one task and set of sites."""
 
-    def __init__(self, model, sites: Sequence[Site], tokens: torch.Tensor, metric: Callable, readout: str | None,
-                 ablation: str = "mean", ablation_tokens: torch.Tensor | None = None):
+    def __init__(self, model, sites: Sequence[SAESite], tokens: torch.Tensor, metric: Metric, readout: str | None,
+                 ablation: str, reference: torch.Tensor):
         if ablation not in ABLATIONS:
             raise ValueError(f"ablation must be one of {ABLATIONS}, got {ablation!r}.")
         self.model, self.sites, self.tokens, self.metric, self.readout = model, list(sites), tokens, metric, readout
-        self.values = ablation_values(model, self.sites, ablation_tokens if ablation_tokens is not None else tokens, ablation)
-        self.m_model = runs.metric_value(model, tokens, metric, readout=readout)
-        self.m_empty = self.run({s.name: torch.zeros(s.n_columns, dtype=torch.bool) for s in self.sites})
+        self.values = ablation_values(model, self.sites, reference, ablation)
+        self.m_model = passes.metric_value(model, tokens, metric, readout=readout)
+
+    @cached_property
+    def m_empty(self) -> float:
+        """The metric with every node of every site ablated."""
+        return self.run({s.name: torch.zeros(s.n_columns, dtype=torch.bool) for s in self.sites})
 
     def run(self, keep: dict[str, torch.Tensor]) -> float:
         """The metric with nodes where `keep` is False ablated (`keep[site]`: bool [n_columns] or [seq, n_columns])."""
-        return runs.metric_value(self.model, self.tokens, self.metric,
-                                 runs.ablation_hooks(self.sites, keep, self.values), self.readout)
+        return passes.metric_value(self.model, self.tokens, self.metric,
+                                   passes.ablation_hooks(self.sites, keep, self.values), readout=self.readout)
 
-    def score(self, keep: dict[str, torch.Tensor]) -> Faithfulness:
+    def score(self, keep: dict[str, torch.Tensor], n_nodes: int) -> Faithfulness:
+        """The scores of the circuit of `n_nodes` nodes that `keep` selects (a summed node keeps every position)."""
         m_c = self.run(keep)
         m_comp = self.run({k: ~v for k, v in keep.items()})
         denom = self.m_model - self.m_empty
@@ -102,78 +127,115 @@ class Ablator:
                 f"m(model) = {self.m_model:.4g} equals m(empty) = {self.m_empty:.4g}: ablating every node does not "
                 "change the metric, so faithfulness is undefined for this task."
             )
-        n = int(sum(int(v.sum()) for v in keep.values()))
         return Faithfulness((m_c - self.m_empty) / denom, (m_comp - self.m_empty) / denom,
-                            self.m_model, m_c, m_comp, self.m_empty, n)
+                            self.m_model, m_c, m_comp, self.m_empty, n_nodes)
 
 
-def ablation_values(model, sites: Sequence[Site], tokens: torch.Tensor, ablation: str) -> dict:
-    """Per site (f `[seq, d_sae]`, err `[seq, d_model]`): the mean over `tokens` at each position, or zeros."""
-    xs, _ = runs.record(model, sites, tokens)
-    out = {}
+def ablation_values(model, sites: Sequence[SAESite], tokens: torch.Tensor, ablation: str) -> dict:
+    """Per site (f, err): the mean over `tokens` at each position (`[seq, d_sae]`, `[seq, d_model]`), or zeros
+    (`[d_sae]`, `[d_model]`, broadcast over positions; no forward pass)."""
+    if ablation == "zero":
+        return {s.name: (torch.zeros(s.n_features), torch.zeros(model.cfg.d_model)) for s in sites}
+    _, xs = passes.site_activations(model, sites, tokens)
     with torch.no_grad():
-        for s in sites:
-            f, err = s.split(xs[s.name])
-            if ablation == "zero":
-                out[s.name] = (torch.zeros_like(f[0]), torch.zeros_like(err[0]))
-            else:
-                out[s.name] = (f.mean(0), err.mean(0))
-    return out
+        return {s.name: tuple(part.mean(0) for part in s.split(xs[s.name])) for s in sites}
 
 
-def circuit_mask(circuit: Circuit, sites: Sequence[Site], seq_len: int) -> dict[str, torch.Tensor]:
-    """`{site: bool [seq, n_columns]}`: True for the circuit's nodes (a summed node keeps every position)."""
+def node_mask(nodes: Iterable[Node], sites: Sequence[SAESite], seq_len: int) -> dict[str, torch.Tensor]:
+    """`{site: bool [seq, n_columns]}`: True for `nodes` (a summed node covers every position); the metric node
+    is skipped. A ValueError for a node that does not belong to these sites and their SAEs."""
     by_name = {s.name: s for s in sites}
     keep = {s.name: torch.zeros(seq_len, s.n_columns, dtype=torch.bool) for s in sites}
-    for n in circuit.nodes:
+    for n in nodes:
         if n.kind == "metric":
             continue
-        name = "embed" if n.kind == "embed" else f"{n.kind}{n.layer}"
-        if name not in by_name:
+        site = by_name.get(n.place)
+        if site is None:
             raise ValueError(
-                f"Circuit node {n.id!r} lives at {name!r}, which is not among the sites evaluated "
+                f"Circuit node {n.id!r} lives at {n.place!r}, which is not among the sites evaluated "
                 f"({sorted(by_name)}); evaluate with the same SAEs and kinds the circuit was built with."
             )
-        site = by_name[name]
-        if n.feature == "error" or n.kind == "embed":
-            column = site.n_features
-        elif isinstance(n.feature, int) and 0 <= n.feature < site.n_features:
-            column = n.feature
-        else:
-            raise ValueError(f"Circuit node {n.id!r} has feature {n.feature!r}, not a feature of the SAE at {site.hook!r}.")
-        positions = slice(None) if n.position is None else n.position
+        if n.dictionary != (None if site.sae is None else site.hook):
+            raise ValueError(f"Circuit node {n.id!r} belongs to the dictionary at {n.dictionary!r}, not to the SAE reading "
+                             f"{site.hook!r}; only feature-circuit nodes (SAE features, errors, the embedding) split there.")
         if n.position is not None and not -seq_len <= n.position < seq_len:
             raise ValueError(f"Circuit node {n.id!r} is at position {n.position}, outside prompts of {seq_len} tokens.")
-        keep[name][positions, column] = True
+        keep[site.name][slice(None) if n.position is None else n.position, site.column(n.feature)] = True
     return keep
 
 
-def _ablator(model, saes, task, circuit_kinds, metric, readout, ablation, ablation_tokens) -> Ablator:
-    sites = resolve_sites(model, saes, circuit_kinds)
-    if ablation_tokens is None and ablation == "mean":
-        ablation_tokens = task.corrupt_tokens
-    return Ablator(model, sites, task.clean_tokens, metric or task.metric, readout, ablation, ablation_tokens)
+def _reference(task, reference: torch.Tensor | None) -> torch.Tensor:
+    """The prompts mean ablation averages over: `reference`, by default the task's corrupt prompts."""
+    return task.corrupt_tokens if reference is None else reference
+
+
+def _ablator(model, saes, task, kinds, metric, readout, ablation, reference) -> Ablator:
+    if not kinds:
+        raise ValueError("This circuit has no SAE site kinds (Circuit.kinds): faithfulness ablates the nodes of a "
+                         "feature circuit (iw.circuits.feature_circuit), not of a linear graph.")
+    sites = resolve_sites(model, saes, kinds)
+    return Ablator(model, sites, task.clean_tokens, metric or task.metric, readout, ablation,
+                   _reference(task, reference))
 
 
 def faithfulness(
-    model, saes, task, circuit: Circuit, *, ablation: str = "mean", metric: Callable | None = None,
-    readout: str | None = None, ablation_tokens: torch.Tensor | None = None,
+    model, saes, task, circuit: Circuit, *, ablation: str = "mean", reference: torch.Tensor | None = None,
+    metric: Metric | None = None, readout: str | None = None,
 ) -> Faithfulness:
     """Faithfulness and completeness of `circuit` on `task`.
 
-    Nodes outside the circuit are mean-ablated over `ablation_tokens` (default: the task's corrupt
-    prompts, as in the paper's code) or zero-ablated. Sites are the kinds the circuit was built with.
+    ablation: "mean" (nodes outside the circuit set to their per-position mean over `reference [batch, seq]`,
+    default the task's corrupt prompts, as in the paper's code) or "zero". Sites are the kinds the circuit was
+    built with (`circuit.kinds`).
     """
-    kinds = circuit.metadata.get("kinds", ["resid", "attn", "mlp"])
-    abl = _ablator(model, saes, task, kinds, metric, readout, ablation, ablation_tokens)
-    keep = circuit_mask(circuit, abl.sites, task.clean_tokens.shape[1])
-    return abl.score(keep)
+    abl = _ablator(model, saes, task, circuit.kinds, metric, readout, ablation, reference)
+    return abl.score(node_mask(circuit.nodes, abl.sites, task.clean_tokens.shape[1]), len(circuit))
+
+
+def ablate_nodes(
+    model, saes, task, nodes: Iterable[Node], *, ablation: str = "mean", reference: torch.Tensor | None = None,
+    metric: Metric | None = None, readout: str | None = None,
+) -> NodeAblation:
+    """The task metric on the clean prompts with `nodes` (of a feature circuit, e.g. `[circuit.node(id)]`)
+    ablated and every other node clean.
+
+    ablation: "mean" (each node set to its per-position mean over `reference [batch, seq]`, default the task's
+    corrupt prompts) or "zero", as in `faithfulness`. Each node names its SAE (`Node.dictionary`), which must be
+    in `saes`; transcoder features (of linear graphs) are ablated with `iw.sae.ablate_features` instead.
+    """
+    nodes = list(nodes)
+    if any(n.kind == "metric" for n in nodes):
+        raise ValueError("the metric node cannot be ablated; choose feature, error or embedding nodes.")
+    if not nodes:
+        raise ValueError("no nodes to ablate.")
+    sites = _node_sites(model, saes, nodes)
+    abl = Ablator(model, sites, task.clean_tokens, metric or task.metric, readout, ablation,
+                  _reference(task, reference))
+    ablated = node_mask(nodes, sites, task.clean_tokens.shape[1])
+    return NodeAblation(tuple(n.id for n in nodes), ablation, abl.m_model, abl.run({k: ~v for k, v in ablated.items()}))
+
+
+def _node_sites(model, saes, nodes: Sequence[Node]) -> list[SAESite]:
+    """The sites `nodes` live at, each with the SAE in `saes` that its nodes name."""
+    saes = SAESet.of(saes)
+    sites: dict[str, SAESite] = {}
+    for n in nodes:
+        if n.place in sites:
+            continue
+        if n.kind == EMBED_KIND:
+            sites[n.place] = embed_site()
+            continue
+        if n.kind not in SITE_KINDS or n.dictionary != SAESite(n.kind, n.layer, None).hook:
+            raise ValueError(f"Node {n.id!r} is not a node of a feature circuit's SAE sites (its dictionary is "
+                             f"{n.dictionary!r}); transcoder features of linear graphs are ablated with iw.sae.ablate_features.")
+        sites[n.place] = sae_site(model, saes, n.kind, n.layer)
+    return list(sites.values())
 
 
 class _TopN:
     """Keep-masks of the circuits made of the top-n nodes by |effect|."""
 
-    def __init__(self, effects: NodeEffects, sites: Sequence[Site], aggregation: str, seq: int):
+    def __init__(self, effects: NodeEffects, sites: Sequence[SAESite], aggregation: str, seq: int):
         check_aggregation(aggregation)
         self.sites, self.aggregation, self.seq = list(sites), aggregation, seq
         self.scores = [effects.aggregated(s.name, aggregation).abs().flatten() for s in self.sites]
@@ -194,55 +256,54 @@ class _TopN:
         return keep
 
 
-def _setup(model, saes, task, effects, aggregation, metric, readout, ablation, ablation_tokens):
+def _setup(model, saes, task, effects, aggregation, metric, readout, ablation, reference):
     if isinstance(effects, Circuit):
         aggregation = aggregation or effects.metadata.get("aggregation", "none")
         if effects.effects is None:
             raise ValueError("This circuit carries no node effects (e.g. it was loaded from JSON); pass the NodeEffects.")
         effects = effects.effects
-    kinds = sorted({s.kind for s in effects.sites if s.kind != "embed"})
-    abl = _ablator(model, saes, task, kinds, metric, readout, ablation, ablation_tokens)
+    abl = _ablator(model, saes, task, effects.kinds, metric, readout, ablation, reference)
     return abl, _TopN(effects, abl.sites, aggregation or "none", task.clean_tokens.shape[1])
 
 
 def faithfulness_curve(
     model, saes, task, effects: NodeEffects | Circuit, *, sizes: Sequence[int] | None = None,
-    aggregation: str | None = None, ablation: str = "mean", metric: Callable | None = None,
-    readout: str | None = None, ablation_tokens: torch.Tensor | None = None, progress: bool = True,
+    aggregation: str | None = None, ablation: str = "mean", reference: torch.Tensor | None = None,
+    metric: Metric | None = None, readout: str | None = None, progress: bool | None = None,
 ) -> FaithfulnessCurve:
     """Faithfulness and completeness of the circuits made of the top-n nodes by |effect|.
 
     effects: the `NodeEffects` (or a circuit from `feature_circuit`, which carries them).
     sizes: circuit sizes to evaluate (default: about 12 sizes from 1 to all nodes, log-spaced).
-    aggregation: "none" or "sum" (default: the circuit's, else "none").
+    aggregation: "none" or "sum" (default: the circuit's, else "none"). ablation, reference: as in `faithfulness`.
     """
-    abl, top = _setup(model, saes, task, effects, aggregation, metric, readout, ablation, ablation_tokens)
+    abl, top = _setup(model, saes, task, effects, aggregation, metric, readout, ablation, reference)
     if sizes is None:
         sizes = sorted({int(round(v)) for v in torch.logspace(0, torch.log10(torch.tensor(float(top.total))), 12).tolist()})
     sizes = [int(n) for n in sizes]
     faith, comp = [], []
-    for n in tqdm(sizes, desc="faithfulness curve", disable=not progress, leave=False):
-        r = abl.score(top.keep(n))
+    for n in tqdm(sizes, desc="faithfulness curve", disable=not progress_enabled(progress), leave=False):
+        r = abl.score(top.keep(n), n)
         faith.append(r.faithfulness)
         comp.append(r.completeness)
     return FaithfulnessCurve(list(sizes), faith, comp, abl.m_model, abl.m_empty)
 
 
 def size_at_faithfulness(
-    model, saes, task, effects: NodeEffects | Circuit, level: float = 0.8, *, aggregation: str | None = None,
-    ablation: str = "mean", metric: Callable | None = None, readout: str | None = None,
-    ablation_tokens: torch.Tensor | None = None, progress: bool = True,
-) -> tuple[int | None, Faithfulness | None]:
-    """The smallest n whose top-n circuit reaches faithfulness `level`, found by doubling then bisection
-    over n (exact when faithfulness grows with n, the usual case), with that circuit's scores;
-    (None, None) if even all nodes stay below `level`."""
-    abl, top = _setup(model, saes, task, effects, aggregation, metric, readout, ablation, ablation_tokens)
-    bar = tqdm(desc=f"size at faithfulness {level}", disable=not progress, leave=False)
+    model, saes, task, effects: NodeEffects | Circuit, *, level: float = 0.8, aggregation: str | None = None,
+    ablation: str = "mean", reference: torch.Tensor | None = None, metric: Metric | None = None,
+    readout: str | None = None, progress: bool | None = None,
+) -> Faithfulness | None:
+    """The scores of the smallest top-n circuit whose faithfulness reaches `level` (n is its `n_nodes`), found
+    by doubling then bisection over n (exact when faithfulness grows with n, the usual case); None if even
+    all nodes stay below `level`."""
+    abl, top = _setup(model, saes, task, effects, aggregation, metric, readout, ablation, reference)
+    bar = tqdm(desc=f"size at faithfulness {level}", disable=not progress_enabled(progress), leave=False)
     cache: dict[int, Faithfulness] = {}
 
     def score(n: int) -> Faithfulness:
         if n not in cache:
-            cache[n] = abl.score(top.keep(n))
+            cache[n] = abl.score(top.keep(n), n)
             bar.update(1)
         return cache[n]
 
@@ -251,7 +312,7 @@ def size_at_faithfulness(
         hi = min(2 * hi, top.total)
     if score(hi).faithfulness < level:
         bar.close()
-        return None, None
+        return None
     lo = hi // 2  # below level (or 0)
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -260,4 +321,4 @@ def size_at_faithfulness(
         else:
             lo = mid
     bar.close()
-    return hi, score(hi)
+    return score(hi)

@@ -1,27 +1,33 @@
 """`Circuit`: a graph of nodes (SAE features, error terms, embeddings, biases, the metric) and weighted edges.
 
 Every circuit method returns one. Nodes carry where they live (`layer`, `kind`, `feature`,
-`position`) so a drawing can lay them out by layer and position, a `label` for people and an
-`effect` (the node's effect on the metric, or its attribution to the target). Edges carry a signed
-`weight`. A circuit serialises to JSON (`to_json` / `Circuit.from_json`) and to networkx.
+`position`) so a drawing can lay them out by layer and position, the dictionary they belong to, a
+`label` for people and an `effect` (the node's effect on the metric, or its attribution to the target).
+Edges carry a signed `weight`. A circuit serialises to JSON (`to_json` / `Circuit.from_json`) and to
+networkx.
 
-Node ids are built by `node_id`: "resid2/153@7" (feature 153 of layer 2's residual SAE at position
-7), "attn1/error@3" (layer 1's attention SAE error at position 3), "mlp0/12" (summed over
-positions), "embed@4", "mlp3/bias", "metric".
+Node ids are built by `node_id` in the place grammar of `interventions.components`, so `parse_node` reads
+a feature, error or embedding node's id back to the hook its value lives at: "resid_post2/153@7" (feature
+153 of layer 2's residual SAE at position 7), "attn1/error@3" (layer 1's attention SAE error at position
+3), "mlp0/12" (summed over positions), "resid_pre0@4" (a feature circuit's embedding node), "embed@4" and
+"pos_embed@4" (a linear graph's token and position embeddings). Bias nodes ("mlp3/bias", "logit/bias") and
+"metric" are not places.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 # drawing order of the components inside one layer (what a layer reads before what it writes)
-KIND_ORDER = {"embed": 0, "pos": 0, "attn": 1, "mlp": 2, "resid": 3, "bias": 4, "logit": 5, "metric": 5}
+KIND_ORDER = {"resid_pre": 0, "embed": 0, "pos_embed": 0, "attn": 1, "mlp": 2, "resid_post": 3, "logit": 5, "metric": 5}
 KINDS = tuple(KIND_ORDER)
+_UNLAYERED = ("embed", "pos_embed", "metric")
 
 Feature = Union[int, str, None]  # an SAE latent index, "error", "bias", or None (embeddings, the metric)
 
@@ -30,10 +36,7 @@ def node_id(kind: str, layer: int | None = None, feature: Feature = None, positi
     """The canonical id of a node (see the module docstring)."""
     if kind not in KIND_ORDER:
         raise ValueError(f"Unknown node kind {kind!r}; choose one of {KINDS}.")
-    if kind in ("embed", "pos", "metric"):
-        base = kind
-    else:
-        base = f"{kind}{'' if layer is None else layer}"
+    base = kind if kind in _UNLAYERED else f"{kind}{'' if layer is None else layer}"
     if feature is not None:
         base = f"{base}/{feature}"
     return base if position is None else f"{base}@{position}"
@@ -44,12 +47,14 @@ class Node:
     """One node of a circuit.
 
     layer: the block the node belongs to (embeddings: 0; the metric or logits: n_layers).
-    kind: "embed" | "pos" | "attn" | "mlp" | "resid" | "logit" | "metric" ("attn"/"mlp"/"resid":
-        the output of that component, decomposed by its SAE or transcoder).
-    feature: SAE latent index, "error" (the SAE's reconstruction error), "bias", or None.
+    kind: "resid_pre" | "embed" | "pos_embed" | "attn" | "mlp" | "resid_post" | "logit" | "metric"
+        ("attn"/"mlp"/"resid_post": the output of that component, decomposed by an SAE or transcoder).
+    feature: SAE latent index, "error" (the dictionary's reconstruction error), "bias", or None.
     position: token position, or None for a node summed over positions.
     effect: the node's effect on the metric (feature circuits) or attribution to the target
         (linear graphs); `activation` its value on the prompt where the method records one.
+    dictionary: the input hook of the SAE or transcoder whose feature or error this is (the key of the
+        `SAESet` holding it), None for embeddings, biases and the metric.
     """
 
     id: str
@@ -60,10 +65,16 @@ class Node:
     label: str = ""
     effect: float = 0.0
     activation: float | None = None
+    dictionary: str | None = None
 
     @property
     def is_feature(self) -> bool:
         return isinstance(self.feature, int)
+
+    @property
+    def place(self) -> str:
+        """The id's place: "resid_post2", "attn1", "resid_pre0", "embed", "mlp3" (of "mlp3/bias"), "metric"."""
+        return self.id.split("@")[0].split("/")[0]
 
     @property
     def sort_key(self) -> tuple:
@@ -86,7 +97,11 @@ class Edge:
 class Circuit:
     """Nodes, edges and the facts needed to reproduce them.
 
-    metadata: JSON-serialisable facts, e.g. task, metric, method, thresholds, n_layers, and for a
+    method: how the circuit was found: "atp" or "ig" (`feature_circuit`), "linear_graph"
+        (`hierarchical_attribution`), or "" for a circuit built by hand.
+    kinds: the SAE site kinds a feature circuit was built over (what `faithfulness` splits again);
+        empty for linear-graph circuits, whose MLP nodes are transcoder features.
+    metadata: JSON-serialisable facts, e.g. task, metric, thresholds, n_layers, and for a
         circuit that selected nothing a "message" saying why.
     effects: the dense node effects the circuit was selected from (a `NodeEffects`, for
         faithfulness curves); not serialised.
@@ -96,8 +111,11 @@ class Circuit:
     edges: list[Edge] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     effects: Any = field(default=None, repr=False, compare=False)
+    method: str = ""
+    kinds: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        self.kinds = tuple(self.kinds)
         ids = [n.id for n in self.nodes]
         if len(set(ids)) != len(ids):
             dup = sorted({i for i in ids if ids.count(i) > 1})
@@ -155,6 +173,17 @@ class Circuit:
         """The SAE-feature nodes (not errors, embeddings or biases), optionally of one kind."""
         return [n for n in self.nodes if n.is_feature and (kind is None or n.kind == kind)]
 
+    def features_by_dictionary(self) -> dict[str, list[int]]:
+        """`{dictionary input hook: [feature indices]}` of the feature nodes (positions dropped): what
+        `iw.sae.ablate_features(model, saes, circuit)` ablates."""
+        out: dict[str, set[int]] = {}
+        for n in self.features():
+            if n.dictionary is None:
+                raise ValueError(f"Feature node {n.id!r} names no dictionary (Node.dictionary); set it to the input hook "
+                                 "of the SAE or transcoder it belongs to.")
+            out.setdefault(n.dictionary, set()).add(int(n.feature))
+        return {hook: sorted(idx) for hook, idx in out.items()}
+
     def top(self, k: int = 10) -> list[Node]:
         """The `k` non-metric nodes with the largest |effect|."""
         return sorted((n for n in self.nodes if n.kind != "metric"), key=lambda n: -abs(n.effect))[:k]
@@ -193,12 +222,14 @@ class Circuit:
                 f"Pruning removed every node (node_threshold={node_threshold}, top_k={top_k}, connected={connected}); "
                 f"the largest |effect| was {max(abs(n.effect) for n in candidates):.4g}."
             )
-        return Circuit(nodes, edges, metadata, self.effects)
+        return Circuit(nodes, edges, metadata, self.effects, self.method, self.kinds)
 
     # ---- export --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
             "format_version": FORMAT_VERSION,
+            "method": self.method,
+            "kinds": list(self.kinds),
             "nodes": [asdict(n) for n in self.nodes],
             "edges": [asdict(e) for e in self.edges],
             "metadata": self.metadata,
@@ -208,13 +239,15 @@ class Circuit:
     def from_dict(cls, data: dict[str, Any]) -> "Circuit":
         version = data.get("format_version")
         if version != FORMAT_VERSION:
-            raise ValueError(f"Unsupported circuit format_version {version!r}; this version reads {FORMAT_VERSION}.")
+            raise ValueError(f"Unsupported circuit format_version {version!r}; this version reads {FORMAT_VERSION} "
+                             "(version 1 named places 'resid2', 'embed' and nodes no dictionary: rebuild such circuits).")
         try:
             nodes = [Node(**n) for n in data["nodes"]]
             edges = [Edge(**e) for e in data["edges"]]
         except (KeyError, TypeError) as err:
             raise ValueError(f"Malformed circuit JSON: {err}.") from None
-        return cls(nodes, edges, dict(data.get("metadata", {})))
+        return cls(nodes, edges, dict(data.get("metadata", {})), method=str(data.get("method", "")),
+                   kinds=tuple(data.get("kinds", ())))
 
     def to_json(self, path: str | Path | None = None, indent: int | None = 1) -> str:
         """The circuit as JSON text (also written to `path` when given)."""
@@ -241,7 +274,7 @@ class Circuit:
                 "Circuit.to_networkx needs networkx; install it with `pip install networkx` "
                 "(or `pip install interpwidgets[dev]`)."
             ) from None
-        graph = nx.DiGraph(**self.metadata)
+        graph = nx.DiGraph(**self.metadata, method=self.method, kinds=list(self.kinds))
         for n in self.nodes:
             graph.add_node(n.id, **{k: v for k, v in asdict(n).items() if k != "id"})
         for e in self.edges:
@@ -250,21 +283,27 @@ class Circuit:
 
     def to_dataframe(self):
         """Nodes as a pandas DataFrame, largest |effect| first."""
-        import pandas as pd
-
-        frame = pd.DataFrame([asdict(n) for n in self.nodes])
-        if frame.empty:
-            return frame
-        return frame.reindex(frame["effect"].abs().sort_values(ascending=False).index).reset_index(drop=True)
+        return nodes_dataframe(self.nodes)
 
     def __repr__(self) -> str:
         head = f"Circuit({len(self)} nodes, {len(self.edges)} edges"
-        for key in ("task", "method"):
-            if key in self.metadata:
-                head += f", {key}={self.metadata[key]!r}"
+        if "task" in self.metadata:
+            head += f", task={self.metadata['task']!r}"
+        if self.method:
+            head += f", method={self.method!r}"
         if self.message:
             head += f", message={self.message!r}"
         return head + ")"
+
+
+def nodes_dataframe(nodes: Iterable[Node]):
+    """`nodes` as a pandas DataFrame (one column per `Node` field), largest |effect| first."""
+    import pandas as pd
+
+    frame = pd.DataFrame([asdict(n) for n in nodes])
+    if frame.empty:
+        return frame
+    return frame.reindex(frame["effect"].abs().sort_values(ascending=False).index).reset_index(drop=True)
 
 
 def _reaching_metric(kept: set[str], edges: list[Edge], sinks: set[str]) -> set[str]:

@@ -17,19 +17,21 @@ from collections.abc import Sequence
 
 import torch
 
-from interpwidgets.circuits.runs import device_of
-from interpwidgets.interventions.hooks import hooked
+from interpwidgets.circuits.passes import record
+from interpwidgets.interventions import Component
+from interpwidgets.sae.architectures import GatedSAE
+from interpwidgets.sae.base import SAE
 from interpwidgets.sae.hooks import to_dictionary
 
 
-def _encoder_column(sae, feature: int) -> torch.Tensor:
+def _encoder_column(sae: SAE, feature: int) -> torch.Tensor:
+    """The encoder column `[d_in]` that the feature's pre-activation is affine in (gated: the magnitude path's)."""
     column = sae.W_enc[:, feature]
-    r_mag = getattr(sae, "r_mag", None)
-    return column * r_mag[feature].exp() if r_mag is not None else column
+    return column * sae.r_mag[feature].exp() if isinstance(sae, GatedSAE) else column
 
 
 def attention_feature_heads(
-    model, sae, tokens: torch.Tensor, features: int | Sequence[int], positions: int | None | Sequence[int | None] = None,
+    model, sae: SAE, tokens: torch.Tensor, features: int | Sequence[int], positions: int | None | Sequence[int | None] = None,
 ) -> torch.Tensor:
     """Each head's contribution to each feature's pre-activation, averaged over prompts: `[n_features, n_heads]`
     (`[n_heads]` for a single int feature). One forward pass for all features.
@@ -50,7 +52,7 @@ def attention_feature_heads(
     bad = [f for f in features if not 0 <= f < sae.cfg.d_sae]
     if bad:
         raise ValueError(f"features {bad[:5]} are outside the SAE's {sae.cfg.d_sae} features.")
-    heads_out, attn_out = _head_outputs(model, int(hook.split(".")[1]), tokens)
+    heads_out, attn_out = _head_outputs(model, Component(hook).layer, tokens)
     with torch.no_grad():
         columns = torch.stack([_encoder_column(sae, f) for f in features], dim=-1)  # [d_model, n_features]
         per_head = to_dictionary(sae, heads_out) @ columns  # [batch, seq, head, n_features]
@@ -79,16 +81,8 @@ def _head_outputs(model, layer: int, tokens: torch.Tensor) -> tuple[torch.Tensor
     if post is not None and "RMS" not in type(post).__name__:
         raise NotImplementedError(f"The post-attention norm of layer {layer} is a {type(post).__name__}; head shares "
                                   "are defined through an RMSNorm only.")
-    store: dict[str, torch.Tensor] = {}
-
-    def keep(name: str):
-        def fn(x, hook):
-            store[name] = x.detach()
-            return x
-        return fn
-
-    with hooked(model, [(f"{prefix}.{name}", keep(name)) for name in names]):
-        model(tokens.to(device_of(model)))
+    _, acts = record(model, tokens, [f"{prefix}.{name}" for name in names])
+    store = {name: acts[f"{prefix}.{name}"] for name in names}
     shares = torch.einsum("bphd,hdm->bphm", store["attn.hook_z"], model.blocks[layer].attn.W_O)
     if post is None:
         return shares, store["hook_attn_out"]

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from interpwidgets.circuits.graph import Circuit, Edge
+from interpwidgets.config import progress_enabled
 from interpwidgets.circuits.linear_graph import FeatureTarget, LinearGraph, LogitTarget, Target
 
 _KIND_STAGE = {"attn": 0, "mlp": 1}
@@ -37,7 +38,7 @@ def hierarchical_attribution(
     threshold: float = 0.05,
     top_k: int | None = None,
     max_expansions: int = 200,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> Circuit:
     """The circuit of `target` found by expanding contributors recursively.
 
@@ -45,7 +46,8 @@ def hierarchical_attribution(
     top_k: keep at most this many contributors per expanded node (largest |flow| first).
     depth: expand features at most this many steps from the target. max_expansions: stop after
         expanding this many features.
-    Node `effect` = the node's total attribution to the target; edges carry the flows.
+    Node `effect` = the node's total attribution to the target; edges carry the flows. The circuit's
+    `method` is "linear_graph"; its MLP nodes are transcoder features (`Node.dictionary` names the transcoder).
     `metadata["pre_cap"]`: the target is a logit taken before the model's soft-cap (see `Attribution`).
     """
     if depth < 0 or threshold < 0:
@@ -61,7 +63,7 @@ def hierarchical_attribution(
     flows: dict[tuple[str, str], float] = {}
     dropped = 0.0
     expanded = 0
-    bar = tqdm(total=max_expansions, desc="hierarchical attribution", disable=not progress, leave=False)
+    bar = tqdm(total=max_expansions, desc="hierarchical attribution", disable=not progress_enabled(progress), leave=False)
     # a feature's contributors all sit at earlier stages, so expanding stage by stage, latest first,
     # expands each node only after every flow into it has arrived; one batched backward per stage
     while pending and expanded < max_expansions:
@@ -112,7 +114,7 @@ def hierarchical_attribution(
             node.effect = total_in.get(nid, 0.0)
     unexpanded = sum(attribution.values())
     metadata = dict(
-        method="linear_graph", target=root.id, target_value=root_value, depth=depth, threshold=threshold,
+        target=root.id, target_value=root_value, depth=depth, threshold=threshold,
         top_k=top_k, n_layers=graph.n_layers, expanded=expanded, dropped=dropped,
         unexpanded=unexpanded, attn_saes=sorted(graph.attn_saes), pre_cap=graph.is_pre_cap(target),
     )
@@ -120,4 +122,4 @@ def hierarchical_attribution(
         metadata["message"] = (f"No contribution reaches threshold={threshold} x |target| = {cut:.4g}; "
                                "lower the threshold to see the circuit.")
     edges = [Edge(src, dst, w) for (src, dst), w in flows.items()]
-    return Circuit(list(nodes.values()), edges, metadata)
+    return Circuit(list(nodes.values()), edges, metadata, method="linear_graph")

@@ -33,12 +33,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from interpwidgets.circuits.graph import Node, node_id
-from interpwidgets.circuits.runs import device_of
+from interpwidgets.circuits.graph import Node, node_id, nodes_dataframe
+from interpwidgets.circuits.passes import keeper, record
 from interpwidgets.interventions.hooks import hooked
+from interpwidgets.models.tokens import prompt_tokens, token_strings
+from interpwidgets.sae.architectures import GatedSAE
 
 TRANSCODER_HOOK = "blocks.{layer}.ln2.hook_normalized"
 ATTN_SAE_HOOK = "blocks.{layer}.hook_attn_out"
+_DICTIONARY_HOOKS = {"mlp": TRANSCODER_HOOK, "attn": ATTN_SAE_HOOK}  # the input hook a node's dictionary reads
 PRE_CAP_LOGITS_HOOK = "unembed.hook_out"
 # per-layer hooks recorded on the clean pass (where the model has them) and those it must have
 _LAYER_HOOKS = ("attn.hook_pattern", "attn.hook_attn_scores", "attn.hook_cos", "attn.hook_sin",
@@ -84,7 +87,8 @@ class Attribution:
 
     nodes: one per input with a nonzero contribution (`effect`), with its value (`activation`: the
         feature activation; None for error, embedding and bias nodes). Biases are summed per
-        component ("attn2/bias", "mlp1/bias", "logit/bias") over positions.
+        component ("attn2/bias", "mlp1/bias", "logit/bias") over positions. Feature and error nodes name
+        their dictionary (`Node.dictionary`: the transcoder's or attention SAE's input hook).
     pre_cap: True when the target is a logit (difference) of a model that soft-caps its logits
         (Gemma 2): `value` and the contributions are those of the logits before the cap.
     """
@@ -107,13 +111,8 @@ class Attribution:
         return sorted(self.nodes, key=lambda n: -abs(n.effect))[:k]
 
     def to_dataframe(self):
-        import pandas as pd
-        from dataclasses import asdict
-
-        frame = pd.DataFrame([asdict(n) for n in self.nodes])
-        if frame.empty:
-            return frame
-        return frame.reindex(frame["effect"].abs().sort_values(ascending=False).index).reset_index(drop=True)
+        """The nodes as a pandas DataFrame, largest |effect| first."""
+        return nodes_dataframe(self.nodes)
 
 
 class LinearGraph:
@@ -124,6 +123,8 @@ class LinearGraph:
     hook) with a transcoder at "blocks.L.ln2.hook_normalized" for every layer L, and optionally
     attention-output SAEs at "blocks.L.hook_attn_out" (used where present when `attn_saes`).
     tokens: `[seq]` or `[1, seq]` token ids, or a string (tokenised with BOS).
+    Inputs are named in the place grammar: "embed", "pos_embed" (learned positions), "mlp{L}" (transcoder
+    features and "mlp{L}/error"), "attn{L}" (attention-SAE features and "attn{L}/error").
 
     After construction: `logits_clean` (the model's logits) and `logits` (the replacement model's,
     equal up to rounding), both `[1, seq, vocab]`; `logits_pre_cap` (the unembedding's output,
@@ -137,7 +138,7 @@ class LinearGraph:
         self.model = model
         self.n_layers = model.cfg.n_layers
         self.logit_soft_cap = _logit_soft_cap(model)
-        self.tokens = _prompt_tokens(model, tokens)
+        self.tokens = prompt_tokens(model, tokens)
         self.seq = self.tokens.shape[1]
         self.transcoders = _transcoders(model, saes)
         self.attn_saes = {}
@@ -152,9 +153,7 @@ class LinearGraph:
     # ---- the two passes ------------------------------------------------------------------------
     def _record(self) -> None:
         """Clean pass: patterns, norm scales, transcoder and SAE activations and errors."""
-        store: dict[str, torch.Tensor] = {}
-        with torch.no_grad(), hooked(self.model, [(n, _store_in(store, n)) for n in _hooks_to_record(self.model)]):
-            self.logits_clean = self.model(self.tokens)
+        self.logits_clean, store = record(self.model, self.tokens, _hooks_to_record(self.model))
         required = ["hook_embed"] + [f"blocks.{layer}.{h}" for layer in range(self.n_layers) for h in _REQUIRED_LAYER_HOOKS]
         missing = [n for n in required if n not in store]
         if missing:
@@ -164,7 +163,7 @@ class LinearGraph:
         self.frozen = {n: v for n, v in store.items() if n.endswith(("hook_pattern", "hook_scale"))}
         self.values: dict[str, torch.Tensor] = {"embed": store["hook_embed"]}
         if "hook_pos_embed" in store:  # learned positions; rotary models have none
-            self.values["pos"] = store["hook_pos_embed"]
+            self.values["pos_embed"] = store["hook_pos_embed"]
         with torch.no_grad():
             for layer, tc in enumerate(self.transcoders):
                 acts = tc.encode(store[TRANSCODER_HOOK.format(layer=layer)])
@@ -182,17 +181,17 @@ class LinearGraph:
         self.pre: dict[str, torch.Tensor] = {}
         self.qk: dict[str, torch.Tensor] = {}
         hooks = [(hook, lambda x, hook, leaf=self.leaves[key]: leaf)
-                 for hook, key in (("hook_embed", "embed"), ("hook_pos_embed", "pos")) if key in self.leaves]
+                 for hook, key in (("hook_embed", "embed"), ("hook_pos_embed", "pos_embed")) if key in self.leaves]
         hooks += [(name, lambda x, hook, v=v: v) for name, v in self.frozen.items()]
         for layer, tc in enumerate(self.transcoders):
             hooks.append((TRANSCODER_HOOK.format(layer=layer), self._capture_pre(f"mlp{layer}", tc)))
             hooks.append((f"blocks.{layer}.hook_mlp_out", self._rebuild(f"mlp{layer}", tc)))
             for name in ("q", "k", "rot_q", "rot_k"):
                 if f"blocks.{layer}.attn.hook_{name}" in self.model.hook_dict:
-                    hooks.append((f"blocks.{layer}.attn.hook_{name}", _store_in(self.qk, f"{name}{layer}")))
+                    hooks.append((f"blocks.{layer}.attn.hook_{name}", keeper(self.qk, f"{name}{layer}")))
         unembedded: dict[str, torch.Tensor] = {}
         if self.logit_soft_cap is not None:
-            hooks.append((PRE_CAP_LOGITS_HOOK, _store_in(unembedded, "logits")))
+            hooks.append((PRE_CAP_LOGITS_HOOK, keeper(unembedded, "logits")))
         for layer, sae in self.attn_saes.items():
             hook = ATTN_SAE_HOOK.format(layer=layer)
 
@@ -275,7 +274,7 @@ class LinearGraph:
         """Every active feature (activation != 0) of transcoders ("mlp") or attention SAEs ("attn")."""
         out = []
         for key, acts in self.values.items():
-            if "/" in key or not key.startswith(kind) or key in ("embed", "pos"):
+            if "/" in key or not key.startswith(kind) or key in ("embed", "pos_embed"):
                 continue
             lay = int(key[len(kind):])
             if layer is not None and lay != layer:
@@ -359,20 +358,14 @@ class LinearGraph:
         activation = None
         if isinstance(feature, int):
             activation = float(self.values[f"{kind}{layer}"][0, position, feature])
-        if kind in ("embed", "pos"):
-            nid, label = node_id(kind, position=position), f"{kind} @{position} {self._token(position)!r}"
-        else:
-            nid = node_id(kind, layer if kind != "logit" else None, feature, position)
-            what = f"#{feature}" if isinstance(feature, int) else feature
-            label = f"{kind} {layer if kind != 'logit' else ''} {what}".replace("  ", " ")
-            if position is not None:
-                label += f" @{position} {self._token(position)!r}"
-        return Node(nid, layer, kind, feature, position, label, effect, activation)
-
-    def _token(self, position: int) -> str:
-        tokenizer = getattr(self.model, "tokenizer", None)
-        token = int(self.tokens[0, position])
-        return tokenizer.decode([token]) if tokenizer is not None else str(token)
+        nid = node_id(kind, layer if kind != "logit" else None, feature, position)
+        label = nid.split("/")[0].split("@")[0]
+        if feature is not None:
+            label += f" #{feature}" if isinstance(feature, int) else f" {feature}"
+        if position is not None:
+            label += f" @{position} {self._token_id(int(self.tokens[0, position]))!r}"
+        dictionary = _DICTIONARY_HOOKS[kind].format(layer=layer) if kind in _DICTIONARY_HOOKS and feature != "bias" else None
+        return Node(nid, layer, kind, feature, position, label, effect, activation, dictionary)
 
     def target_node(self, target: Target, effect: float | None = None) -> Node:
         """The node standing for `target` in a circuit (kind "metric" for a logit target)."""
@@ -386,8 +379,7 @@ class LinearGraph:
         return node
 
     def _token_id(self, token: int) -> str:
-        tokenizer = getattr(self.model, "tokenizer", None)
-        return tokenizer.decode([token]) if tokenizer is not None else str(token)
+        return token_strings(self.model, [token])[0]
 
 
 def linear_graph(model, saes, tokens, attn_saes: bool = True) -> LinearGraph:
@@ -397,17 +389,6 @@ def linear_graph(model, saes, tokens, attn_saes: bool = True) -> LinearGraph:
 
 
 # ---- helpers -------------------------------------------------------------------------------------
-def _prompt_tokens(model, tokens) -> torch.Tensor:
-    if isinstance(tokens, str):
-        tokens = model.to_tokens(tokens)
-    tokens = torch.as_tensor(tokens)
-    if tokens.ndim == 1:
-        tokens = tokens[None]
-    if tokens.ndim != 2 or tokens.shape[0] != 1:
-        raise ValueError(f"A linear graph is built for one prompt: tokens must be [seq] or [1, seq], got {tuple(tokens.shape)}.")
-    return tokens.to(device_of(model))
-
-
 def _transcoders(model, saes) -> list:
     out, missing = [], []
     for layer in range(model.cfg.n_layers):
@@ -428,21 +409,14 @@ def _transcoders(model, saes) -> list:
     return out
 
 
-def _leaf_identity(key: str) -> tuple[str, int, str]:
-    """(kind, layer, "features" | "error" | "vector") of a leaf name like "mlp2", "attn1/error", "embed"."""
-    if key in ("embed", "pos"):
+def _leaf_identity(key: str) -> tuple[str, int, str | None]:
+    """(kind, layer, "features" | "error" | None) of a leaf name like "mlp2", "attn1/error", "embed" (None: a
+    vector-valued embedding leaf)."""
+    if key in ("embed", "pos_embed"):
         return key, 0, None
     base, _, rest = key.partition("/")
     kind = "mlp" if base.startswith("mlp") else "attn"
     return kind, int(base[len(kind):]), ("error" if rest == "error" else "features")
-
-
-def _store_in(store: dict[str, torch.Tensor], key: str):
-    """A hook that stores its activation in `store[key]` and leaves it unchanged."""
-    def hook(x, hook):
-        store[key] = x
-        return x
-    return hook
 
 
 def _hooks_to_record(model) -> list[str]:
@@ -510,9 +484,8 @@ def _bias_parameters(model, transcoders, attn_saes) -> list[tuple[tuple[str, int
         out.append((group, p))
     for kind, dictionaries in (("mlp", dict(enumerate(transcoders))), ("attn", attn_saes)):
         for layer, sae in dictionaries.items():
-            for pname in ("b_enc", "b_dec", "b_mag"):
-                p = getattr(sae, pname, None)
-                if isinstance(p, torch.nn.Parameter) and id(p) not in seen:
+            for p in [sae.b_enc, sae.b_dec] + ([sae.b_mag] if isinstance(sae, GatedSAE) else []):
+                if id(p) not in seen:
                     seen.add(id(p))
                     out.append(((kind, layer), p))
     return out

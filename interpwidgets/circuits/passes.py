@@ -7,83 +7,81 @@ the activation at that hook (e.g. a linear probe reading the residual stream).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
-from interpwidgets.circuits.sites import EMBED_HOOK, Site, check_metric, root_hook
-from interpwidgets.interventions.hooks import hooked
+from interpwidgets.circuits.sites import SAESite, embed_site
+from interpwidgets.interventions.hooks import HookFn, hooked
+from interpwidgets.models.device import device_of
+from interpwidgets.patching.integration import ig_alphas
 from interpwidgets.patching.stacking import groups_per_chunk
+from interpwidgets.tasks.metric import Metric, check_metric
 
-Metric = Callable[[torch.Tensor], torch.Tensor]
 Hook = tuple[str, Callable]
 
 
-def device_of(model) -> torch.device:
-    return next(model.parameters()).device
+def keeper(store: dict[str, torch.Tensor], key: str) -> HookFn:
+    """A hook that keeps its activation in `store[key]` and passes it on unchanged (still in the autograd graph)."""
+    def hook(x, hook):
+        store[key] = x
+        return x
+    return hook
 
 
-def forward(model, tokens: torch.Tensor, hooks: Sequence[Hook], readout: str | None = None) -> torch.Tensor:
+def root_hook(x: torch.Tensor, hook=None) -> torch.Tensor:
+    """Forward hook that makes the embedding a fresh leaf requiring grad, so gradients reach every
+    later site even when the model's parameters are frozen."""
+    return x.detach().requires_grad_(True)
+
+
+def forward(model, tokens: torch.Tensor, hooks: Sequence[Hook] = (), *, readout: str | None = None) -> torch.Tensor:
     """The logits `[batch, seq, vocab]` (or the activation at `readout`) with `hooks` in place."""
     captured: dict[str, torch.Tensor] = {}
     hooks = list(hooks)
     if readout is not None:
         if readout not in model.hook_dict:
             raise ValueError(f"readout {readout!r} is not a hook of this model (see model.hook_dict).")
-
-        def capture(x, hook):
-            captured["out"] = x
-            return x
-
-        hooks.append((readout, capture))
+        hooks.append((readout, keeper(captured, readout)))
     with hooked(model, hooks):
         logits = model(tokens.to(device_of(model)))
-    return captured["out"] if readout is not None else logits
+    return captured[readout] if readout is not None else logits
 
 
-def metric_value(model, tokens, metric: Metric, hooks: Sequence[Hook] = (), readout: str | None = None) -> float:
+@torch.no_grad()
+def record(model, tokens: torch.Tensor, hooks: Iterable[str], *, readout: str | None = None
+           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(the output, `{hook: activation}`) of one pass on `tokens` without gradients."""
+    store: dict[str, torch.Tensor] = {}
+    out = forward(model, tokens, [(h, keeper(store, h)) for h in dict.fromkeys(hooks)], readout=readout)
+    return out, store
+
+
+def metric_value(model, tokens: torch.Tensor, metric: Metric, hooks: Sequence[Hook] = (), *,
+                 readout: str | None = None) -> float:
     """The metric (a float) with `hooks` in place, without gradients."""
     with torch.no_grad():
-        return float(metric(forward(model, tokens, hooks, readout)))
+        return float(check_metric(metric(forward(model, tokens, hooks, readout=readout))))
 
 
-def record(
-    model, sites: Sequence[Site], tokens: torch.Tensor, metric: Metric | None = None, readout: str | None = None
-) -> tuple[dict[str, torch.Tensor], float | None]:
-    """Each site's activation `x [batch, seq, d_model]` on `tokens`, and the metric if given (no gradients)."""
-    store: dict[str, torch.Tensor] = {}
-
-    def make(site: Site):
-        def hook(x, hook):
-            store[site.name] = x.detach()
-            return x
-        return hook
-
-    with torch.no_grad():
-        out = forward(model, tokens, [(s.hook, make(s)) for s in sites], readout)
-        value = float(metric(out)) if metric is not None else None
-    return store, value
+def site_activations(model, sites: Sequence[SAESite], tokens: torch.Tensor, *, readout: str | None = None
+                     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(the output, each site's activation `x [batch, seq, d_model]` by site name) on `tokens`, without gradients."""
+    out, acts = record(model, tokens, [s.hook for s in sites], readout=readout)
+    return out, {s.name: acts[s.hook] for s in sites}
 
 
-def gradients(
-    model, sites: Sequence[Site], tokens: torch.Tensor, metric: Metric, readout: str | None = None
-) -> tuple[float, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def gradients(model, sites: Sequence[SAESite], tokens: torch.Tensor, metric: Metric, *, readout: str | None = None
+              ) -> tuple[float, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(metric, x, dm/dx) at every site on `tokens`, from one forward and one backward pass.
 
     dm/dx at a site is the total derivative (every later site recomputed), so it is the gradient of
-    the metric with respect to each of the site's nodes after projection (`Site.feature_grad`).
+    the metric with respect to each of the site's nodes after projection (`SAESite.feature_grad`).
     """
     store: dict[str, torch.Tensor] = {}
-
-    def make(site: Site):
-        def hook(x, hook):
-            store[site.name] = x
-            return x
-        return hook
-
-    hooks = [(EMBED_HOOK, root_hook)] + [(s.hook, make(s)) for s in sites]
+    hooks = [(embed_site().hook, root_hook)] + [(s.hook, keeper(store, s.name)) for s in sites]
     with torch.enable_grad():
-        m = check_metric(metric(forward(model, tokens, hooks, readout)))
+        m = check_metric(metric(forward(model, tokens, hooks, readout=readout)), differentiable=True)
         xs = [store[s.name] for s in sites]
         grads = torch.autograd.grad(m, xs, allow_unused=True)
     grad = {s.name: (torch.zeros_like(x) if g is None else g.detach()) for s, x, g in zip(sites, xs, grads)}
@@ -92,32 +90,35 @@ def gradients(
 
 def interpolated_gradient(
     model,
-    site: Site,
+    site: SAESite,
     tokens: torch.Tensor,
     x_clean: torch.Tensor,
     x_patch: torch.Tensor,
     metric: Metric,
     steps: int,
+    *,
     readout: str | None = None,
     batch_budget_mb: float | None = None,
 ) -> torch.Tensor:
-    """Mean over alpha = 0, 1/steps, ..., (steps-1)/steps of dm/dx at `site` when the site is set to
-    `x_clean + alpha * (x_patch - x_clean)` (everything later recomputed); `[batch, seq, d_model]`.
+    """Mean over the integrated-gradient points alpha (`patching.integration.ig_alphas`, the midpoints) of
+    dm/dx at `site` when the site is set to `x_clean + alpha * (x_patch - x_clean)` (everything later
+    recomputed); `[batch, seq, d_model]`.
 
-    Several alphas run as one batch, as many as fit in `batch_budget_mb` (forward and backward; default
-    1 GiB on CPU, half the free memory on a GPU); the metric is applied to each alpha's rows separately.
+    Several alphas run as one batch, as many as fit in `batch_budget_mb` (forward and backward; see
+    `iw.config`); the metric is applied to each alpha's rows separately.
     """
     batch = tokens.shape[0]
     per_pass = groups_per_chunk(model, batch, tokens.shape[1], batch_budget_mb, grad=True)
+    points = ig_alphas(steps)
     total = torch.zeros_like(x_clean)
     for start in range(0, steps, per_pass):
-        alphas = torch.arange(start, min(steps, start + per_pass), dtype=x_clean.dtype, device=x_clean.device) / steps
+        alphas = torch.tensor(points[start:start + per_pass], dtype=x_clean.dtype, device=x_clean.device)
         k = len(alphas)
         x = (x_clean[None] + alphas[:, None, None, None] * (x_patch - x_clean)[None]).reshape(k * batch, *x_clean.shape[1:])
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
-            out = forward(model, tokens.repeat(k, 1), [(site.hook, lambda a, hook, x=x: x)], readout)
-            m = sum(check_metric(metric(out[i * batch:(i + 1) * batch])) for i in range(k))
+            out = forward(model, tokens.repeat(k, 1), [(site.hook, lambda a, hook, x=x: x)], readout=readout)
+            m = sum(check_metric(metric(out[i * batch:(i + 1) * batch]), differentiable=True) for i in range(k))
             (g,) = torch.autograd.grad(m, [x], allow_unused=True)
         if g is not None:
             total += g.reshape(k, batch, *x_clean.shape[1:]).sum(0)
@@ -125,12 +126,12 @@ def interpolated_gradient(
 
 
 def ablation_hooks(
-    sites: Sequence[Site], keep: dict[str, torch.Tensor], values: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    sites: Sequence[SAESite], keep: dict[str, torch.Tensor], values: dict[str, tuple[torch.Tensor, torch.Tensor]]
 ) -> list[Hook]:
     """Hooks that set every node not kept to its ablation value, site by site in forward order.
 
-    keep[site]: bool `[seq, n_columns]` or `[n_columns]` (last column: the error term); a site
-    missing from `keep` is left alone. values[site]: (f `[seq, d_sae]`, err `[seq, d_model]`) ablation
+    keep[site]: bool over the site's node columns (`SAESite.columns`), `[seq, n_columns]` or `[n_columns]`;
+    a site missing from `keep` is left alone. values[site]: (f `[seq, d_sae]`, err `[seq, d_model]`) ablation
     values (e.g. means). Later sites are re-encoded from the ablated activations.
     """
     hooks = []
@@ -140,10 +141,10 @@ def ablation_hooks(
 
         def hook(x, hook, site=site):
             f, err = site.split(x)
-            mask = keep[site.name].to(f.device)
+            keep_f, keep_err = site.columns(keep[site.name].to(f.device))
             f_abl, err_abl = values[site.name]
-            f = torch.where(mask[..., :-1], f, f_abl.to(f))
-            err = torch.where(mask[..., -1:], err, err_abl.to(err))
+            f = torch.where(keep_f, f, f_abl.to(f))
+            err = torch.where(keep_err[..., None], err, err_abl.to(err))
             return site.join(f, err).to(x)
 
         hooks.append((site.hook, hook))

@@ -1,45 +1,66 @@
-"""Sites: the places where a feature circuit splits an activation into SAE features plus an error term.
+"""SAE sites: the places where a feature circuit splits an activation into SAE features plus an error term.
 
-A site is one hook with its SAE: the output of layer L's attention ("attn L", hook
-`blocks.L.hook_attn_out`), MLP ("mlp L", `blocks.L.hook_mlp_out`) or residual stream ("resid L",
-`blocks.L.hook_resid_post`), plus the embedding ("embed", `blocks.0.hook_resid_pre`), which has no
-SAE and is one vector-valued node per position. At every site
+A site is a place in the model with the SAE that reads it: layer L's attention output ("attn L", hook
+`blocks.L.hook_attn_out`), MLP output ("mlp L", `blocks.L.hook_mlp_out`) or residual stream
+("resid_post L", `blocks.L.hook_resid_post`), plus the embedding ("resid_pre0", `blocks.0.hook_resid_pre`),
+which has no SAE and is one vector-valued node per position. A site's name is its place in the short-name
+grammar of `interventions.components`, so `parse_component(site.name)` reads back the hook it splits. At
+every site
 
     x = decode(f) + err,    f = encode(x) [..., d_sae],    err = x - decode(f) [..., d_model]
 
 so splicing the SAE with its error term leaves the model's output unchanged (Marks et al. 2024).
-Node columns of a site: the `d_sae` features, then the error (the embed site has only that column).
+Node columns of a site: the `d_sae` features, then the error (the embedding site has only that column).
 Node values live on the SAE's device and in its dtype (e.g. float32 SAEs on a bfloat16 model); hooks
 cast what they hand back to the model to the activation's dtype.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
+from interpwidgets.interventions.components import parse_component
+from interpwidgets.sae.base import SAE
 from interpwidgets.sae.hooks import to_dictionary
+from interpwidgets.sae.sets import SAESet
 
-EMBED_HOOK = "blocks.0.hook_resid_pre"
-SITE_HOOKS = {"attn": "blocks.{layer}.hook_attn_out", "mlp": "blocks.{layer}.hook_mlp_out", "resid": "blocks.{layer}.hook_resid_post"}
-SITE_KINDS = ("resid", "attn", "mlp")
-_ORDER = {"attn": 0, "mlp": 1, "resid": 2}
+SITE_KINDS = ("resid_post", "attn", "mlp")
+"""The component kinds whose SAEs make a feature circuit's nodes ("resid" is read as "resid_post")."""
+EMBED_KIND = "resid_pre"
+_ALIASES = {"resid": "resid_post"}
+_ORDER = {"attn": 0, "mlp": 1, "resid_post": 2}  # forward order inside a layer
+
+
+def site_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
+    """`kinds` in their canonical names ("resid" -> "resid_post"), or a ValueError naming the valid ones."""
+    if isinstance(kinds, str):
+        kinds = (kinds,)
+    canonical = tuple(dict.fromkeys(_ALIASES.get(k, k) for k in kinds))
+    if not canonical or any(k not in SITE_KINDS for k in canonical):
+        raise ValueError(f"kinds must be a non-empty subset of {SITE_KINDS} ('resid' = 'resid_post'); got {list(kinds)}.")
+    return canonical
 
 
 @dataclass(frozen=True, eq=False)
-class Site:
-    """One hook and the SAE that decomposes it (`sae` is None for the embedding site)."""
+class SAESite:
+    """One place of the model and the SAE that decomposes it (`sae` is None at the embedding site)."""
 
     kind: str
     layer: int
-    hook: str
-    sae: torch.nn.Module | None
+    sae: SAE | None
 
     @property
     def name(self) -> str:
-        return "embed" if self.kind == "embed" else f"{self.kind}{self.layer}"
+        """The place: "resid_pre0", "attn1", "mlp1", "resid_post2"."""
+        return f"{self.kind}{self.layer}"
+
+    @property
+    def hook(self) -> str:
+        """The hook the site splits (what `parse_component(self.name)` reads)."""
+        return parse_component(self.name).hook_name
 
     @property
     def n_features(self) -> int:
@@ -50,8 +71,26 @@ class Site:
         """Node columns: features, then the error term."""
         return self.n_features + 1
 
+    def unit(self, column: int) -> int | str | None:
+        """The node unit of a column: a feature index, "error", or None (the embedding site's one node)."""
+        if self.sae is None:
+            return None
+        return column if column < self.n_features else "error"
+
+    def column(self, unit: int | str | None) -> int:
+        """The column of a node unit (inverse of `unit`); a ValueError for a unit this site does not have."""
+        if unit == "error" or (unit is None and self.sae is None):
+            return self.n_features
+        if isinstance(unit, int) and not isinstance(unit, bool) and 0 <= unit < self.n_features:
+            return unit
+        raise ValueError(f"{unit!r} is not a node of site {self.name} (features 0-{self.n_features - 1} and 'error').")
+
+    def columns(self, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features `[..., d_sae]`, error `[...]`): views of `values [..., n_columns]`, one entry per node column."""
+        return values[..., :-1], values[..., -1]
+
     def to_sae(self, x: torch.Tensor) -> torch.Tensor:
-        """`x` on the SAE's device and in its dtype (unchanged at the embed site)."""
+        """`x` on the SAE's device and in its dtype (unchanged at the embedding site)."""
         return x if self.sae is None else to_dictionary(self.sae, x)
 
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -75,65 +114,50 @@ class Site:
 
     def feature_grad(self, grad_x: torch.Tensor) -> torch.Tensor:
         """d m / d f `[..., d_sae]` from d m / d x `[..., d_model]`, since x = f @ W_dec + b_dec + err."""
-        return self.to_sae(grad_x) @ self.sae.W_dec.T if self.sae is not None else grad_x.new_zeros(*grad_x.shape[:-1], 0)
+        if self.sae is None:
+            return grad_x.new_zeros(*grad_x.shape[:-1], 0)
+        return self.to_sae(grad_x) @ self.sae.W_dec.T
 
 
-def resolve_sites(model, saes, kinds: Sequence[str] = SITE_KINDS, embed: bool = True) -> list[Site]:
-    """The sites of every layer for `kinds`, in forward order (embed, then attn, mlp, resid of each layer).
+def embed_site() -> SAESite:
+    """The embedding site `resid_pre0`: one node per position, no SAE."""
+    return SAESite(EMBED_KIND, 0, None)
 
-    Raises a ValueError naming every hook that has no SAE in `saes` (a dict keyed by input hook name).
-    """
-    unknown = [k for k in kinds if k not in SITE_HOOKS]
-    if unknown or not kinds:
-        raise ValueError(f"kinds must be a non-empty subset of {SITE_KINDS}; got {list(kinds)}.")
+
+def sae_site(model, saes: SAESet, kind: str, layer: int) -> SAESite:
+    """The site of `kind` at `layer` with the SAE that reads it in `saes`, or a ValueError saying why it cannot
+    be one (no SAE there, a transcoder, or widths that do not fit)."""
+    site = SAESite(kind, layer, None)
+    sae = saes.get(site.hook)
+    if sae is None:
+        raise ValueError(f"No SAE reads {site.hook!r} ({site.name}).")
+    if sae.is_transcoder:
+        raise ValueError(f"The dictionary at {site.hook!r} is a transcoder; a feature circuit needs an SAE there.")
     d_model = model.cfg.d_model
-    sites: list[Site] = [Site("embed", 0, EMBED_HOOK, None)] if embed else []
+    if sae.cfg.d_in != d_model or sae.cfg.d_out != d_model:
+        raise ValueError(f"The SAE at {site.hook!r} has d_in={sae.cfg.d_in}, d_out={sae.cfg.d_out}; the model's d_model is {d_model}.")
+    return SAESite(kind, layer, sae)
+
+
+def resolve_sites(model, saes, kinds: Sequence[str] = SITE_KINDS, embed: bool = True) -> list[SAESite]:
+    """The sites of every layer for `kinds`, in forward order (resid_pre0, then attn, mlp, resid_post of each layer).
+
+    saes: an `SAESet` (or what `SAESet.of` takes). Raises a ValueError naming every hook that has no SAE in it.
+    """
+    kinds = sorted(site_kinds(kinds), key=_ORDER.get)
+    saes = SAESet.of(saes if saes is not None else [])
+    sites: list[SAESite] = [embed_site()] if embed else []
     missing: list[str] = []
     for layer in range(model.cfg.n_layers):
-        for kind in sorted(kinds, key=_ORDER.get):
-            hook = SITE_HOOKS[kind].format(layer=layer)
-            sae = saes.get(hook) if saes is not None else None
-            if sae is None:
+        for kind in kinds:
+            hook = SAESite(kind, layer, None).hook
+            if hook not in saes:
                 missing.append(hook)
                 continue
-            if getattr(sae, "is_transcoder", False):
-                raise ValueError(f"The dictionary at {hook!r} is a transcoder; a feature circuit needs an SAE there.")
-            if sae.cfg.d_in != d_model or sae.cfg.d_out != d_model:
-                raise ValueError(f"The SAE at {hook!r} has d_in={sae.cfg.d_in}, d_out={sae.cfg.d_out}; the model's d_model is {d_model}.")
-            sites.append(Site(kind, layer, hook, sae))
+            sites.append(sae_site(model, saes, kind, layer))
     if missing:
         raise ValueError(
             f"A feature circuit over {list(kinds)} needs an SAE at every layer; missing: {missing}. "
             "Train them (iw.sae.train), load them, or pass kinds=... to leave a component kind out."
         )
     return sites
-
-
-def site_by_name(sites: Iterable[Site]) -> dict[str, Site]:
-    return {s.name: s for s in sites}
-
-
-def root_hook(x: torch.Tensor, hook=None) -> torch.Tensor:
-    """Forward hook that makes the embedding a fresh leaf requiring grad, so gradients reach every
-    later site even when the model's parameters are frozen."""
-    return x.detach().requires_grad_(True)
-
-
-def check_metric(value, where: str = "metric") -> torch.Tensor:
-    """`value` as a differentiable scalar tensor, or a ValueError that says what is wrong with it."""
-    if not isinstance(value, torch.Tensor):
-        raise ValueError(f"The {where} must return a torch scalar tensor computed from the model's output; got {type(value).__name__}.")
-    if value.numel() != 1:
-        raise ValueError(
-            f"The {where} must return one number (e.g. a mean over prompts); got shape {tuple(value.shape)}. "
-            "Reduce it with .mean()."
-        )
-    if not value.is_floating_point():
-        raise ValueError(f"The {where} returned a {value.dtype} tensor; it must be a float computed differentiably from the output.")
-    if torch.is_grad_enabled() and not value.requires_grad:
-        raise ValueError(
-            f"The {where} is not differentiable: its value does not depend on the model's output through "
-            "differentiable operations (e.g. it uses argmax, comparisons, .item() or .detach()). "
-            "Attribution needs a differentiable metric such as a logit difference."
-        )
-    return value.reshape(())

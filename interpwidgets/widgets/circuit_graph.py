@@ -1,14 +1,15 @@
 """`CircuitGraph`: a feature circuit drawn by layer and position; a click ablates a node or opens its dashboard.
 
 Nodes and edges travel once, as arrays (int32 layer / position / feature, float16 effects and weights);
-the browser lays them out (rows: layers and components, embeddings at the bottom and the metric at the
-top; columns: token positions) and draws edges with width by |weight| and colour by sign.
+the browser lays them out (rows: layers and components in `KIND_ORDER`, embeddings at the bottom and the
+metric at the top; columns: token positions) and draws edges with width by |weight| and colour by sign.
 
 A click asks the kernel to either
-- "ablate" the node (with the model, SAEs and task the circuit was built from): every other node keeps its
-  clean value and this one is mean- or zero-ablated (`circuits.faithfulness.Ablator`), and the widget shows
-  the metric before and after; or
+- "ablate" the node (with the model, SAEs and task the circuit was built from): the engine's
+  `iw.circuits.ablate_nodes` mean- or zero-ablates it with every other node clean, and the widget shows the
+  metric before and after; or
 - "open" the node's SAE feature: in the attached `FeatureDashboard` and in callbacks from `on_open`.
+`action` and `ablation` are synced traits the menus write; the requests carry only the node.
 """
 
 from __future__ import annotations
@@ -17,21 +18,22 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from traitlets import Enum, List, TraitError, Unicode, validate
+from traitlets import Enum, TraitError, Unicode, validate
 from traitlets import Dict as DictTrait
 
-from interpwidgets.circuits.faithfulness import Ablator, circuit_mask
-from interpwidgets.circuits.graph import Circuit, Node
-from interpwidgets.circuits.sites import SITE_HOOKS, SITE_KINDS, resolve_sites
+from interpwidgets.circuits.faithfulness import ablate_nodes
+from interpwidgets.circuits.graph import KIND_ORDER, Circuit, Node
+from interpwidgets.sae.editing import ABLATIONS
+from interpwidgets.sae.sets import SAESet
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.encoding import float16_array, int32_array
-from interpwidgets.widgets.feature_data import dictionaries, output_hook
-from interpwidgets.widgets.messages import RequestError, check_keys, get_choice
+from interpwidgets.widgets.messages import RequestError, check_keys
 from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.static_html import diverging_rgb, esc, frame, legend
 
-ABLATIONS = ("mean", "zero")
 MAX_NODES = 400
+ACTION_LABELS = {"ablate": "ablate the node", "open": "open in the dashboard"}
+ABLATION_LABELS = {ablation: ablation + (" (corrupt prompts)" if ablation == "mean" else "") for ablation in ABLATIONS}
 
 
 class CircuitGraph(InterpWidget):
@@ -40,9 +42,9 @@ class CircuitGraph(InterpWidget):
     CircuitGraph(circuit)                                   # view only
     CircuitGraph(circuit, model=model, saes=saes, task=task, dashboard=FeatureDashboard(model, saes))
 
-    With `model`, `saes` and `task` (those the circuit was built with) a click on a node ablates it and shows
-    the task metric before and after; with `dashboard` (or callbacks registered by `on_open`) a click opens
-    the node's feature there. Circuits over `MAX_NODES` nodes are pruned to the largest |effect|.
+    With `model`, `saes` and `task` (those a feature circuit was built with) a click on a node ablates it and
+    shows the task metric before and after; with `dashboard` (or callbacks registered by `on_open`) a click
+    opens the node's feature there. Circuits over `MAX_NODES` nodes are pruned to the largest |effect|.
     """
 
     _esm = STATIC / "circuit_graph.js"
@@ -52,9 +54,14 @@ class CircuitGraph(InterpWidget):
     nodes = DictTrait(read_only=True).tag(sync=True)
     edges = DictTrait(read_only=True).tag(sync=True)
     title = Unicode().tag(sync=True)
-    actions = List(Unicode(), read_only=True).tag(sync=True)
+    #: the click actions on offer -> their menu entries
+    actions = DictTrait(read_only=True).tag(sync=True)
     action = Unicode("").tag(sync=True)
+    #: the ablation choices -> their menu entries
+    ablations = DictTrait(ABLATION_LABELS, read_only=True).tag(sync=True)
     ablation = Enum(ABLATIONS, default_value="mean").tag(sync=True)
+    #: drawing order of the node kinds inside a layer (rows)
+    kind_order = DictTrait(KIND_ORDER, read_only=True).tag(sync=True)
 
     def __init__(
         self,
@@ -77,16 +84,17 @@ class CircuitGraph(InterpWidget):
             raise ValueError("node ablation needs model=, saes= and task= together (those the circuit was built with).")
         self.circuit = circuit
         self.model, self.task, self.dashboard = model, task, dashboard
-        self.saes = dictionaries(saes) if saes is not None else {}
-        self._ablators: dict[str, Ablator] = {}
+        self.saes = SAESet.of(saes) if saes is not None else SAESet()
+        missing = sorted({n.dictionary for n in circuit.nodes if n.dictionary is not None} - set(self.saes))
+        if saes is not None and missing:
+            raise ValueError(f"saes= lacks the dictionaries the circuit's nodes belong to: {missing}.")
         self._callbacks: list[Callable[[Node], Any]] = []
-        self._sites = resolve_sites(model, self.saes, _site_kinds(circuit)) if all(given) and _ablatable(circuit) else None
         super().__init__(selection=selection)
         self.set_trait("nodes", _nodes_payload(circuit.nodes))
         self.set_trait("edges", _edges_payload(circuit))
         self.set_trait("actions", self._available_actions())
         self.title = title or _title_of(circuit)
-        self.action = self.actions[0] if self.actions else ""
+        self.action = next(iter(self.actions), "")
         self.ablation = ablation
 
     # ---- Python API
@@ -95,53 +103,39 @@ class CircuitGraph(InterpWidget):
         self._callbacks.append(callback)
         self.set_trait("actions", self._available_actions())
         if not self.action:
-            self.action = self.actions[0]
-
-    def ablate(self, node_id: str, ablation: str | None = None) -> tuple[float, float]:
-        """(metric with every node clean, metric with node `node_id` ablated)."""
-        if self._sites is None:
-            raise ValueError(self._why_no_ablation())
-        node = self.circuit.node(node_id)
-        if node.kind == "metric":
-            raise ValueError("the metric node cannot be ablated; click a feature, error or embedding node.")
-        ablator = self._ablator(ablation or self.ablation)
-        seq = self.task.clean_tokens.shape[1]
-        keep = {name: ~mask for name, mask in circuit_mask(Circuit([node]), self._sites, seq).items()}
-        return ablator.m_model, ablator.run(keep)
+            self.action = next(iter(self.actions))
 
     def feature_of(self, node_id: str) -> tuple[str, int]:
         """(input hook of the node's dictionary, feature index) of an SAE-feature node."""
         node = self.circuit.node(node_id)
-        if not node.is_feature or node.kind not in SITE_HOOKS:
+        if not node.is_feature:
             raise ValueError(f"{node.label or node.id} is not an SAE feature (it is {node.feature or node.kind}).")
-        pool = self.saes or (getattr(self.dashboard, "saes", None) or {})
-        transcoder = self.circuit.metadata.get("method") == "linear_graph" and node.kind == "mlp"
-        target = SITE_HOOKS[node.kind].format(layer=node.layer)
-        for hook, sae in pool.items():
-            if output_hook(sae) == target and bool(getattr(sae.cfg, "hook_name_out", None)) == transcoder:
-                return hook, int(node.feature)
-        raise ValueError(f"no dictionary writing {target!r} is known; pass saes= or a dashboard holding it.")
+        known = {*self.saes, *(getattr(self.dashboard, "saes", None) or {})}
+        if node.dictionary not in known:
+            raise ValueError(f"no dictionary reading {node.dictionary!r} is known; pass saes= or a dashboard holding it.")
+        return node.dictionary, int(node.feature)
 
     # ---- traits
     @validate("action")
     def _check_action(self, proposal: dict[str, Any]) -> str:
         if proposal["value"] not in self.actions and not (proposal["value"] == "" and not self.actions):
-            raise TraitError(f"action must be one of {self.actions}, got {proposal['value']!r}")
+            raise TraitError(f"action must be one of {list(self.actions)}, got {proposal['value']!r}")
         return proposal["value"]
 
     # ---- requests from the front end
     @handles("ablate")
     def _ablate_request(self, params: dict[str, Any]) -> dict[str, Any]:
-        """{node, ablation} -> the metric before and after ablating that node."""
-        check_keys(params, {"node", "ablation"})
+        """{node} -> the metric before and after ablating that node (with the `ablation` trait's choice)."""
+        check_keys(params, {"node"})
         node = self._node(params)
-        ablation = get_choice(params, "ablation", ABLATIONS)
+        if "ablate" not in self.actions:
+            raise RequestError(self._why_no_ablation())
         try:
-            before, after = self.ablate(node.id, ablation)
+            result = ablate_nodes(self.model, self.saes, self.task, [node], ablation=self.ablation)
         except ValueError as error:
             raise RequestError(str(error)) from None
-        return {"node": node.id, "label": node.label or node.id, "ablation": ablation,
-                "metric_before": before, "metric_after": after}
+        return {"node": node.id, "label": node.label or node.id, "ablation": result.ablation,
+                "metric_before": result.metric_clean, "metric_after": result.metric_ablated}
 
     @handles("open")
     def _open_request(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -169,16 +163,13 @@ class CircuitGraph(InterpWidget):
             raise RequestError(f"node must be the id of a node of this circuit, got {node_id!r}")
         return self.circuit.node(node_id)
 
-    def _available_actions(self) -> list[str]:
-        actions = ["ablate"] if self._sites is not None else []
-        return actions + (["open"] if self.dashboard is not None or self._callbacks else [])
+    def _ablatable(self) -> bool:
+        """Node ablation splits the SAE sites a feature circuit was built over (`Circuit.kinds`)."""
+        return self.model is not None and bool(self.circuit.kinds)
 
-    def _ablator(self, ablation: str) -> Ablator:
-        if ablation not in self._ablators:
-            reference = self.task.corrupt_tokens if ablation == "mean" else None
-            self._ablators[ablation] = Ablator(self.model, self._sites, self.task.clean_tokens, self.task.metric,
-                                               None, ablation, reference)
-        return self._ablators[ablation]
+    def _available_actions(self) -> dict[str, str]:
+        names = (["ablate"] if self._ablatable() else []) + (["open"] if self.dashboard is not None or self._callbacks else [])
+        return {name: ACTION_LABELS[name] for name in names}
 
     def _why_no_ablation(self) -> str:
         if self.model is None:
@@ -210,21 +201,13 @@ class CircuitGraph(InterpWidget):
         return frame(self.title, body)
 
 
-def _ablatable(circuit: Circuit) -> bool:
-    return circuit.metadata.get("method") != "linear_graph"
-
-
-def _site_kinds(circuit: Circuit) -> list[str]:
-    kinds = circuit.metadata.get("kinds") or sorted({n.kind for n in circuit.nodes if n.kind in SITE_KINDS})
-    return list(kinds) or list(SITE_KINDS)
-
-
 def _nodes_payload(nodes: list[Node]) -> dict[str, Any]:
     """Strings as lists; numbers as arrays (position / feature -1 where absent; activation NaN where absent)."""
     return {
         "ids": [n.id for n in nodes],
         "labels": [n.label or n.id for n in nodes],
         "kinds": [n.kind for n in nodes],
+        "places": [n.place for n in nodes],
         "features": [n.feature if isinstance(n.feature, str) else "" for n in nodes],
         "layer": int32_array([n.layer for n in nodes]),
         "position": int32_array([-1 if n.position is None else n.position for n in nodes]),
@@ -244,5 +227,5 @@ def _edges_payload(circuit: Circuit) -> dict[str, Any]:
 
 
 def _title_of(circuit: Circuit) -> str:
-    facts = [str(circuit.metadata[key]) for key in ("task", "method") if circuit.metadata.get(key)]
+    facts = [str(fact) for fact in (circuit.metadata.get("task"), circuit.method) if fact]
     return " \u00b7 ".join(["Circuit", *facts])

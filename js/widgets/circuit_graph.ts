@@ -1,7 +1,8 @@
 // CircuitGraph: a feature circuit laid out by layer (rows, embeddings at the bottom, the metric on top) and
 // token position (columns); node colour and size by effect, edge width by |weight| and colour by sign.
 // Hover for details; click a node to ablate it in the kernel (metric before -> after) or to open its
-// feature in a linked dashboard. Python side: interpwidgets/widgets/circuit_graph.py.
+// feature in a linked dashboard. The kind order, the menus' choices and their labels come from Python (read-only
+// traits); the menus write the `action` and `ablation` traits. Python side: interpwidgets/widgets/circuit_graph.py.
 
 import "../lib/base.css";
 import "./features/features.css";
@@ -17,19 +18,46 @@ import { decodeInt32 } from "../lib/buffers";
 import { decodeFloats } from "./features/wire";
 
 const SVG = "http://www.w3.org/2000/svg";
-const KIND_ORDER: Record<string, number> = { embed: 0, pos: 0, attn: 1, mlp: 2, resid: 3, bias: 4, logit: 5, metric: 5 };
 const ROW_H = 58;
 const NODE_GAP = 32;
 const COL_MIN = 40;
 const LEFT = 88;
 const TOP = 16;
 const BOTTOM = 30;
-const ACTION_LABELS: Record<string, string> = { ablate: "ablate the node", open: "open in the dashboard" };
+
+interface Traits {
+  nodes: Record<string, unknown>;
+  edges: Record<string, unknown>;
+  title: string;
+  /** click action -> its menu entry */
+  actions: Record<string, string>;
+  action: string;
+  /** ablation choice -> its menu entry */
+  ablations: Record<string, string>;
+  ablation: string;
+  /** node kind -> its drawing order inside a layer */
+  kind_order: Record<string, number>;
+  selection: string;
+}
+
+interface Ablated {
+  label: string;
+  ablation: string;
+  metric_before: number;
+  metric_after: number;
+}
+
+interface Opened {
+  label: string;
+  hook: string;
+  feature: number;
+}
 
 interface Nodes {
   ids: string[];
   labels: string[];
   kinds: string[];
+  places: string[];
   names: string[];
   layer: Int32Array;
   position: Int32Array;
@@ -58,7 +86,7 @@ async function decodeNodes(raw: Record<string, unknown>): Promise<Nodes> {
     return array;
   };
   return {
-    ids, labels: strings("labels"), kinds: strings("kinds"), names: strings("features"),
+    ids, labels: strings("labels"), kinds: strings("kinds"), places: strings("places"), names: strings("features"),
     layer: ints("layer"), position: ints("position"), feature: ints("feature"),
     effect: await decodeFloats(raw.effect, n), activation: await decodeFloats(raw.activation, n),
   };
@@ -89,10 +117,11 @@ interface Layout {
   cols: { label: string; x: number }[];
 }
 
-/** Rows: (layer, component) from the bottom; columns: positions (summed nodes last); nodes side by side in a cell. */
-function layOut(nodes: Nodes): Layout {
+/** Rows: (layer, component in `kindOrder`) from the bottom; columns: positions (summed nodes last); nodes side by
+ * side in a cell. A row is labelled with its place ("resid_post2", "attn1", "embed", "metric"). */
+function layOut(nodes: Nodes, kindOrder: Record<string, number>): Layout {
   const n = nodes.ids.length;
-  const rowKey = (i: number) => nodes.layer[i] * 10 + (KIND_ORDER[nodes.kinds[i]] ?? 9);
+  const rowKey = (i: number) => nodes.layer[i] * 10 + (kindOrder[nodes.kinds[i]] ?? 9);
   const rowKeys = [...new Set(Array.from({ length: n }, (_, i) => rowKey(i)))].sort((a, b) => a - b);
   const positions = [...new Set(nodes.position)].sort((a, b) => (a < 0 ? 1 : b < 0 ? -1 : a - b));
   const cells = new Map<string, number[]>();
@@ -125,11 +154,7 @@ function layOut(nodes: Nodes): Layout {
       ys[i] = rowY(rowKey(i));
     });
   }
-  const rowLabel = (key: number) => {
-    const i = Array.from({ length: n }, (_, k) => k).find((k) => rowKey(k) === key)!;
-    const kind = nodes.kinds[i];
-    return kind === "metric" || kind === "embed" || kind === "pos" ? kind : `L${nodes.layer[i]} ${kind}`;
-  };
+  const rowLabel = (key: number) => nodes.places[Array.from({ length: n }, (_, k) => k).find((k) => rowKey(k) === key)!];
   return {
     x: xs, y: ys, width: x + 12, height,
     rows: rowKeys.map((key) => ({ label: rowLabel(key), y: rowY(key) })),
@@ -137,22 +162,26 @@ function layOut(nodes: Nodes): Layout {
   };
 }
 
-async function render({ model, el, signal, host }: RenderProps): Promise<void> {
-  const shell = createShell(el, model.get("title") as string, "iw-circuit", signal, () => draw());
+function options(labels: Record<string, string>): [string, string][] {
+  return Object.entries(labels);
+}
+
+async function render({ model, el, signal, host }: RenderProps<Traits>): Promise<void> {
+  const shell = createShell(el, model.get("title"), "iw-circuit", signal, () => draw());
   const requester = new Requester(model, shell.status, signal, shell.root);
   const selection = await connectSelection(model, host, signal);
 
   let nodes: Nodes;
   let edges: Edges;
   try {
-    nodes = await decodeNodes(model.get("nodes") as Record<string, unknown>);
-    edges = await decodeEdges(model.get("edges") as Record<string, unknown>, nodes.ids.length);
+    nodes = await decodeNodes(model.get("nodes"));
+    edges = await decodeEdges(model.get("edges"), nodes.ids.length);
   } catch (error) {
     shell.status.showError(`could not read the circuit: ${(error as Error).message}`);
     return;
   }
   const n = nodes.ids.length;
-  const layout = layOut(nodes);
+  const layout = layOut(nodes, model.get("kind_order"));
   // the metric node's "effect" is the total effect of the patch, another quantity: the scale is the nodes'
   const isMetric = (i: number) => nodes.kinds[i] === "metric";
   const nodeMax = Math.max(0, ...Array.from(nodes.effect, Math.abs).filter((v, i) => Number.isFinite(v) && !isMetric(i)));
@@ -160,21 +189,21 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
   let ablated: number | null = null;
 
   // ---- toolbar
-  let actions = model.get("actions") as string[];
+  let actions = Object.keys(model.get("actions"));
   const actionSelect = select([], "", "on click");
-  const ablationSelect = select([["mean", "mean (corrupt prompts)"], ["zero", "zero"]], model.get("ablation") as string, "ablation");
+  const ablationSelect = select(options(model.get("ablations")), model.get("ablation"), "ablation");
   const actionControl = control("On click", actionSelect);
   const ablationControl = control("Ablation", ablationSelect);
   shell.toolbar.append(actionControl, ablationControl);
   /** The click actions the kernel offers (they change when Python registers a callback with on_open). */
   function showActions(): void {
-    actions = model.get("actions") as string[];
-    setChildren(actionSelect, ...actions.map((a) => {
-      const option = h("option", {}, ACTION_LABELS[a] ?? a);
-      option.value = a;
+    actions = Object.keys(model.get("actions"));
+    setChildren(actionSelect, ...options(model.get("actions")).map(([value, label]) => {
+      const option = h("option", {}, label);
+      option.value = value;
       return option;
     }));
-    actionSelect.value = model.get("action") as string;
+    actionSelect.value = model.get("action");
     actionControl.hidden = !actions.length;
     ablationControl.hidden = !actions.includes("ablate");
   }
@@ -279,29 +308,29 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
     if (nodes.position[i] >= 0) update.token = nodes.position[i];
     if (nodes.feature[i] >= 0) update.feature = nodes.feature[i];
     selection.set(update);
-    const action = actionSelect.value;
+    const action = model.get("action");
     if (!actions.length) return;
     if (action === "ablate") {
       ablated = i;
       draw();
-      const reply = await requester.request<Record<string, unknown>>("ablate", { node: nodes.ids[i], ablation: ablationSelect.value }, "act");
-      if (reply.status !== "ok") return;
-      const before = Number(reply.result.metric_before);
-      const after = Number(reply.result.metric_after);
+      const result = await requester.fetch<Ablated>("ablate", { node: nodes.ids[i] }, { key: "act" });
+      if (!result) return;
+      const before = Number(result.metric_before);
+      const after = Number(result.metric_after);
       const delta = after - before;
       setChildren(outcome,
-        h("div", { className: "iw-outcome-title" }, `${reply.result.ablation}-ablated ${reply.result.label}`),
+        h("div", { className: "iw-outcome-title" }, `${result.ablation}-ablated ${result.label}`),
         h("div", { className: "iw-metric" }, "metric ",
           h("span", { className: "iw-metric-before" }, formatNumber(before)), " \u2192 ",
           h("span", { className: "iw-metric-after" }, formatNumber(after)), " (\u0394 ",
           h("span", { className: delta < 0 ? "iw-delta-neg" : "iw-delta-pos" }, formatNumber(delta)), ")"),
         h("div", { className: "iw-hint" }, `the node's attributed effect: ${formatNumber(nodes.effect[i])}`));
     } else {
-      const reply = await requester.request<Record<string, unknown>>("open", { node: nodes.ids[i] }, "act");
-      if (reply.status !== "ok") return;
+      const result = await requester.fetch<Opened>("open", { node: nodes.ids[i] }, { key: "act" });
+      if (!result) return;
       setChildren(outcome,
-        h("div", { className: "iw-outcome-title" }, `opened ${reply.result.label}`),
-        h("div", { className: "iw-opened" }, `${reply.result.hook} \u00b7 feature ${reply.result.feature}`));
+        h("div", { className: "iw-outcome-title" }, `opened ${result.label}`),
+        h("div", { className: "iw-opened" }, `${result.hook} \u00b7 feature ${result.feature}`));
     }
   }
 
@@ -331,9 +360,9 @@ async function render({ model, el, signal, host }: RenderProps): Promise<void> {
   });
   actionSelect.addEventListener("change", () => { model.set("action", actionSelect.value); model.save_changes(); });
   ablationSelect.addEventListener("change", () => { model.set("ablation", ablationSelect.value); model.save_changes(); });
-  model.on("change:action", () => { actionSelect.value = model.get("action") as string; });
+  model.on("change:action", () => { actionSelect.value = model.get("action"); });
   model.on("change:actions", showActions);
-  model.on("change:ablation", () => { ablationSelect.value = model.get("ablation") as string; });
+  model.on("change:ablation", () => { ablationSelect.value = model.get("ablation"); });
 
   draw();
 }

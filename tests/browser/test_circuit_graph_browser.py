@@ -1,5 +1,6 @@
-"""CircuitGraph in JupyterLab: a feature circuit from the engine drawn by layer and position; hover shows node
-and edge values; a click ablates the node in the kernel and shows the metric before and after (mean and zero);
+"""CircuitGraph in JupyterLab: a feature circuit from the engine drawn by layer and position, rows named by place;
+hover shows node and edge values; a click ablates the node in the kernel and shows the metric before and after, as
+iw.circuits.ablate_nodes gives them (mean, then zero from the ablation menu);
 in "open" mode a click shows the node's feature in a linked FeatureDashboard; labels with markup stay text."""
 
 from __future__ import annotations
@@ -19,18 +20,17 @@ CELLS = [
         from interpwidgets.models import build_teaching_model
         from interpwidgets.sae import SAEConfig, SAESet, build_sae
         from interpwidgets.widgets.circuit_graph import CircuitGraph
-        from interpwidgets.widgets.feature_corpus import corpus_tokens
         from interpwidgets.widgets.feature_dashboard import FeatureDashboard
         model = build_teaching_model(seed=0)
         saes = SAESet.of([build_sae(SAEConfig(d_in=128, d_sae=32, architecture="topk", k=4,
                                               hook_name=f"blocks.{layer}.hook_resid_post"), seed=layer) for layer in range(4)])
         task = iw.tasks.ioi(model, n=4, seed=0)
-        options = dict(method="atp", kinds=("resid",), edge_threshold=0.0, progress=False)
+        options = dict(method="atp", kinds=("resid_post",), edge_threshold=0.0, progress=False)
         everything = iw.circuits.feature_circuit(model, saes, task, node_threshold=0.0, edges=False, **options)
         threshold = sorted(abs(n.effect) for n in everything.nodes if n.is_feature)[-10]  # 10 features and some errors
         circuit = iw.circuits.feature_circuit(model, saes, task, node_threshold=threshold, **options)"""),
     dedent("""\
-        dashboard = FeatureDashboard(model, saes, corpus=corpus_tokens(model, rows=8, seq=16))
+        dashboard = FeatureDashboard(model, saes, corpus=task.clean_tokens)
         graph = CircuitGraph(circuit, model=model, saes=saes, task=task, dashboard=dashboard)
         graph"""),
     "dashboard",
@@ -40,20 +40,20 @@ CELLS = [
         A = features[0]
         B = next(n for n in features[1:] if (n.layer, n.feature) != (0, 0))
         edge = max(circuit.edges, key=lambda e: abs(e.weight))
-        before, after = graph.ablate(A.id, "mean")
-        expected = {"n_nodes": len(circuit.nodes), "n_edges": len(circuit.edges), "before": before,
-                    "A": {"id": A.id, "label": A.label, "effect": A.effect, "after": after,
-                          "after_zero": graph.ablate(A.id, "zero")[1]},
-                    "B": {"id": B.id, "label": B.label, "hook": f"blocks.{B.layer}.hook_resid_post", "feature": B.feature},
+        mean, zero = (iw.circuits.ablate_nodes(model, saes, task, [A], ablation=a) for a in ("mean", "zero"))
+        expected = {"n_nodes": len(circuit.nodes), "n_edges": len(circuit.edges), "before": mean.metric_clean,
+                    "A": {"id": A.id, "label": A.label, "effect": A.effect, "after": mean.metric_ablated,
+                          "after_zero": zero.metric_ablated},
+                    "B": {"id": B.id, "label": B.label, "hook": B.dictionary, "feature": B.feature},
                     "edge": {"index": circuit.edges.index(edge), "src": circuit.node(edge.src).label,
                              "dst": circuit.node(edge.dst).label, "weight": edge.weight}}
         print("IW-EXPECTED", json.dumps(expected))"""),
     # labels are data: markup in them must show as text
     dedent("""\
         from interpwidgets.circuits import Circuit, Edge, Node
-        xss = CircuitGraph(Circuit([Node("resid0/1@0", 0, "resid", 1, 0, "<img src=x onerror=alert(1)>", 0.5),
+        xss = CircuitGraph(Circuit([Node("resid_post0/1@0", 0, "resid_post", 1, 0, "<img src=x onerror=alert(1)>", 0.5),
                                     Node("metric", 1, "metric", label="<b>metric</b>")],
-                                   [Edge("resid0/1@0", "metric", 0.3)]), title="<i>xss</i>")
+                                   [Edge("resid_post0/1@0", "metric", 0.3)]), title="<i>xss</i>")
         xss"""),
 ]
 
@@ -84,7 +84,8 @@ def test_renders_nodes_edges_and_legend(root, expected, screenshot):
     assert root.locator("path[data-edge]").count() == expected["n_edges"]
     assert root.locator(".iw-legend-units").inner_text() == "node effect on the metric"
     assert number(root.locator(".iw-edge-max").inner_text()) == pytest.approx(abs(expected["edge"]["weight"]), rel=0.01)
-    assert "metric" in root.locator(".iw-guides text").evaluate_all("els => els.map(e => e.textContent)")
+    guides = root.locator(".iw-guides text").evaluate_all("els => els.map(e => e.textContent)")
+    assert "metric" in guides and any(re.fullmatch(r"resid_post\d", text) for text in guides)  # rows are named by place
     screenshot(root, "circuit_graph")
 
 
@@ -128,12 +129,12 @@ def test_click_opens_the_feature_in_the_dashboard(notebook, root, expected):
     root.locator(".iw-opened", has_text=f"{b['hook']} \u00b7 feature {b['feature']}").wait_for()
     dashboard = notebook.page.locator(".iw-dashboard").first
     dashboard.locator(".iw-dash-title", has_text=re.compile(rf"^Feature {b['feature']}$")).wait_for()
-    dashboard.locator(".iw-dash-header", has_text=b["hook"]).wait_for()
+    dashboard.locator(".iw-dash-header", has_text=f"resid_post{b['hook'].split('.')[1]}").wait_for()
 
 
 def test_labels_are_text_not_markup(notebook):
     root = notebook.page.locator(".iw-circuit").nth(1)
-    root.locator(".iw-node[data-id='resid0/1@0']").hover()
+    root.locator(".iw-node[data-id='resid_post0/1@0']").hover()
     root.locator(".iw-tooltip", has_text="<img src=x onerror=alert(1)>").wait_for(state="visible")
     assert root.locator(".iw-title").inner_text() == "<i>xss</i>"
     assert root.locator("img, b, i").count() == 0 and notebook.dialogs == []

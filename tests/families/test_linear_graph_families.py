@@ -111,8 +111,8 @@ def frozen_replacement_logits(model, graph: LinearGraph, embed_scale: float = 1.
     biases."""
     values = graph.values
     hooks = [("hook_embed", lambda x, hook: embed_scale * values["embed"])]
-    if "pos" in values:
-        hooks.append(("hook_pos_embed", lambda x, hook: values["pos"]))
+    if "pos_embed" in values:
+        hooks.append(("hook_pos_embed", lambda x, hook: values["pos_embed"]))
     hooks += [(name, lambda x, hook, v=v: v) for name, v in graph.frozen.items()]
     sites = [(f"blocks.{layer}.hook_mlp_out", f"mlp{layer}", tc) for layer, tc in enumerate(graph.transcoders)]
     sites += [(f"blocks.{layer}.hook_attn_out", f"attn{layer}", sae) for layer, sae in graph.attn_saes.items()]
@@ -165,12 +165,12 @@ def test_feature_contributions_sum_to_the_pre_activation_from_the_models_cache(c
 
 
 def test_position_node_only_on_models_with_learned_positions(case):
-    """(d) Rotary models have no position-embedding input (no "pos" node); learned positions (teaching,
+    """(d) Rotary models have no position-embedding input (no "pos_embed" node); learned positions (teaching,
     GPT-2) are an input like the token embedding."""
     rotary = case.model.cfg.positional_embedding_type == "rotary"
     kinds = {n.kind for n in case.attribution.nodes}
-    assert ("pos" in kinds) == (not rotary)
-    assert ("pos" in case.graph.values) == (not rotary)
+    assert ("pos_embed" in kinds) == (not rotary)
+    assert ("pos_embed" in case.graph.values) == (not rotary)
 
 
 def test_replacement_model_is_linear_in_the_embedding(case):

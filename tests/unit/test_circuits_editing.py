@@ -1,4 +1,5 @@
-"""Feature ablation (SHIFT's intervention), linear probes and the spurious-cue data set."""
+"""Feature ablation over several dictionaries (SHIFT's intervention, `iw.sae.ablate_features` with an SAESet or
+a Circuit), linear probes and the spurious-cue data set."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import pytest
 import torch
 
 import interpwidgets as iw
-from interpwidgets.circuits.editing import LinearProbe, ablate_features, probe_activations
-from interpwidgets.circuits.graph import Node
+from interpwidgets.circuits.graph import Circuit, Node
+from interpwidgets.circuits.probes import LinearProbe, probe_activations
 from interpwidgets.circuits.spurious import ACTIVE, CALM, spurious_cue_dataset
 from interpwidgets.sae import SAEConfig, build_sae
+from interpwidgets.sae.editing import ablate_features
 from interpwidgets.sae.sets import SAESet
 
 RESID = "blocks.1.hook_resid_post"
@@ -48,22 +50,32 @@ def test_zero_ablation_removes_exactly_the_chosen_features_decoder_contribution(
     ablation = ablate_features(random_model, saes, {RESID: chosen})
     with ablation:
         edited = cached(random_model, tokens, [RESID])[RESID]
-    assert ablation.features == {RESID: sorted(chosen)}
     assert torch.equal(ablation.run(tokens), edited_logits(random_model, tokens, ablation))
     expected = clean - f[..., chosen] @ sae.W_dec[chosen]
     assert torch.allclose(edited, expected, atol=1e-5)
     assert sae.encode(edited)[..., chosen].abs().max() < sae.encode(clean)[..., chosen].abs().max()
 
 
-def test_transcoder_ablation_edits_the_mlp_output(random_model, saes, tokens):
+def test_a_circuits_transcoder_nodes_ablate_the_transcoder_at_the_mlp_output(random_model, saes, tokens):
     tc = saes[TC_IN]
     clean = cached(random_model, tokens, [TC_IN, TC_OUT])
     a = tc.encode(clean[TC_IN])
     chosen = [int(a.sum((0, 1)).argmax())]
-    node = Node("mlp2/x", 2, "mlp", chosen[0], 3)  # a node of kind mlp with no MLP SAE means the transcoder
-    with ablate_features(random_model, saes, [node]):
+    circuit = Circuit([Node(f"mlp2/{chosen[0]}@3", 2, "mlp", chosen[0], 3, dictionary=TC_IN)])
+    with ablate_features(random_model, saes, circuit):
         edited = cached(random_model, tokens, [TC_OUT])[TC_OUT]
     assert torch.allclose(edited, clean[TC_OUT] - a[..., chosen] @ tc.W_dec[chosen], atol=1e-5)
+
+
+def test_positions_restrict_the_ablation(random_model, saes, tokens):
+    sae = saes[RESID]
+    clean = cached(random_model, tokens, [RESID])[RESID]
+    f = sae.encode(clean)
+    with ablate_features(random_model, saes, {RESID: [2, 5]}, positions=[1, 4]):
+        edited = cached(random_model, tokens, [RESID])[RESID]
+    expected = clean.clone()
+    expected[:, [1, 4]] -= f[:, [1, 4]][..., [2, 5]] @ sae.W_dec[[2, 5]]
+    assert torch.allclose(edited, expected, atol=1e-5)
 
 
 def test_mean_ablation_sets_features_to_their_per_position_mean(random_model, saes, tokens):
@@ -71,7 +83,7 @@ def test_mean_ablation_sets_features_to_their_per_position_mean(random_model, sa
     clean = cached(random_model, tokens, [RESID])[RESID]
     f = sae.encode(clean)
     chosen = [int(f.sum((0, 1)).argmax())]
-    with ablate_features(random_model, saes, {RESID: chosen}, mode="mean", mean_tokens=tokens):
+    with ablate_features(random_model, saes, {RESID: chosen}, ablation="mean", reference=tokens):
         edited = cached(random_model, tokens, [RESID])[RESID]
     expected = clean - (f[..., chosen] - f[..., chosen].mean(0)) @ sae.W_dec[chosen]
     assert torch.allclose(edited, expected, atol=1e-5)
@@ -86,18 +98,20 @@ def test_hooks_are_removed_after_the_context_even_on_error(random_model, saes, t
 
 
 def test_bad_feature_selections_raise_clear_errors(random_model, saes):
-    with pytest.raises(ValueError, match="outside the 64 features"):
-        with ablate_features(random_model, saes, {RESID: [64]}):
-            pass
+    with pytest.raises(ValueError, match=r"integer in \[0, 63\], got 64"):
+        ablate_features(random_model, saes, {RESID: [64]})
     with pytest.raises(ValueError, match="No SAE reads"):
-        with ablate_features(random_model, saes, {"blocks.0.hook_resid_post": [1]}):
-            pass
+        ablate_features(random_model, saes, {"blocks.0.hook_resid_post": [1]})
     with pytest.raises(ValueError, match="No features to ablate"):
-        with ablate_features(random_model, saes, [Node("attn1/error", 1, "attn", "error")]):
-            pass
-    with pytest.raises(ValueError, match="mean_tokens"):
-        with ablate_features(random_model, saes, {RESID: [1]}, mode="mean"):
-            pass
+        ablate_features(random_model, saes, Circuit([Node("attn1/error", 1, "attn", "error", dictionary=RESID)]))
+    with pytest.raises(ValueError, match="names no dictionary"):
+        ablate_features(random_model, saes, Circuit([Node("resid_post1/3", 1, "resid_post", 3)]))
+    with pytest.raises(ValueError, match="reference="):
+        ablate_features(random_model, saes, {RESID: [1]}, ablation="mean")
+    with pytest.raises(ValueError, match="ablation must be one of"):
+        ablate_features(random_model, saes, {RESID: [1]}, ablation="resample")
+    with pytest.raises(TypeError, match="feature indices"):
+        ablate_features(random_model, saes[RESID], {RESID: [1]})
 
 
 def test_linear_probe_separates_separable_data_and_reads_pooled_activations(random_model, tokens):

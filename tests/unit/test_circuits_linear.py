@@ -11,6 +11,7 @@ import interpwidgets as iw
 from interpwidgets.circuits.hierarchical import hierarchical_attribution
 from interpwidgets.circuits.linear_graph import FeatureTarget, LogitTarget, linear_graph
 from interpwidgets.circuits.qk import qk_attribution
+from interpwidgets.interventions.components import parse_node
 from interpwidgets.sae import SAEConfig, build_sae
 from interpwidgets.sae.sets import SAESet
 
@@ -60,7 +61,21 @@ def test_logit_difference_contributions_sum_to_the_target(graph, task):
     assert a.value == pytest.approx(float(task.metric(graph.logits_clean)), abs=EXACT)
     assert abs(a.remainder) < EXACT
     kinds = {n.kind for n in a.nodes}
-    assert {"embed", "pos", "mlp", "attn"} <= kinds and any(n.feature == "bias" for n in a.nodes)
+    assert {"embed", "pos_embed", "mlp", "attn"} <= kinds and any(n.feature == "bias" for n in a.nodes)
+
+
+def test_nodes_name_their_dictionary_and_parse_to_the_hook_their_value_lives_at(graph, task):
+    """Transcoder nodes name the transcoder (its input hook), attention-SAE nodes the SAE; ids are places."""
+    places = {"embed": "hook_embed", "pos_embed": "hook_pos_embed", "mlp": "blocks.{}.hook_mlp_out",
+              "attn": "blocks.{}.hook_attn_out"}
+    dictionaries = {"mlp": "blocks.{}.ln2.hook_normalized", "attn": "blocks.{}.hook_attn_out"}
+    for n in graph.attribute(logit_target(task)).nodes:
+        if n.feature == "bias":
+            assert n.dictionary is None
+            continue
+        place, unit = parse_node(n.id)
+        assert place.hook_name == places[n.kind].format(n.layer) and unit == n.feature
+        assert n.dictionary == (dictionaries[n.kind].format(n.layer) if n.kind in dictionaries else None)
 
 
 @pytest.mark.parametrize("kind,layer", [("mlp", 3), ("mlp", 1), ("attn", 2)])
@@ -114,6 +129,7 @@ def test_hierarchical_attribution_conserves_the_target(graph, task):
     target = logit_target(task)
     c = hierarchical_attribution(graph, target, depth=3, threshold=0.02, progress=False)
     m = c.metadata
+    assert c.method == "linear_graph" and c.kinds == ()
     assert m["unexpanded"] + m["dropped"] == pytest.approx(m["target_value"], abs=EXACT)
     assert c.node("metric").effect == pytest.approx(m["target_value"])
     # every edge points from an input computed earlier to the feature (or logit) it feeds
@@ -158,7 +174,7 @@ def test_bad_input_raises_clear_errors(random_model, graph, task):
     del saes["blocks.1.ln2.hook_normalized"]
     with pytest.raises(ValueError, match="blocks.1.ln2.hook_normalized"):
         linear_graph(random_model, saes, task.clean_tokens[0])
-    with pytest.raises(ValueError, match="one prompt"):
+    with pytest.raises(ValueError, match=r"\[n\] or \[1, n\]"):
         linear_graph(random_model, dictionaries(random_model, attn=False), task.clean_tokens[:1].repeat(2, 1))
     with pytest.raises(ValueError, match="outside the prompt"):
         graph.attribute(FeatureTarget("mlp", 1, 0, 99))
