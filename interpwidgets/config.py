@@ -17,7 +17,6 @@ Settings:
 from __future__ import annotations
 
 import contextlib
-import sys
 import contextvars
 import dataclasses
 from collections.abc import Iterator
@@ -109,6 +108,3 @@ def default_device(device: str | None = None) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-config = sys.modules[__name__]  # `from interpwidgets.config import config` reads the same settings

@@ -10,49 +10,32 @@
 
 Node ids and site names are places in the short-name grammar ("resid_post2/153@7", "attn1/error@3"), which
 `interventions.components.parse_node` reads.
-
-Importing this package is cheap: everything loads on first use.
 """
 
-from __future__ import annotations
+from interpwidgets.circuits.edges import edge_effects
+from interpwidgets.circuits.effects import NodeEffects, node_effects
+from interpwidgets.circuits.faithfulness import (
+    Faithfulness,
+    FaithfulnessCurve,
+    NodeAblation,
+    ablate_nodes,
+    faithfulness,
+    faithfulness_curve,
+    size_at_faithfulness,
+)
+from interpwidgets.circuits.feature_circuit import feature_circuit
+from interpwidgets.circuits.graph import Circuit, Edge, Node, node_id
+from interpwidgets.circuits.heads import attention_feature_heads
+from interpwidgets.circuits.hierarchical import hierarchical_attribution
+from interpwidgets.circuits.linear_graph import Attribution, FeatureTarget, LinearGraph, LogitTarget, linear_graph
+from interpwidgets.circuits.probes import LinearProbe, probe_activations
+from interpwidgets.circuits.qk import QKAttribution, qk_attribution
+from interpwidgets.circuits.spurious import SpuriousCueDataset, spurious_cue_dataset
 
-import importlib
-
-_EXPORTS = {
-    "Circuit": "graph", "Node": "graph", "Edge": "graph", "node_id": "graph",
-    "feature_circuit": "feature_circuit",
-    "node_effects": "effects", "NodeEffects": "effects",
-    "edge_effects": "edges",
-    "faithfulness": "faithfulness", "faithfulness_curve": "faithfulness", "size_at_faithfulness": "faithfulness",
-    "Faithfulness": "faithfulness", "FaithfulnessCurve": "faithfulness",
-    "ablate_nodes": "faithfulness", "NodeAblation": "faithfulness",
-    "linear_graph": "linear_graph", "LinearGraph": "linear_graph", "Attribution": "linear_graph",
-    "FeatureTarget": "linear_graph", "LogitTarget": "linear_graph",
-    "hierarchical_attribution": "hierarchical",
-    "qk_attribution": "qk", "QKAttribution": "qk",
-    "attention_feature_heads": "heads",
-    "LinearProbe": "probes", "probe_activations": "probes",
-    "spurious_cue_dataset": "spurious", "SpuriousCueDataset": "spurious",
-}
-
-
-# Functions named like their module are bound now: once the submodule is imported anywhere, Python
-# would otherwise set this attribute to the module and __getattr__ would never run.
-from interpwidgets.circuits.feature_circuit import feature_circuit as feature_circuit  # noqa: E402
-from interpwidgets.circuits.faithfulness import faithfulness as faithfulness  # noqa: E402
-from interpwidgets.circuits.linear_graph import linear_graph as linear_graph  # noqa: E402
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"interpwidgets.circuits.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'interpwidgets.circuits' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
-
-
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Attribution", "Circuit", "Edge", "Faithfulness", "FaithfulnessCurve", "FeatureTarget", "LinearGraph",
+    "LinearProbe", "LogitTarget", "Node", "NodeAblation", "NodeEffects", "QKAttribution", "SpuriousCueDataset",
+    "ablate_nodes", "attention_feature_heads", "edge_effects", "faithfulness", "faithfulness_curve",
+    "feature_circuit", "hierarchical_attribution", "linear_graph", "node_effects", "node_id", "probe_activations",
+    "qk_attribution", "size_at_faithfulness", "spurious_cue_dataset",
+]

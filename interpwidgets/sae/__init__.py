@@ -5,46 +5,30 @@
     sae = iw.sae.train(model, "blocks.1.hook_resid_post", architecture="topk", d_sae=512, k=32)
     stats = iw.sae.evaluate(model, sae, tokens)
     with iw.sae.spliced(model, saes, error_term=False): ...
-
-Importing this package is cheap: everything loads on first use.
 """
 
-from __future__ import annotations
+from interpwidgets.sae.architectures import ARCHITECTURES, build_sae
+from interpwidgets.sae.base import SAE, SAEConfig
+from interpwidgets.sae.corpus_stats import Example, FeatureStats, feature_stats, top_activating
+from interpwidgets.sae.editing import ablate_features, steer_feature
+from interpwidgets.sae.evaluation import activation_frequency_histogram, evaluate
+from interpwidgets.sae.features import (
+    FeatureActivations,
+    LogitEffects,
+    check_feature,
+    feature_activations,
+    logit_effects,
+)
+from interpwidgets.sae.formats import SAEFormatError, load_saelens, save
+from interpwidgets.sae.loading import load
+from interpwidgets.sae.pretrained import pretrained
+from interpwidgets.sae.sets import SAESet
+from interpwidgets.sae.splicing import spliced
+from interpwidgets.sae.training import TrainConfig, train, train_on_activations
 
-import importlib
-
-_EXPORTS = {
-    "SAE": "base", "SAEConfig": "base", "ARCHITECTURES": "architectures", "build_sae": "architectures",
-    "SAESet": "sets",
-    "save": "formats", "load_saelens": "formats", "SAEFormatError": "formats",
-    "load": "loading",
-    "pretrained": "pretrained",
-    "train": "training", "train_on_activations": "training", "TrainConfig": "training",
-    "evaluate": "evaluation", "activation_frequency_histogram": "evaluation",
-    "spliced": "splicing",
-    "feature_activations": "features", "FeatureActivations": "features", "logit_effects": "features",
-    "LogitEffects": "features", "check_feature": "features",
-    "feature_stats": "corpus_stats", "FeatureStats": "corpus_stats", "Example": "corpus_stats",
-    "top_activating": "corpus_stats",
-    "ablate_features": "editing", "steer_feature": "editing",
-}
-
-
-# Functions named like their module are bound now: once the submodule is imported anywhere, Python
-# would otherwise set this attribute to the module and __getattr__ would never run.
-from interpwidgets.sae.pretrained import pretrained as pretrained  # noqa: E402
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"interpwidgets.sae.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'interpwidgets.sae' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
-
-
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ARCHITECTURES", "Example", "FeatureActivations", "FeatureStats", "LogitEffects", "SAE", "SAEConfig",
+    "SAEFormatError", "SAESet", "TrainConfig", "ablate_features", "activation_frequency_histogram", "build_sae",
+    "check_feature", "evaluate", "feature_activations", "feature_stats", "load", "load_saelens", "logit_effects",
+    "pretrained", "save", "spliced", "steer_feature", "top_activating", "train", "train_on_activations",
+]

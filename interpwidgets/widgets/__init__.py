@@ -8,33 +8,24 @@
 Each widget draws from a bundled ES module (no CDN), receives numbers as binary buffers, validates every
 message from the browser, and carries a static HTML preview for viewers that cannot run widgets.
 A prompt is text or token ids; a model loaded without a tokenizer takes token ids only, shown as "#42".
-How to write a new widget: README.md in this folder. Widget classes load on first use.
+How to write a new widget: README.md in this folder.
 """
 
 from __future__ import annotations
 
-import importlib
-
+from interpwidgets.widgets.attention import AttentionPatterns
 from interpwidgets.widgets.base import InterpWidget, handles
+from interpwidgets.widgets.circuit_graph import CircuitGraph
+from interpwidgets.widgets.explorer import Explorer
+from interpwidgets.widgets.feature_dashboard import FeatureDashboard
+from interpwidgets.widgets.linking import link_views
 from interpwidgets.widgets.messages import RequestError
+from interpwidgets.widgets.patch_heatmap import PatchHeatmap
 from interpwidgets.widgets.selection import Selection, link
+from interpwidgets.widgets.steering import Steering
+from interpwidgets.widgets.token_features import TokenFeatures
 
-_WIDGETS = {
-    "AttentionPatterns": "attention",
-    "PatchHeatmap": "patch_heatmap",
-    "TokenFeatures": "token_features",
-    "FeatureDashboard": "feature_dashboard",
-    "Steering": "steering",
-    "CircuitGraph": "circuit_graph",
-    "Explorer": "explorer",
-    "link_views": "linking",
-}
-
-
-def __getattr__(name: str):
-    if name in _WIDGETS:
-        return getattr(importlib.import_module(f"interpwidgets.widgets.{_WIDGETS[name]}"), name)
-    raise AttributeError(f"module 'interpwidgets.widgets' has no attribute {name!r}")
-
-
-__all__ = ["InterpWidget", "RequestError", "Selection", "handles", "link", *_WIDGETS]
+__all__ = [
+    "AttentionPatterns", "CircuitGraph", "Explorer", "FeatureDashboard", "InterpWidget", "PatchHeatmap", "RequestError",
+    "Selection", "Steering", "TokenFeatures", "handles", "link", "link_views",
+]

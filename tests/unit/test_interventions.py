@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import interpwidgets.interventions.generation as generation_module
-from interpwidgets.config import config
+from interpwidgets import config
 from interpwidgets.interventions import (
     Component, ablate, combine, count_hooks, generate, hooked, parse_component, patch, run_hooked, steer, steering_alpha,
 )

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import interpwidgets.lens.attention as attention_module
-from interpwidgets.config import config
+from interpwidgets import config
 from interpwidgets.lens import AttentionResult, attention_patterns
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"

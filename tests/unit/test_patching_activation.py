@@ -11,7 +11,7 @@ import torch
 import transformer_lens.patching as tlp
 
 import interpwidgets.patching.stacking as stacking
-from interpwidgets.config import config
+from interpwidgets import config
 from interpwidgets.interventions import Component, ablate, count_hooks
 from interpwidgets.patching import activation_patch
 from interpwidgets.patching.stacking import stacked_forward, supports_late_entry
