@@ -29,7 +29,7 @@ from interpwidgets.circuits.sites import EMBED_KIND, SITE_KINDS, SAESite, embed_
 from interpwidgets.config import progress_enabled
 from interpwidgets.sae.editing import ABLATIONS
 from interpwidgets.sae.sets import SAESet
-from interpwidgets.tasks.metric import Metric
+from interpwidgets.tasks.metric import Metric, rescale
 
 
 @dataclass
@@ -121,14 +121,10 @@ class Ablator:
         """The scores of the circuit of `n_nodes` nodes that `keep` selects (a summed node keeps every position)."""
         m_c = self.run(keep)
         m_comp = self.run({k: ~v for k, v in keep.items()})
-        denom = self.m_model - self.m_empty
-        if abs(denom) < 1e-8:
-            raise ValueError(
-                f"m(model) = {self.m_model:.4g} equals m(empty) = {self.m_empty:.4g}: ablating every node does not "
-                "change the metric, so faithfulness is undefined for this task."
-            )
-        return Faithfulness((m_c - self.m_empty) / denom, (m_comp - self.m_empty) / denom,
-                            self.m_model, m_c, m_comp, self.m_empty, n_nodes)
+        undefined = (f"m(model) = {self.m_model:.4g} equals m(empty) = {self.m_empty:.4g}: ablating every node does "
+                     "not change the metric, so faithfulness is undefined for this task.")
+        faithful, complete = (rescale(m, self.m_empty, self.m_model, undefined=undefined) for m in (m_c, m_comp))
+        return Faithfulness(faithful, complete, self.m_model, m_c, m_comp, self.m_empty, n_nodes)
 
 
 def ablation_values(model, sites: Sequence[SAESite], tokens: torch.Tensor, ablation: str) -> dict:

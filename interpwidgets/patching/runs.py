@@ -10,7 +10,7 @@ import torch
 
 from interpwidgets.models.device import device_of
 from interpwidgets.tasks.base import Task
-from interpwidgets.tasks.metric import Metric, check_metric
+from interpwidgets.tasks.metric import Metric, check_metric, rescale
 
 PatchInto = Literal["corrupt", "clean"]
 PATCH_INTO: tuple[PatchInto, ...] = ("corrupt", "clean")
@@ -103,10 +103,8 @@ def baseline_from(metric: Metric, clean: torch.Tensor, corrupt: torch.Tensor, st
 
 def normalize(values: torch.Tensor, baseline: Baseline) -> torch.Tensor:
     """(values - corrupt) / (clean - corrupt): 0 = the corrupt run's metric, 1 = the clean run's."""
-    gap = baseline.clean_metric - baseline.corrupt_metric
-    if abs(gap) < 1e-8:
-        raise ValueError(
-            f"The clean and corrupt metrics are equal ({baseline.clean_metric:.4g}), so the normalized metric is "
-            "undefined; pass normalize=False for raw values, or use prompts the model tells apart."
-        )
-    return (values - baseline.corrupt_metric) / gap
+    return rescale(
+        values, baseline.corrupt_metric, baseline.clean_metric,
+        undefined=f"The clean and corrupt metrics are equal ({baseline.clean_metric:.4g}), so the normalized metric is "
+        "undefined; pass normalize=False for raw values, or use prompts the model tells apart.",
+    )

@@ -39,3 +39,14 @@ def check_metric(value, *, where: str = "metric", differentiable: bool = False) 
             "prompts (a log of zero, a division by a zero gap, or a model in a low precision that overflowed)."
         )
     return tensor.reshape(())
+
+
+def rescale(values, low: float, high: float, *, undefined: str):
+    """(values - low) / (high - low): 0 at `low`, 1 at `high` (a normalized metric, a faithfulness score).
+
+    Raises a ValueError with the message `undefined` when the two reference values are (nearly) equal.
+    """
+    gap = high - low
+    if abs(gap) < 1e-8:
+        raise ValueError(undefined)
+    return (values - low) / gap
