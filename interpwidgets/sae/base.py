@@ -65,11 +65,7 @@ class SAEConfig:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # The registry imports this module (every architecture subclasses SAE), so it is looked up here,
-        # when a config is made, rather than imported with the module.
-        from interpwidgets.sae.architectures import sae_class
-
-        cls = sae_class(self.architecture)  # ValueError naming the valid architectures
+        cls = SAE.implementation(self.architecture)  # ValueError naming the valid architectures
         for name in ("d_in", "d_sae"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
@@ -131,6 +127,19 @@ class SAE(nn.Module):
                         marks a transcoder (None: the names it writes).
     param_renames:      our parameter names -> SAELens's, where they differ.
     """
+
+    implementations: ClassVar[dict[str, type[SAE]]] = {}
+    """Architecture name -> class; filled by `interpwidgets.sae.architectures.register` (this module names none)."""
+
+    @staticmethod
+    def implementation(architecture: str) -> type[SAE]:
+        """The registered subclass implementing `architecture` (ValueError naming the valid ones if there is none)."""
+        try:
+            return SAE.implementations[architecture]
+        except (KeyError, TypeError):
+            raise ValueError(
+                f"Unknown SAE architecture {architecture!r}; choose one of {tuple(SAE.implementations)}."
+            ) from None
 
     architecture: ClassVar[str] = ""
     uses_k: ClassVar[bool] = False

@@ -179,7 +179,7 @@ def scaled_relu_registered(monkeypatch):
     """ScaledReLUSAE registered for one test; the registry is restored afterwards."""
     from interpwidgets.sae import architectures
 
-    monkeypatch.setattr(architectures, "_REGISTRY", dict(architectures._REGISTRY))
+    monkeypatch.setattr(SAE, "implementations", dict(SAE.implementations))
     monkeypatch.setattr(architectures, "ARCHITECTURES", architectures.ARCHITECTURES)
     architectures.register(ScaledReLUSAE)
     return architectures

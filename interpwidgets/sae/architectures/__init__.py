@@ -28,7 +28,6 @@ from interpwidgets.sae.architectures.batchtopk import BatchTopKSAE as BatchTopKS
 from interpwidgets.sae.architectures.jumprelu import JumpReLUSAE as JumpReLUSAE
 from interpwidgets.sae.architectures.gated import GatedSAE as GatedSAE
 
-_REGISTRY: dict[str, type[SAE]] = {}
 ARCHITECTURES: tuple[str, ...] = ()
 """The registered architecture names, in registration order."""
 
@@ -44,32 +43,29 @@ def register(cls: type[SAE]) -> type[SAE]:
     global ARCHITECTURES
     if not (isinstance(cls, type) and issubclass(cls, SAE)) or not cls.architecture:
         raise TypeError(f"{cls!r} is not an SAE subclass with an `architecture` name.")
-    held = _REGISTRY.get(cls.architecture)
+    held = SAE.implementations.get(cls.architecture)
     if held is not None and held is not cls:
         raise ValueError(f"Architecture {cls.architecture!r} is already implemented by {held.__name__}.")
     for name, rule in cls.resample_params.items():
         if rule not in _RESAMPLE_RULES:
             raise ValueError(f"{cls.__name__}.resample_params[{name!r}] is {rule!r}; use one of {_RESAMPLE_RULES}.")
-    readers = {name: other for other in _REGISTRY.values() if other is not cls for name in other.saelens_names_read()}
+    readers = {name: other for other in SAE.implementations.values() if other is not cls for name in other.saelens_names_read()}
     for name in cls.saelens_names_read():
         if name in readers:
             raise ValueError(f"{cls.__name__} would read SAELens architecture {name!r}, which {readers[name].__name__} reads already.")
-    _REGISTRY[cls.architecture] = cls
-    ARCHITECTURES = tuple(_REGISTRY)
+    SAE.implementations[cls.architecture] = cls
+    ARCHITECTURES = tuple(SAE.implementations)
     return cls
 
 
 def sae_class(architecture: str) -> type[SAE]:
     """The SAE subclass implementing `architecture` (ValueError naming the valid ones if there is none)."""
-    try:
-        return _REGISTRY[architecture]
-    except (KeyError, TypeError):
-        raise ValueError(f"Unknown SAE architecture {architecture!r}; choose one of {tuple(_REGISTRY)}.") from None
+    return SAE.implementation(architecture)
 
 
 def classes() -> tuple[type[SAE], ...]:
     """Every registered architecture class, in registration order."""
-    return tuple(_REGISTRY.values())
+    return tuple(SAE.implementations.values())
 
 
 def build_sae(cfg: SAEConfig, seed: int | None = None) -> SAE:
