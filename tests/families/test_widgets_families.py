@@ -9,14 +9,20 @@ import pytest
 import torch
 
 import interpwidgets as iw
-from interpwidgets.sae import SAEConfig, SAESet, build_sae
-from interpwidgets.widgets import (
-    AttentionPatterns, CircuitGraph, Explorer, FeatureDashboard, PatchHeatmap, Steering, TokenFeatures,
-)
-from interpwidgets.widgets.testing import decode_array
-from interpwidgets.sae.corpus_stats import WINDOW
-from interpwidgets.widgets.testing import attach_buffers, decode_int32
 from interpwidgets.models.tokens import token_strings
+from interpwidgets.sae import SAEConfig, SAESet, build_sae
+from interpwidgets.sae.corpus_stats import WINDOW
+from interpwidgets.widgets import (
+    AttentionPatterns,
+    CircuitGraph,
+    Explorer,
+    FeatureDashboard,
+    PatchHeatmap,
+    Steering,
+    TokenFeatures,
+    testing,
+)
+from interpwidgets.widgets.testing import decode_array, decode_int32
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"
 HOOK = "blocks.1.hook_resid_post"
@@ -40,9 +46,9 @@ def saes(family_model):
 
 def ask(widget, method: str, **params):
     """The result of one front-end request (buffers attached); fails the test on an error reply."""
-    reply, buffers = widget.handle_message({"kind": "iw:request", "id": "f1", "method": method, "params": params})
-    assert reply["ok"], f"{reply['error']}\n{widget.last_error}"
-    return attach_buffers(reply["result"], buffers)
+    ok, result = testing.ask(widget, method, **params)
+    assert ok, f"{result}\n{widget.last_error}"
+    return result
 
 
 def static_html(widget) -> str:
