@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
@@ -12,13 +10,11 @@ from interpwidgets.data.tokenizer import load_tokenizer
 from interpwidgets.models.assets import TEACHING_TOKENIZER_DIR
 
 
-def test_teaching_model_loads_offline_fast_in_eval_mode():
-    """iw.load_model() returns the bundled model in eval mode, on the requested device, in under 5 s."""
-    start = time.perf_counter()
+def test_teaching_model_loads_offline_in_eval_mode():
+    """iw.load_model() returns the bundled model in eval mode, on the requested device (no timing assert: load time
+    is a benchmark figure, not a test)."""
     model = iw.load_model(device="cpu")
-    elapsed = time.perf_counter() - start
     assert not model.training and next(model.parameters()).device.type == "cpu"
-    assert elapsed < 5.0, f"load took {elapsed:.1f} s"
     logits = model(model.to_tokens("When Mary and John went to the store, John gave a drink to"))
     assert logits.shape[-1] == model.cfg.d_vocab and torch.isfinite(logits).all()
 
