@@ -156,12 +156,14 @@ def _caller_outside_torch() -> str:
 
 def test_widget_handlers_run_the_model_only_through_engine_functions(teaching_model):
     """At run time, every forward pass that building and clicking the views makes is called from an engine module,
-    never from `interpwidgets.widgets`."""
+    never from `interpwidgets.widgets` (on the code before the redesign this names widgets.attention_data)."""
     import interpwidgets as iw
     from interpwidgets.widgets.testing import ask
 
     callers: list[str] = []
-    handle = teaching_model.register_forward_pre_hook(lambda module, args: callers.append(_caller_outside_torch()))
+    # on the first block, not the bridge: run_with_cache reaches the blocks without calling the bridge's forward
+    handle = teaching_model.blocks[0].register_forward_pre_hook(lambda module, args: callers.append(_caller_outside_torch()))
+    prompt = "When Mary and John went to the store, John gave a drink to"
     try:
         task = iw.tasks.ioi(teaching_model, n=2, seed=0)
         result = iw.patching.activation_patch(teaching_model, task, site="resid_pre")
@@ -169,7 +171,15 @@ def test_widget_handlers_run_the_model_only_through_engine_functions(teaching_mo
         layers, positions = result.values.shape[:2]
         ok, reply = ask(heatmap, "intervene", cells=[[layers - 1, positions - 1]])
         assert ok, reply
-        iw.widgets.AttentionPatterns(teaching_model, "When Mary and John went to the store, John gave a drink to")
+        iw.widgets.AttentionPatterns(teaching_model, prompt)
+        saes = iw.sae.pretrained(teaching_model)
+        features = iw.widgets.TokenFeatures(teaching_model, saes, prompt, hook="blocks.2.hook_resid_post", feature=0)
+        ok, reply = ask(features, "intervene", position=3)
+        assert ok, reply
+        steering = iw.widgets.Steering(teaching_model, saes, prompt, features=[("blocks.2.hook_resid_post", 0)],
+                                       max_new_tokens=2)
+        ok, reply = ask(steering, "generate")
+        assert ok, reply
     finally:
         handle.remove()
     assert callers, "no forward pass was seen: the trace is broken"
