@@ -21,7 +21,7 @@ from interpwidgets.circuits.passes import record
 from interpwidgets.interventions import Component
 from interpwidgets.sae.architectures import GatedSAE
 from interpwidgets.sae.base import SAE
-from interpwidgets.sae.hooks import to_dictionary
+from interpwidgets.sae.inputs import to_dictionary
 
 
 def _encoder_column(sae: SAE, feature: int) -> torch.Tensor:

@@ -24,7 +24,7 @@ import torch
 
 from interpwidgets.interventions.components import parse_component
 from interpwidgets.sae.base import SAE
-from interpwidgets.sae.hooks import to_dictionary
+from interpwidgets.sae.inputs import to_dictionary
 from interpwidgets.sae.sets import SAESet
 
 SITE_KINDS = ("resid_post", "attn", "mlp")

@@ -22,7 +22,7 @@ from interpwidgets.models.tokens import token_strings
 from interpwidgets.sae.activations import CORPUS_SEED, hook_activations, token_batches, token_source
 from interpwidgets.sae.base import SAE
 from interpwidgets.sae.features import check_feature
-from interpwidgets.sae.hooks import as_dictionary_input, check_hook, to_dictionary
+from interpwidgets.sae.inputs import as_dictionary_input, check_hook, to_dictionary
 
 FEATURE_SEED = CORPUS_SEED + 2  # the teaching-corpus stream read here: not SAE training's (+0) nor evaluation's (+1)
 WINDOW = (10, 4)  # tokens of context kept before and after an example's peak

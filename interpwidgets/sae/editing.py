@@ -21,7 +21,7 @@ from interpwidgets.interventions import Intervention
 from interpwidgets.sae.activations import hook_activations
 from interpwidgets.sae.base import SAE
 from interpwidgets.sae.features import check_feature
-from interpwidgets.sae.hooks import as_dictionary_input, check_fits, to_dictionary
+from interpwidgets.sae.inputs import as_dictionary_input, check_fits, to_dictionary
 from interpwidgets.sae.sets import SAESet
 
 ABLATIONS = ("zero", "mean")

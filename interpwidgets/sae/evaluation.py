@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from interpwidgets.sae.base import SAE
-from interpwidgets.sae.hooks import as_dictionary_input, check_fits, to_dictionary
+from interpwidgets.sae.inputs import as_dictionary_input, check_fits, to_dictionary
 from interpwidgets.sae.splicing import spliced
 from interpwidgets.sae.activations import CORPUS_SEED, token_batches, token_source
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from interpwidgets.models.tokens import prompt_tokens, token_strings
 from interpwidgets.sae.base import SAE
-from interpwidgets.sae.hooks import as_dictionary_input, check_hook, to_dictionary
+from interpwidgets.sae.inputs import as_dictionary_input, check_hook, to_dictionary
 from interpwidgets.sae.sets import SAESet
 
 

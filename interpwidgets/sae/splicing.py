@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from interpwidgets.sae.base import SAE
-from interpwidgets.sae.hooks import as_dictionary_input, check_hook, to_dictionary
+from interpwidgets.sae.inputs import as_dictionary_input, check_hook, to_dictionary
 from interpwidgets.sae.sets import SAESet
 
 

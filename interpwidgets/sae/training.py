@@ -27,7 +27,7 @@ from interpwidgets.sae.architectures import sae_class
 from interpwidgets.sae.base import SAE, SAEConfig
 from interpwidgets.sae.buffer import shuffled_batches
 from interpwidgets.sae.activations import CORPUS_SEED, hook_activations, token_batches, token_source
-from interpwidgets.sae.hooks import as_dictionary_input, check_hook
+from interpwidgets.sae.inputs import as_dictionary_input, check_hook
 from interpwidgets.sae.trainer import CHECKPOINT_FILE, NonFiniteActivationsError, TrainConfig, Trainer
 
 ChunkSource = Callable[[int], Iterator[torch.Tensor]]  # start chunk -> chunks [n, d_in] (SAE) or [n, d_in + d_out]

@@ -9,7 +9,7 @@ import pytest
 
 from interpwidgets.interventions.hooks import check_hook_name
 from interpwidgets.sae import SAEConfig, SAESet, build_sae
-from interpwidgets.sae.hooks import check_hook
+from interpwidgets.sae.inputs import check_hook
 
 MODEL = SimpleNamespace(hook_dict={"blocks.0.hook_resid_post": None, "blocks.0.hook_mlp_out": None})
 

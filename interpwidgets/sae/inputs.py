@@ -1,22 +1,19 @@
-"""Checks and reshaping between TransformerLens hook activations and dictionary inputs."""
+"""A dictionary's inputs: the hooks it reads and writes, checked against a model, and activations reshaped and moved
+to where the dictionary computes."""
 
 from __future__ import annotations
 
-import difflib
-
 import torch
+
+from interpwidgets.interventions.hooks import check_hook_name
 
 
 def check_hook(model, hook_name: str) -> None:
-    """Raise a ValueError naming close matches when `model` has no hook called `hook_name`
-    (the error `interpwidgets.interventions.check_hook_name` raises for a missing hook)."""
+    """Raise a ValueError naming close matches when `model` has no hook called `hook_name` (the engine's one
+    hook-name check, `interventions.check_hook_name`), or saying so when the dictionary names no hook at all."""
     if not hook_name:
         raise ValueError("This dictionary does not say which hook it reads: load it with hook_name='blocks.L.hook_resid_post' (or the right hook).")
-    hooks = model.hook_dict
-    if hook_name not in hooks:
-        near = difflib.get_close_matches(hook_name, list(hooks), n=3)
-        hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
-        raise ValueError(f"The model has no hook named {hook_name!r}.{hint}")
+    check_hook_name(model, hook_name)
 
 
 def as_dictionary_input(activation: torch.Tensor, width: int, hook_name: str) -> torch.Tensor:
