@@ -31,10 +31,3 @@ export async function decodeRanked(value: unknown, key: "probs" | "values"): Pro
   if (!Array.isArray(tokens) || !tokens.every((t) => typeof t === "string")) throw new TypeError("reply lacks a token list");
   return { tokens, values: await decodeFloats(record![key], tokens.length) };
 }
-
-/** The block index of a TransformerLens hook name ("blocks.2.hook_resid_post" -> 2), or null. The feature widgets
- * read a dictionary's block from the `layers` trait instead; this parses the hooks of Steering's rows. */
-export function hookLayer(hook: string): number | null {
-  const match = /^blocks\.(\d+)\./.exec(hook);
-  return match ? Number(match[1]) : null;
-}
