@@ -27,7 +27,8 @@ from interpwidgets.circuits.effects import NodeEffects, check_aggregation
 from interpwidgets.circuits.graph import Circuit, Node
 from interpwidgets.circuits.sites import EMBED_KIND, SITE_KINDS, SAESite, embed_site, resolve_sites, sae_site
 from interpwidgets.config import progress_enabled
-from interpwidgets.sae.editing import ABLATIONS
+from interpwidgets.interventions.ablation import check_ablation
+from interpwidgets.sae.editing import FEATURE_ABLATIONS
 from interpwidgets.sae.sets import SAESet
 from interpwidgets.tasks.metric import Metric, rescale
 
@@ -101,8 +102,7 @@ class Ablator:
 
     def __init__(self, model, sites: Sequence[SAESite], tokens: torch.Tensor, metric: Metric, readout: str | None,
                  ablation: str, reference: torch.Tensor):
-        if ablation not in ABLATIONS:
-            raise ValueError(f"ablation must be one of {ABLATIONS}, got {ablation!r}.")
+        check_ablation(ablation, FEATURE_ABLATIONS)
         self.model, self.sites, self.tokens, self.metric, self.readout = model, list(sites), tokens, metric, readout
         self.values = ablation_values(model, self.sites, reference, ablation)
         self.m_model = passes.metric_value(model, tokens, metric, readout=readout)

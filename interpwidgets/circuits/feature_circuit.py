@@ -17,6 +17,7 @@ from interpwidgets.circuits.edges import METRIC, NodeRef, edge_effects
 from interpwidgets.circuits.effects import NodeEffects, check_aggregation, node_effects
 from interpwidgets.circuits.graph import Circuit, Edge, Node, node_id
 from interpwidgets.circuits.sites import SITE_KINDS, SAESite, site_kinds
+from interpwidgets.interventions.ablation import check_ablation
 from interpwidgets.models.tokens import token_strings
 from interpwidgets.tasks.metric import Metric
 
@@ -63,8 +64,8 @@ def feature_circuit(
     if no node reaches `node_threshold` the circuit is empty and its `message` says so.
     """
     check_aggregation(aggregation)
-    if ablation is not None and ablation not in NODE_ABLATIONS:
-        raise ValueError(f"ablation must be one of {NODE_ABLATIONS}, got {ablation!r}.")
+    if ablation is not None:
+        check_ablation(ablation, NODE_ABLATIONS)
     for name, value in (("node_threshold", node_threshold), ("edge_threshold", edge_threshold)):
         if not isinstance(value, (int, float)) or value < 0:
             raise ValueError(f"{name} must be a non-negative number, got {value!r}.")

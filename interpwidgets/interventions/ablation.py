@@ -48,10 +48,11 @@ def ablate(
     return Intervention(model, edits, f"{ablation}-ablate " + ", ".join(c.label for c in parsed))
 
 
-def check_ablation(ablation: str) -> None:
-    """Raise a ValueError naming the choices if `ablation` is not one of ABLATIONS."""
-    if ablation not in ABLATIONS:
-        raise ValueError(f"Unknown ablation {ablation!r}; use one of {ABLATIONS}.")
+def check_ablation(ablation: str, allowed: Sequence[str] = ABLATIONS) -> None:
+    """Raise a ValueError naming the choices if `ablation` is not one of `allowed` (ABLATIONS, or the subset of them
+    that a method implements)."""
+    if ablation not in allowed:
+        raise ValueError(f"Unknown ablation {ablation!r}: ablation must be one of {tuple(allowed)}.")
 
 
 def patch(model, components, source: Reference, *, positions: int | Sequence[int] | None = None) -> Intervention:

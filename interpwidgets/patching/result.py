@@ -18,7 +18,7 @@ from interpwidgets.tasks.metric import check_metric
 
 Cell = tuple[int, ...]
 Ablation = Literal["zero", "mean"]
-ABLATIONS: tuple[Ablation, ...] = ("zero", "mean")
+CELL_ABLATIONS: tuple[Ablation, ...] = ("zero", "mean")
 
 
 @dataclass
@@ -152,12 +152,12 @@ class PatchResult:
         base = self.base_of(ablation)
         if ablation is None:
             intervention = patch(self.model, components, self.baseline.base_and_source(base)[1])
-        elif ablation in ABLATIONS:
+        elif ablation in CELL_ABLATIONS:
             intervention = ablate(
                 self.model, components, ablation=ablation, reference=self.baseline.corrupt if ablation == "mean" else None
             )
         else:
-            raise ValueError(f"ablation must be None (patch as the sweep did) or one of {ABLATIONS}, got {ablation!r}.")
+            raise ValueError(f"ablation must be None (patch as the sweep did) or one of {CELL_ABLATIONS}, got {ablation!r}.")
         tokens = getattr(self.task, f"{base}_tokens").to(device_of(self.model))
         with torch.no_grad():
             logits = intervention.run(tokens)

@@ -17,15 +17,15 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from interpwidgets.interventions import Intervention
+from interpwidgets.interventions import Intervention, check_ablation
 from interpwidgets.sae.activations import hook_activations
 from interpwidgets.sae.base import SAE
 from interpwidgets.sae.features import check_feature
 from interpwidgets.sae.inputs import as_dictionary_input, check_fits, to_dictionary
 from interpwidgets.sae.sets import SAESet
 
-ABLATIONS = ("zero", "mean")
-"""What an ablated feature (or circuit node) is set to: zero, or its per-position mean over reference prompts."""
+FEATURE_ABLATIONS = ("zero", "mean")
+"""The ablations a feature (or circuit node) takes: zero, or its per-position mean over reference prompts."""
 
 
 @runtime_checkable
@@ -77,8 +77,7 @@ def ablate_features(
     Use it as a context manager (`with ablate_features(...): model(tokens)`) or `.run(tokens)`; compose by `+`.
     """
     saes, chosen = _selection(saes, features)
-    if ablation not in ABLATIONS:
-        raise ValueError(f"ablation must be one of {ABLATIONS}, got {ablation!r}.")
+    check_ablation(ablation, FEATURE_ABLATIONS)
     if ablation == "mean" and reference is None:
         raise ValueError("ablation='mean' needs reference=, the prompts [batch, seq] to average feature activations over.")
     means = _mean_activations(model, saes, chosen, reference) if ablation == "mean" else {}

@@ -23,7 +23,7 @@ from traitlets import Dict as DictTrait
 
 from interpwidgets.circuits.faithfulness import ablate_nodes
 from interpwidgets.circuits.graph import KIND_ORDER, Circuit, Node
-from interpwidgets.sae.editing import ABLATIONS
+from interpwidgets.sae.editing import FEATURE_ABLATIONS
 from interpwidgets.sae.sets import SAESet
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.encoding import float16_array, int32_array
@@ -33,7 +33,7 @@ from interpwidgets.widgets.static_html import diverging_rgb, esc, frame, legend
 
 MAX_NODES = 400
 ACTION_LABELS = {"ablate": "ablate the node", "open": "open in the dashboard"}
-ABLATION_LABELS = {ablation: ablation + (" (corrupt prompts)" if ablation == "mean" else "") for ablation in ABLATIONS}
+ABLATION_LABELS = {ablation: ablation + (" (corrupt prompts)" if ablation == "mean" else "") for ablation in FEATURE_ABLATIONS}
 
 
 class CircuitGraph(InterpWidget):
@@ -59,7 +59,7 @@ class CircuitGraph(InterpWidget):
     action = Unicode("").tag(sync=True)
     #: the ablation choices -> their menu entries
     ablations = DictTrait(ABLATION_LABELS, read_only=True).tag(sync=True)
-    ablation = Enum(ABLATIONS, default_value="mean").tag(sync=True)
+    ablation = Enum(FEATURE_ABLATIONS, default_value="mean").tag(sync=True)
     #: drawing order of the node kinds inside a layer (rows)
     kind_order = DictTrait(KIND_ORDER, read_only=True).tag(sync=True)
 
