@@ -11,7 +11,7 @@ from interpwidgets.sae.architectures import ARCHITECTURES, build_sae
 from interpwidgets.sae.base import SAE, SAEConfig
 from interpwidgets.sae.corpus_stats import Example, FeatureStats, feature_stats, top_activating
 from interpwidgets.sae.editing import ablate_features, steer_feature
-from interpwidgets.sae.evaluation import activation_frequency_histogram, evaluate
+from interpwidgets.sae.evaluation import SAEEvaluation, activation_frequency_histogram, evaluate
 from interpwidgets.sae.features import (
     FeatureActivations,
     LogitEffects,
@@ -28,7 +28,7 @@ from interpwidgets.sae.training import TrainConfig, train, train_on_activations
 
 __all__ = [
     "ARCHITECTURES", "Example", "FeatureActivations", "FeatureStats", "LogitEffects", "SAE", "SAEConfig",
-    "SAEFormatError", "SAESet", "TrainConfig", "ablate_features", "activation_frequency_histogram", "build_sae",
-    "check_feature", "evaluate", "feature_activations", "feature_stats", "load", "load_saelens", "logit_effects",
+    "SAEEvaluation", "SAEFormatError", "SAESet", "TrainConfig", "ablate_features", "activation_frequency_histogram",
+    "build_sae", "check_feature", "evaluate", "feature_activations", "feature_stats", "load", "load_saelens", "logit_effects",
     "pretrained", "save", "spliced", "steer_feature", "top_activating", "train", "train_on_activations",
 ]

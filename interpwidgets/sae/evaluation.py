@@ -31,6 +31,10 @@ def _next_token_ce(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten(), reduction="sum")
 
 
+class SAEEvaluation(dict):
+    """`evaluate`'s numbers: a plain dict (keys as below) that notebooks show as a table."""
+
+
 @torch.no_grad()
 def evaluate(
     model,
@@ -42,7 +46,7 @@ def evaluate(
     context_size: int | None = None,
     dense_threshold: float = 0.1,
     progress: bool = False,
-) -> dict:
+) -> SAEEvaluation:
     """Reconstruction, sparsity and CE-loss metrics of `sae` on `model` (see the module docstring).
 
     tokens: a token tensor [n, seq], a list of strings, or None for `n_batches` batches of the
@@ -88,7 +92,7 @@ def evaluate(
     variance = (y_sq - y_sum.pow(2) / n).sum().item()
     ce = {k: totals[k] / totals["n_predicted"] for k in ("ce_clean", "ce_sae", "ce_zero")}
     frequency = (fired / n).cpu()
-    return {
+    return SAEEvaluation({
         "l0": totals["l0"] / n,
         "mse": totals["sq_err"] / (n * sae.cfg.d_out),
         "explained_variance": 1 - totals["sq_err"] / max(variance, 1e-12),
@@ -100,7 +104,7 @@ def evaluate(
         "dense_fraction": (frequency > dense_threshold).float().mean().item(),
         "n_tokens": n,
         "feature_frequency": frequency,
-    }
+    })
 
 
 def activation_frequency_histogram(stats_or_frequency, ax=None, bins: int = 50):

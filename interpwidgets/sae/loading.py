@@ -64,6 +64,9 @@ def load(source, *, device: str | torch.device | None = None, dtype: torch.dtype
     into a model there (a float32 dictionary runs on a bfloat16 model: splicing casts at the hooks).
     """
     result = _load(source, **overrides)
+    if isinstance(source, (str, os.PathLike)):
+        for sae in result.values() if isinstance(result, SAESet) else [result]:
+            sae.source = str(Path(source).resolve())  # shown by the SAE's card; not saved with it
     if device is not None or dtype is not None:
         result.to(device=device, dtype=dtype)
     return result

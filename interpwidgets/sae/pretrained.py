@@ -38,6 +38,11 @@ def pretrained(model=None, device: str | torch.device | None = None) -> SAESet:
                 "load SAEs for other models with iw.sae.load(path)."
             )
         device = device or model.cfg.device
-    saes = SAESet.of(load_saelens(folder) for folder in folders)
+    saes = SAESet.of(_loaded(folder) for folder in folders)
     return saes.to(torch.device(device or "cpu"))
 
+
+def _loaded(folder):
+    sae = load_saelens(folder)
+    sae.source = str(folder)  # shown by the SAE's card; not saved with it
+    return sae

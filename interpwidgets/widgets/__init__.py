@@ -4,6 +4,8 @@
     iw.widgets.AttentionPatterns(model, "When Mary and John went to the store, John gave a drink to")
     iw.widgets.PatchHeatmap(iw.patching.activation_patch(model, task, site="z"))
     iw.widgets.link(heatmap, patterns)        # share the selected token / layer / head / feature
+    iw.show(result)                           # any result as its registered view (display.py); %load_ext interpwidgets
+                                              # makes results that are a cell's value show so, and adds %iw (magics.py)
 
 Each widget draws from a bundled ES module (no CDN), receives numbers as binary buffers, validates every
 message from the browser, and carries a static HTML preview for viewers that cannot run widgets.
@@ -16,6 +18,7 @@ from __future__ import annotations
 from interpwidgets.widgets.attention import AttentionPatterns
 from interpwidgets.widgets.base import InterpWidget, handles
 from interpwidgets.widgets.circuit_graph import CircuitGraph
+from interpwidgets.widgets.display import register_view, show, view
 from interpwidgets.widgets.explorer import Explorer
 from interpwidgets.widgets.feature_dashboard import FeatureDashboard
 from interpwidgets.widgets.linking import link_views
@@ -27,5 +30,5 @@ from interpwidgets.widgets.token_features import TokenFeatures
 
 __all__ = [
     "AttentionPatterns", "CircuitGraph", "Explorer", "FeatureDashboard", "InterpWidget", "PatchHeatmap", "RequestError",
-    "Selection", "Steering", "TokenFeatures", "handles", "link", "link_views",
+    "Selection", "Steering", "TokenFeatures", "handles", "link", "link_views", "register_view", "show", "view",
 ]
