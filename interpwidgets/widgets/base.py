@@ -7,7 +7,9 @@ It adds to `anywidget.AnyWidget`:
   never a traceback in the kernel (the last one is kept in `widget.last_error`);
 - trait updates from the front end only for the traits in `_front_end_writable`; a rejected one is answered
   with an error and the front end is re-synced;
-- a static `text/html` preview in the mime bundle (`_static_html`, see `static_html.py`).
+- a static `text/html` preview in the mime bundle (`_static_html`, see `static_html.py`);
+- copy as code: `record(...)` keeps each action as the Python call that reproduces it in `widget.history`, and
+  `widget.code()` returns them as one runnable cell (`history.py`).
 
 Each piece of state has one source of truth: either a trait the browser writes (allow-listed, checked once by
 its trait validator) and that a request, carrying only its verb, reads; or a request parameter that is no trait.
@@ -26,6 +28,7 @@ import anywidget
 from traitlets import TraitError
 
 from interpwidgets.widgets.encoding import pack_buffers
+from interpwidgets.widgets.history import History, Snippet, Step, cell, render
 from interpwidgets.widgets.messages import RequestError, error_response, parse_request, response
 from interpwidgets.widgets.selection import Selection, SelectionTrait
 from interpwidgets.widgets.static_html import esc, frame
@@ -72,7 +75,37 @@ class InterpWidget(anywidget.AnyWidget):
     def __init__(self, *, selection: Selection | None = None, **kwargs: Any) -> None:
         super().__init__(selection=selection if selection is not None else Selection(), **kwargs)
         self.last_error: str | None = None
+        self._history = History()
+        #: (composite, attribute) when the widget is a part of a composite view (`Explorer`), for names in code
+        self._code_parent: tuple[Any, str] | None = None
         self.on_msg(self._on_front_end_message)
+
+    # ---- copy as code
+    @property
+    def history(self) -> list[Step]:
+        """The recorded actions, oldest first (at most `history.HISTORY_LIMIT`)."""
+        return self._history.steps
+
+    def code(self) -> str:
+        """The recorded actions as one runnable cell: the names it assumes, the import, then each call."""
+        return cell(self.history)
+
+    def snippet(self, template: str, /, **slots: Any) -> Snippet:
+        """`template` with its `{slots}` written as literals or as the notebook's names (see `history.py`)."""
+        return render(template, slots, names=self._history.names, owner=self, parent=self._code_parent)
+
+    def record(self, action: str, code: str | Snippet, shown: dict[str, Any], /, **slots: Any) -> Step:
+        """Records `action` (in words) as `code` (a template filled from `slots`, or a `Snippet`) and the numbers
+        it showed; returns the step, whose `snippet` the reply carries as "code". Inside a request the step is
+        kept only if the request succeeds."""
+        if isinstance(code, Snippet):
+            if slots:
+                raise TypeError("a Snippet is already filled; pass slots with a template string instead")
+            snippet = code
+        else:
+            snippet = self.snippet(code, **slots)
+        step = Step(action, snippet.text, dict(shown), snippet.assumes, snippet.uses_iw)
+        return self._history.add(step)
 
     # ---- messaging
     def _on_front_end_message(self, _widget: Any, content: Any, _buffers: list[bytes]) -> None:
@@ -82,14 +115,18 @@ class InterpWidget(anywidget.AnyWidget):
     def handle_message(self, content: Any) -> tuple[dict[str, Any], list[bytes]]:
         """The reply (and its buffers) to one front-end message; never raises."""
         request_id: str | None = None
+        self._history.begin()
         try:
             request = parse_request(content, self._handlers)
             request_id = request.id
             result, buffers = pack_buffers(self._handlers[request.method](self, request.params))
+            self._history.end(ok=True)
             return response(request_id, result), buffers
         except RequestError as error:
+            self._history.end(ok=False)
             return error_response(error.request_id or request_id, _clip(str(error))), []
         except Exception as error:  # noqa: BLE001 - a widget answers with its error instead of raising in the kernel
+            self._history.end(ok=False)
             self.last_error = traceback.format_exc()
             message = f"{type(error).__name__}: {error} (traceback in the widget's `last_error`)"
             return error_response(request_id, _clip(message)), []

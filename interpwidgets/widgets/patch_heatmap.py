@@ -18,6 +18,7 @@ from traitlets import Dict, Int, List, TraitError, Unicode, validate
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.encoding import as_numpy, float16_array
 from interpwidgets.widgets.feature_params import predictions
+from interpwidgets.widgets.history import Ref
 from interpwidgets.widgets.messages import RequestError, check_keys, get_indices
 from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.static_html import diverging_rgb, esc, frame, heatmap_svg, legend
@@ -95,6 +96,13 @@ class PatchHeatmap(InterpWidget):
         before, after = float(outcome.metric_before), float(outcome.metric_after)
         if not (math.isfinite(before) and math.isfinite(after)):
             raise RequestError(f"the intervention gave a non-finite metric ({before} -> {after})")
+        step = self.record(
+            f"{self.actions[action]['label']} {', '.join(outcome.components)}",
+            "{result}.intervene({cells}, ablation={ablation})",
+            {"metric_before": before, "metric_after": after},
+            result=Ref(self.result, "result", f"the {type(self.result).__name__} this widget shows"),
+            cells=cells, ablation=ABLATION_OF[action],
+        )
         return {
             "cells": [list(cell) for cell in cells],
             "action": action,
@@ -103,6 +111,7 @@ class PatchHeatmap(InterpWidget):
             "metric_after": after,
             "top_before": predictions(outcome.top_before),
             "top_after": predictions(outcome.top_after),
+            "code": step.snippet,
         }
 
     def _static_html(self) -> str:

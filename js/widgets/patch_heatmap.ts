@@ -10,8 +10,9 @@ import type { RenderProps } from "../lib/anywidget";
 import { type NDArray, decodeArray } from "../lib/buffers";
 import type { CanvasCell } from "../lib/canvas";
 import { matrixBitmap } from "../lib/canvas";
+import { codeBox } from "../lib/code";
 import { cssColour, divergingScale, legend } from "../lib/colour";
-import { h, select, setChildren } from "../lib/dom";
+import { type Child, h, select, setChildren } from "../lib/dom";
 import { formatNumber } from "../lib/format";
 import { MatrixView } from "../lib/matrix";
 import { Requester } from "../lib/messaging";
@@ -53,6 +54,8 @@ interface Outcome {
   metric_after: number;
   top_before: Predictions;
   top_after: Predictions;
+  /** The Python call that reproduces this outcome. */
+  code: string;
 }
 
 const SELECTION_AXES: Record<string, SelectionKey> = { layer: "layer", head: "head", position: "token", pos: "token", token: "token", feature: "feature" };
@@ -184,7 +187,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
   }
 
   /** The outcome panel's contents for a reply, headed with the texts of the action the kernel applied. */
-  async function readOutcome(outcome: Outcome): Promise<HTMLElement[]> {
+  async function readOutcome(outcome: Outcome): Promise<Child[]> {
     const text = texts[outcome.action];
     if (!text) throw new RangeError(`unknown action ${outcome.action}`);
     const delta = outcome.metric_after - outcome.metric_before;
@@ -203,6 +206,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
         h("span", { className: delta < 0 ? "iw-delta-neg" : "iw-delta-pos" }, formatNumber(delta)),
         ")"),
       h("div", { className: "iw-tops" }, before, after),
+      codeBox(outcome.code),
     ];
   }
 
