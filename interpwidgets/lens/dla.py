@@ -93,7 +93,7 @@ class DLAResult:
 
     def to_dataframe(self):
         """A long pandas DataFrame: one row per (prompt, component) with `prompt`, `component`, `kind`, `layer`
-        (None outside the blocks), `head` (None except for heads) and `value`."""
+        (missing outside the blocks), `head` (missing except for heads) and `value`."""
         import pandas as pd
 
         rows = []
@@ -102,7 +102,8 @@ class DLAResult:
                 layer = _layer_of(label) if kind in ("head", "attn_bias", "mlp") else None
                 head = int(label.split("H")[1]) if kind == "head" else None
                 rows.append((p, label, kind, layer, head, float(self.values[p, c])))
-        return pd.DataFrame(rows, columns=["prompt", "component", "kind", "layer", "head", "value"])
+        frame = pd.DataFrame(rows, columns=["prompt", "component", "kind", "layer", "head", "value"])
+        return frame.astype({"layer": "Int64", "head": "Int64"})
 
     def plot(self, ax=None):
         """A layer x head heatmap of the heads' mean direct effects and bars of every other component, both on a

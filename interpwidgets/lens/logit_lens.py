@@ -40,7 +40,11 @@ def token_id(model, token: int | str) -> int:
     vocab = model.cfg.d_vocab
     if isinstance(token, str):
         require_tokenizer(model, f"the token {token!r}", "pass its token id (an int) instead")
-        ids = model.tokenizer.encode(token, add_special_tokens=False)
+        tokenizer = model.tokenizer
+        ids = tokenizer.encode(token, add_special_tokens=False)
+        unknown = ids == [tokenizer.unk_token_id] and token != tokenizer.unk_token
+        if unknown:
+            raise ValueError(f"{token!r} is not in the tokenizer's vocabulary (it encodes as the unknown token).")
         if len(ids) != 1:
             pieces = token_strings(model, ids)
             raise ValueError(
