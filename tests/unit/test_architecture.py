@@ -21,7 +21,7 @@ ALLOWED = {
     "tasks": {"config", "data", "models"},
     "interventions": {"config", "models"},
     "patching": {"config", "models", "tasks", "interventions"},
-    "lens": {"config", "models", "tasks", "interventions"},
+    "lens": {"config", "models", "tasks", "interventions", "patching"},
     "sae": {"config", "data", "models", "tasks", "interventions", "patching"},
     "circuits": {"config", "data", "models", "tasks", "interventions", "patching", "sae"},
     "widgets": {"config", "data", "models", "tasks", "interventions", "patching", "lens", "sae", "circuits"},
