@@ -20,6 +20,7 @@ from traitlets import Enum, Int, List, TraitError, Unicode, validate
 from interpwidgets.lens.attention import UNITS, WEIGHTINGS, AttentionResult, attention_patterns
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.encoding import uint8_array
+from interpwidgets.widgets.history import Ref
 from interpwidgets.widgets.messages import check_keys
 from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.static_html import display_token, esc, frame, image, legend, max_pool, sequential_rgb
@@ -129,7 +130,11 @@ class AttentionPatterns(InterpWidget):
             values, layout = pattern[rows, cols], "tril"
         else:
             values, layout = pattern.reshape(-1), "full"
+        step = self.record(f"show L{layer}H{head} ({weighting})", "{result}.pattern({layer}, {head}, weighting={weighting})",
+                           {"max": float(pattern.max())}, layer=layer, head=head, weighting=weighting,
+                           result=Ref(self._result, "result", "the AttentionResult this widget shows"))
         return {
+            "code": step.snippet,
             "layer": layer,
             "head": head,
             "weighting": weighting,

@@ -27,6 +27,7 @@ from interpwidgets.sae.editing import FEATURE_ABLATIONS
 from interpwidgets.sae.sets import SAESet
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.encoding import float16_array, int32_array
+from interpwidgets.widgets.history import Ref
 from interpwidgets.widgets.messages import RequestError, check_keys
 from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.static_html import diverging_rgb, esc, frame, legend
@@ -84,6 +85,7 @@ class CircuitGraph(InterpWidget):
             raise ValueError("node ablation needs model=, saes= and task= together (those the circuit was built with).")
         self.circuit = circuit
         self.model, self.task, self.dashboard = model, task, dashboard
+        self._given_saes = saes
         self.saes = SAESet.of(saes) if saes is not None else SAESet()
         missing = sorted({n.dictionary for n in circuit.nodes if n.dictionary is not None} - set(self.saes))
         if saes is not None and missing:
@@ -134,8 +136,17 @@ class CircuitGraph(InterpWidget):
             result = ablate_nodes(self.model, self.saes, self.task, [node], ablation=self.ablation)
         except ValueError as error:
             raise RequestError(str(error)) from None
+        step = self.record(
+            f"{self.ablation}-ablate {node.label or node.id}",
+            "iw.circuits.ablate_nodes({model}, {saes}, {task}, [{circuit}.node({node})], ablation={ablation})",
+            {"metric_before": result.metric_clean, "metric_after": result.metric_ablated},
+            model=Ref(self.model, "model", "the model the circuit was built with"),
+            saes=Ref(self._given_saes, "saes", "the SAEs the circuit was built with"),
+            task=Ref(self.task, "task", "the task the circuit was built with"),
+            circuit=Ref(self.circuit, "circuit", "the circuit this widget draws"), node=node.id, ablation=self.ablation,
+        )
         return {"node": node.id, "label": node.label or node.id, "ablation": result.ablation,
-                "metric_before": result.metric_clean, "metric_after": result.metric_ablated}
+                "metric_before": result.metric_clean, "metric_after": result.metric_ablated, "code": step.snippet}
 
     @handles("open")
     def _open_request(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -154,7 +165,13 @@ class CircuitGraph(InterpWidget):
             self.dashboard.show(feature, hook)
         for callback in self._callbacks:
             callback(node)
-        return {"node": node.id, "label": node.label or node.id, "hook": hook, "feature": feature}
+        code = {}
+        if self.dashboard is not None:
+            step = self.record(f"open {node.label or node.id} in the dashboard", "{dashboard}.show({feature}, {hook})",
+                               {"hook": hook, "feature": feature}, hook=hook, feature=feature,
+                               dashboard=Ref(self.dashboard, "dashboard", "the FeatureDashboard attached to this widget"))
+            code = {"code": step.snippet}
+        return {"node": node.id, "label": node.label or node.id, "hook": hook, "feature": feature, **code}
 
     # ---- internals
     def _node(self, params: dict[str, Any]) -> Node:

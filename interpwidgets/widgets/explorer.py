@@ -17,6 +17,7 @@ from interpwidgets.sae.base import SAE
 from interpwidgets.widgets.attention import AttentionPatterns
 from interpwidgets.widgets.base import InterpWidget
 from interpwidgets.widgets.feature_dashboard import FeatureDashboard
+from interpwidgets.widgets.history import Names, Step, cell
 from interpwidgets.widgets.linking import link_views
 from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.token_features import TokenFeatures
@@ -47,6 +48,11 @@ class Explorer(ipywidgets.VBox):
                                           selection=self.selection)
         self.attention = AttentionPatterns(model, prompt, selection=self.selection) if attention else None
         link_views(*self.views, selection=self.selection)
+        names = Names()  # one set of default names, so that the parts' recorded code can share one cell
+        for attribute in ("token_features", "dashboard", "attention"):
+            view = getattr(self, attribute)
+            if view is not None:
+                view._history.names, view._code_parent = names, (self, attribute)
         self.token_features.layout.flex = "1 1 420px"
         self.dashboard.layout.flex = "1 1 560px"
         top = ipywidgets.HBox([self.token_features, self.dashboard], layout=ipywidgets.Layout(flex_flow="row wrap", gap="8px"))
@@ -56,6 +62,15 @@ class Explorer(ipywidgets.VBox):
     @property
     def views(self) -> list[InterpWidget]:
         return [w for w in (self.token_features, self.dashboard, self.attention) if w is not None]
+
+    @property
+    def history(self) -> list[Step]:
+        """The steps recorded by the parts, oldest first."""
+        return sorted((step for view in self.views for step in view.history), key=lambda step: step.order)
+
+    def code(self) -> str:
+        """The parts' recorded actions as one runnable cell."""
+        return cell(self.history)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         """The live composite, with the parts' static previews as its `text/html`."""

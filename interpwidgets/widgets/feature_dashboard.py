@@ -26,6 +26,7 @@ from interpwidgets.sae.sets import SAESet
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.dictionary_choice import FeatureChoice
 from interpwidgets.widgets.encoding import float16_array, int32_array
+from interpwidgets.widgets.history import Ref, dictionary
 from interpwidgets.widgets.messages import check_keys
 from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.static_html import display_token, esc, frame, legend, sequential_rgb
@@ -63,6 +64,7 @@ class FeatureDashboard(FeatureChoice, InterpWidget):
         selection: Selection | None = None,
     ) -> None:
         self.model = model
+        self._given_saes = saes
         self.saes = SAESet.of(saes)
         self._stats = _given_stats(self.saes, stats)
         if not isinstance(corpus, torch.Tensor) and set(self.saes) - set(self._stats):
@@ -106,13 +108,24 @@ class FeatureDashboard(FeatureChoice, InterpWidget):
         check_keys(params, ())
         hook, feature = self.hook, self.feature
         stats, effects = self.stats(hook), self._logit_effects(hook, feature)
+        examples = stats.examples(feature)
+        code = "examples = {stats}.examples({feature})"
+        shown: dict[str, Any] = {"activations": [e.activation for e in examples], "density": float(stats.density[feature])}
+        slots: dict[str, Any] = {"stats": Ref(stats, f"stats({hook!r})", f"the FeatureStats of {hook} this widget shows"),
+                                 "feature": feature}
+        if effects is not None:
+            code += "\neffects = iw.sae.logit_effects({model}, {sae}, {feature}, k={k})"
+            slots.update(model=Ref(self.model, "model", "the model this widget runs"), sae=dictionary(self, hook), k=N_LOGITS)
+            shown["logits"] = [v for _, v in effects.top]
+        step = self.record(f"open {self.feature_name(hook, feature)} in the dashboard", code, shown, **slots)
         return {
+            "code": step.snippet,
             "hook": hook,
             "feature": feature,
             "density": float(stats.density[feature]),
             "n_tokens": stats.n_tokens,
             "max": float(stats.max[feature]),
-            "examples": _examples_payload(stats.examples(feature)),
+            "examples": _examples_payload(examples),
             "histogram": float16_array(stats.histograms[feature].float()),
             "logits": None if effects is None else {"top": _pairs(effects.top), "bottom": _pairs(effects.bottom)},
         }

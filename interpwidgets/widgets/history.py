@@ -217,7 +217,6 @@ def cell(steps: Iterable[Step]) -> str:
     steps = sorted(steps, key=lambda step: step.order)
     if not steps:
         return "# no actions recorded yet"
-    namespace = _user_namespace()
     assumed: dict[str, str] = {}
     for step in steps:
         assumed.update(step.assumes)
@@ -274,3 +273,13 @@ def _is_numpy(value: Any, kind: str) -> bool:
     numpy = sys.modules.get("numpy")
     return numpy is not None and isinstance(value, getattr(numpy, kind))
 
+
+
+def dictionary(widget: Any, hook: str) -> Snippet:
+    """The SAE at `hook` of `widget.saes` as code: through what the widget was given (`widget._given_saes`: one
+    SAE, or a mapping holding it) when that holds the same SAE, else through `widget.saes`."""
+    given, sae = getattr(widget, "_given_saes", None), widget.saes[hook]
+    if given is sae:
+        return widget.snippet("{sae}", sae=Ref(sae, f"saes[{hook!r}]", f"the SAE reading {hook}"))
+    holder = given if isinstance(given, Mapping) and given.get(hook) is sae else widget.saes
+    return widget.snippet("{saes}[{hook}]", saes=Ref(holder, "saes", "the SAEs this widget uses"), hook=hook)

@@ -26,6 +26,7 @@ from interpwidgets.sae.sets import SAESet
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.dictionary_choice import DictionaryList
 from interpwidgets.widgets.feature_params import get_feature, get_hook
+from interpwidgets.widgets.history import Ref, Snippet, dictionary
 from interpwidgets.widgets.messages import RequestError, check_keys, get_int
 from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.static_html import esc, frame
@@ -48,6 +49,7 @@ class Direction:
     limit: float
     source: str | None = None  # the dictionary's input hook for a feature row
     feature: int | None = None
+    given: Any = None  # the vector as the user passed it (named in recorded code)
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,9 @@ class Steering(DictionaryList, InterpWidget):
         selection: Selection | None = None,
     ) -> None:
         self.model = model
+        self._given_saes = saes
         self.saes = SAESet.of(saes)
+        self._prompt = prompt
         self._tokens = prompt_tokens(model, prompt)
         self._directions: list[Direction] = []
         self._baseline: dict[tuple, list[int]] = {}
@@ -131,8 +135,8 @@ class Steering(DictionaryList, InterpWidget):
 
     def add_direction(self, label: str, hook: str, vector: torch.Tensor) -> None:
         """Adds a slider for `vector [d]` (finite, nonzero, as wide as the activation) added at `hook`."""
-        vector = torch.as_tensor(vector).detach().float()
-        self._add(Direction(str(label), hook, vector, self._limit(hook, vector)))
+        given, vector = vector, torch.as_tensor(vector).detach().float()
+        self._add(Direction(str(label), hook, vector, self._limit(hook, vector), given=given))
 
     def remove(self, index: int) -> None:
         """Removes the `index`-th slider."""
@@ -180,8 +184,12 @@ class Steering(DictionaryList, InterpWidget):
     def _generate_request(self, params: dict[str, Any]) -> dict[str, Any]:
         """{} -> the continuations without and with steering for the `scales` and settings traits."""
         check_keys(params, ())
-        self._shown = self._generation(list(self.scales), self._settings({}), progress=False)
+        scales, settings = list(self.scales), self._settings({})
+        self._shown = self._generation(scales, settings, progress=False)
+        step = self.record(f"generate: {self._shown.description}", self._generation_code(scales, settings),
+                           {"baseline": self._shown.baseline, "steered": self._shown.steered})
         return {
+            "code": step.snippet,
             "description": self._shown.description,
             "baseline": token_strings(self.model, self._shown.baseline),
             "steered": token_strings(self.model, self._shown.steered),
@@ -208,6 +216,41 @@ class Steering(DictionaryList, InterpWidget):
             raise RequestError("there are no sliders to remove")
         self.remove(get_int(params, "index", 0, len(self._directions) - 1))
         return {"rows": len(self._directions)}
+
+    # ---- copy as code: `iw.interventions.generate` with the steering the widget holds
+    def _generation_code(self, scales: list[float], settings: tuple[int, str, float, int]) -> Snippet:
+        """`baseline = ...` and `steered = ...`: the generate calls whose ids `_generation` shows."""
+        max_new, sampling, temperature, seed = settings
+        model = Ref(self.model, "model", "the model this widget runs")
+        if isinstance(self._prompt, str):
+            tokens = self.snippet("{model}.to_tokens({prompt})", model=model, prompt=self._prompt)
+        else:
+            tokens = self.snippet("{ids}", ids=[int(i) for i in self._tokens[0].tolist()])
+        options = self.snippet("max_new_tokens={n}, temperature={t}, seed={seed}", n=max_new,
+                               t=0.0 if sampling == "greedy" else temperature, seed=seed)
+        baseline = self.snippet("tokens = {tokens}\nbaseline = iw.interventions.generate({model}, tokens, {options})",
+                                tokens=tokens, model=model, options=options)
+        steers = [self._steer_code(i, scale) for i, scale in enumerate(scales) if scale != 0]
+        if not steers:
+            return self.snippet("{baseline}\nsteered = baseline", baseline=baseline)
+        slots = {f"s{i}": steer for i, steer in enumerate(steers)}
+        inner = ", ".join(f"{{s{i}}}" for i in range(len(steers)))
+        steering = self.snippet(inner if len(steers) == 1 else f"iw.interventions.combine({inner})", **slots)
+        return self.snippet("{baseline}\nsteered = iw.interventions.generate({model}, tokens, intervention={steering}, {options})",
+                            baseline=baseline, model=model, steering=steering, options=options)
+
+    def _steer_code(self, index: int, scale: float) -> Snippet:
+        direction = self._directions[index]
+        if direction.feature is not None:
+            vector = self.snippet("{sae}.W_dec[{feature}]", sae=dictionary(self, direction.source), feature=direction.feature)
+        else:
+            given = direction.given
+            same = isinstance(given, torch.Tensor) and given.dtype == torch.float32 and not given.requires_grad
+            vector = self.snippet("{vector}", vector=Ref(given if same else direction.vector, f"directions[{index}].vector",
+                                                         f"the direction of slider {direction.label!r}"))
+        return self.snippet("iw.interventions.steer({model}, {hook}, {vector}, alpha={scale})",
+                            model=Ref(self.model, "model", "the model this widget runs"), hook=direction.hook,
+                            vector=vector, scale=scale)
 
     # ---- internals
     def _add(self, direction: Direction) -> None:

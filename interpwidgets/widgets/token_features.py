@@ -27,6 +27,7 @@ from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.dictionary_choice import FeatureChoice
 from interpwidgets.widgets.encoding import float16_array, int32_array
 from interpwidgets.widgets.feature_params import predictions
+from interpwidgets.widgets.history import Ref, Snippet, dictionary
 from interpwidgets.widgets.messages import check_keys, get_int
 from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.static_html import display_token, esc, frame, legend, sequential_rgb
@@ -71,6 +72,7 @@ class TokenFeatures(FeatureChoice, InterpWidget):
         selection: Selection | None = None,
     ) -> None:
         self.model = model
+        self._given_saes = saes
         self.saes = SAESet.of(saes)
         self._result = prompt if isinstance(prompt, FeatureActivations) else feature_activations(model, self.saes, prompt)
         missing = sorted(set(self.saes) - set(self._result.by_hook))
@@ -121,8 +123,10 @@ class TokenFeatures(FeatureChoice, InterpWidget):
         """{} -> the activation of (`hook`, `feature`) on every token, float16 [n]."""
         check_keys(params, ())
         values = self.activations()[:, self.feature]
+        step = self.record(f"show {self.feature_name(self.hook, self.feature)} on the tokens", "{acts}[:, {feature}]",
+                           {"max": float(values.max())}, acts=self._acts_code(self.hook), feature=self.feature)
         return {"hook": self.hook, "feature": self.feature, "values": float16_array(values),
-                "max": float(values.max().clamp_min(0))}
+                "max": float(values.max().clamp_min(0)), "code": step.snippet}
 
     @handles("token")
     def _token(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -132,12 +136,16 @@ class TokenFeatures(FeatureChoice, InterpWidget):
         acts = self.activations()
         values, indices = acts[position].topk(min(TOKEN_LIST, acts.shape[1]))
         active = indices[values > 0]
+        step = self.record(f"list the strongest features of {self.place(self.hook)} at token {position}",
+                           "{acts}[{position}].topk({k})", {"values": values[values > 0].tolist()},
+                           acts=self._acts_code(self.hook), position=position, k=int(values.numel()))
         return {
             "hook": self.hook,
             "position": position,
             "indices": int32_array(active),
             "values": float16_array(values[values > 0]),
             "prompt_max": float16_array(acts[:, active].max(dim=0).values),
+            "code": step.snippet,
         }
 
     @handles("intervene")
@@ -151,13 +159,40 @@ class TokenFeatures(FeatureChoice, InterpWidget):
         with torch.no_grad():
             after = edit.run(self._result.tokens[None].to(device_of(self.model)))[0, position]
         name = self.feature_name(hook, feature)
+        description = f"ablate {name}" if action == "ablate" else f"steer {name} by {alpha:g}"
+        top = top_tokens(self.model, after, k=self.top_k)
+        edit_code = (self.snippet("iw.sae.ablate_features({model}, {sae}, {features})", features=[feature], **self._model_sae(hook))
+                     if action == "ablate" else
+                     self.snippet("iw.sae.steer_feature({model}, {sae}, {feature}, {alpha})", feature=feature, alpha=alpha,
+                                  **self._model_sae(hook)))
+        step = self.record(
+            f"{description}, next token after position {position}",
+            "logits = {edit}.run({result}.tokens[None].to({model}.cfg.device))[0, {position}]\n"
+            "logits.softmax(-1).topk({k})",
+            {"after": [p for _, p in top]},
+            edit=edit_code, result=self._result_ref(), model=self._model_ref(), position=position, k=self.top_k,
+        )
         return {
             "hook": hook, "feature": feature, "action": action, "alpha": alpha, "position": position,
-            "description": f"ablate {name}" if action == "ablate" else f"steer {name} by {alpha:g}",
+            "description": description, "code": step.snippet,
             "activation": float(self.activations(hook)[position, feature]),
             "before": predictions(top_tokens(self.model, self._result.logits[position], k=self.top_k)),
-            "after": predictions(top_tokens(self.model, after, k=self.top_k)),
+            "after": predictions(top),
         }
+
+    # ---- copy as code: how the recorded calls name the widget's objects
+    def _result_ref(self) -> Ref:
+        return Ref(self._result, "result", "the FeatureActivations this widget shows")
+
+    def _model_ref(self) -> Ref:
+        return Ref(self.model, "model", "the model this widget runs")
+
+    def _model_sae(self, hook: str) -> dict[str, object]:
+        return {"model": self._model_ref(), "sae": dictionary(self, hook)}
+
+    def _acts_code(self, hook: str) -> Snippet:
+        """The activations `[n_tokens, d_sae]` of the dictionary at `hook`, as code."""
+        return self.snippet("{result}[{hook}]", result=self._result_ref(), hook=hook)
 
     # ---- static preview: the tokens coloured by the chosen feature
     def _static_html(self) -> str:

@@ -9,6 +9,7 @@ import "./attention.css";
 import type { RenderProps } from "../lib/anywidget";
 import { decodeArray } from "../lib/buffers";
 import { matrixBitmap, sizeCanvas, drawBitmap } from "../lib/canvas";
+import { codeBox } from "../lib/code";
 import { type ColourScale, colourOf, cssColour, legend, sequentialScale, textColourOn } from "../lib/colour";
 import { h, select, setChildren } from "../lib/dom";
 import { displayToken, formatNumber, quoteToken } from "../lib/format";
@@ -47,6 +48,7 @@ interface Pattern {
   values: Float32Array; // [n, n]; NaN where the pattern is masked (keys after the query)
   domainMax: number;
   units: string;
+  code: string; // the Python call that returns this pattern
 }
 
 type Direction = "from" | "to";
@@ -83,7 +85,7 @@ async function decodePattern(reply: Record<string, unknown>, n: number): Promise
     values.set(array.data);
   }
   const key = `${reply.weighting}/${expectNumber(reply.layer, "layer")}/${expectNumber(reply.head, "head")}`;
-  return { key, n, values, domainMax: expectNumber(reply.domain_max, "domain_max"), units: String(reply.units) };
+  return { key, n, values, domainMax: expectNumber(reply.domain_max, "domain_max"), units: String(reply.units), code: String(reply.code ?? "") };
 }
 
 async function render({ model, el, signal, host }: RenderProps<Traits>): Promise<void> {
@@ -122,7 +124,8 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
 
   const grid = h("div", { className: "iw-heads", attrs: { role: "group", "aria-label": "heads" } });
   const main = h("div", { className: "iw-main" });
-  shell.body.append(grid, main);
+  const codeSlot = h("div", { className: "iw-code-slot" });
+  shell.body.append(grid, h("div", {}, main, codeSlot));
 
   const scaleFor = (data: { domainMax: number; units: string }): ColourScale =>
     sequentialScale(shell.theme(), data.domainMax, data.units);
@@ -152,6 +155,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
     }
     if (data.key !== patternKey()) return;
     pattern = data;
+    setChildren(codeSlot, codeBox(data.code));
     drawMain();
   }
 

@@ -8,6 +8,7 @@ import "../lib/base.css";
 import "./features/features.css";
 import "./circuit_graph.css";
 import type { RenderProps } from "../lib/anywidget";
+import { codeBox } from "../lib/code";
 import { type ColourScale, colourOf, cssColour, divergingScale, legend } from "../lib/colour";
 import { h, select, setChildren } from "../lib/dom";
 import { formatNumber } from "../lib/format";
@@ -45,12 +46,14 @@ interface Ablated {
   ablation: string;
   metric_before: number;
   metric_after: number;
+  code: string;
 }
 
 interface Opened {
   label: string;
   hook: string;
   feature: number;
+  code?: string;
 }
 
 interface Nodes {
@@ -324,13 +327,15 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
           h("span", { className: "iw-metric-before" }, formatNumber(before)), " \u2192 ",
           h("span", { className: "iw-metric-after" }, formatNumber(after)), " (\u0394 ",
           h("span", { className: delta < 0 ? "iw-delta-neg" : "iw-delta-pos" }, formatNumber(delta)), ")"),
-        h("div", { className: "iw-hint" }, `the node's attributed effect: ${formatNumber(nodes.effect[i])}`));
+        h("div", { className: "iw-hint" }, `the node's attributed effect: ${formatNumber(nodes.effect[i])}`),
+        codeBox(result.code));
     } else {
       const result = await requester.fetch<Opened>("open", { node: nodes.ids[i] }, { key: "act" });
       if (!result) return;
       setChildren(outcome,
         h("div", { className: "iw-outcome-title" }, `opened ${result.label}`),
-        h("div", { className: "iw-opened" }, `${result.hook} \u00b7 feature ${result.feature}`));
+        h("div", { className: "iw-opened" }, `${result.hook} \u00b7 feature ${result.feature}`),
+        codeBox(result.code));
     }
   }
 

@@ -9,6 +9,7 @@ import "./features/features.css";
 import "./feature_dashboard.css";
 import type { RenderProps } from "../lib/anywidget";
 import { sizeCanvas } from "../lib/canvas";
+import { codeBox } from "../lib/code";
 import { type ColourScale, cssColour, legend, sequentialScale } from "../lib/colour";
 import { h, select, setChildren } from "../lib/dom";
 import { formatNumber, quoteToken } from "../lib/format";
@@ -38,6 +39,7 @@ interface Summary {
   examples: { tokens: string[][]; values: Float32Array; width: number; peaks: Int32Array };
   histogram: Float32Array;
   logits: { top: Ranked; bottom: Ranked } | null;
+  code: string;
 }
 
 async function decodeSummary(result: Record<string, unknown>): Promise<Summary> {
@@ -55,7 +57,7 @@ async function decodeSummary(result: Record<string, unknown>): Promise<Summary> 
   return {
     hook: String(result.hook), feature: Number(result.feature), density: Number(result.density),
     nTokens: Number(result.n_tokens), max: Number(result.max), examples: { tokens, values, width, peaks },
-    histogram: await decodeFloats(result.histogram), logits,
+    histogram: await decodeFloats(result.histogram), logits, code: String(result.code ?? ""),
   };
 }
 
@@ -88,8 +90,9 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
   const histogram = h("canvas", { className: "iw-histogram", attrs: { role: "img", "aria-label": "activation histogram" } });
   const histogramCaption = h("div", { className: "iw-hint" });
   const logitsBox = h("div", { className: "iw-logits" });
+  const codeSlot = h("div", { className: "iw-code-slot" });
   shell.body.append(
-    h("div", { className: "iw-dash-main" }, header, h("div", { className: "iw-section-title" }, "Top activations"), examplesBox),
+    h("div", { className: "iw-dash-main" }, header, h("div", { className: "iw-section-title" }, "Top activations"), examplesBox, codeSlot),
     h("div", { className: "iw-dash-side" },
       h("div", { className: "iw-section-title" }, "Activation histogram (active tokens)"), histogram, histogramCaption,
       h("div", { className: "iw-section-title" }, "Logit effects (W_dec \u00b7 W_U)"), logitsBox));
@@ -172,6 +175,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
     const data = await requester.fetch("feature", {}, { key: "feature", decode: decodeSummary });
     if (!data || data.hook !== hook || data.feature !== feature) return;
     summary = data;
+    setChildren(codeSlot, codeBox(data.code));
     draw();
   }
 

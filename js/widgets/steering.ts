@@ -8,6 +8,7 @@ import "../lib/base.css";
 import "./features/features.css";
 import "./steering.css";
 import type { RenderProps } from "../lib/anywidget";
+import { codeBox } from "../lib/code";
 import { h, select, setChildren } from "../lib/dom";
 import { formatNumber, quoteToken } from "../lib/format";
 import { Requester } from "../lib/messaging";
@@ -46,6 +47,8 @@ interface Traits {
 
 interface Generation {
   description: string;
+  /** The Python calls that reproduce both continuations. */
+  code: string;
   baseline: string[];
   steered: string[];
 }
@@ -56,7 +59,7 @@ function isStrings(value: unknown): value is string[] {
 
 function readGeneration(result: Record<string, unknown>): Generation {
   if (!isStrings(result.baseline) || !isStrings(result.steered)) throw new TypeError("the generation lacks its tokens");
-  return { description: String(result.description), baseline: result.baseline, steered: result.steered };
+  return { description: String(result.description), baseline: result.baseline, steered: result.steered, code: String(result.code ?? "") };
 }
 
 async function render({ model, el, signal, host }: RenderProps<Traits>): Promise<void> {
@@ -99,11 +102,12 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
   const description = h("div", { className: "iw-description iw-hint" });
   const baselineBox = h("div", { className: "iw-generation iw-baseline iw-tokens" });
   const steeredBox = h("div", { className: "iw-generation iw-steered iw-tokens" });
+  const codeSlot = h("div", { className: "iw-code-slot" });
   shell.body.append(
     h("div", { className: "iw-steering-main" }, slidersBox, description,
       h("div", { className: "iw-columns" },
         h("div", {}, h("div", { className: "iw-section-title" }, "without steering"), baselineBox),
-        h("div", {}, h("div", { className: "iw-section-title" }, "steered"), steeredBox))));
+        h("div", {}, h("div", { className: "iw-section-title" }, "steered"), steeredBox)), codeSlot));
   setChildren(shell.footer, h("span", { className: "iw-hint" },
     "Scales multiply each direction (a feature's decoder row); slider ends: twice the activation's typical norm. Changed tokens are marked."));
 
@@ -175,6 +179,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
     setChildren(description, generation.description);
     setChildren(baselineBox, prompt(), ...continuation(generation.baseline, null));
     setChildren(steeredBox, prompt(), ...continuation(generation.steered, generation.baseline));
+    setChildren(codeSlot, codeBox(generation.code));
   }
 
   function hoverLines(index: number, steered: boolean): string[] {

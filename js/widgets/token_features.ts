@@ -9,6 +9,7 @@ import "./features/features.css";
 import "./token_features.css";
 import type { RenderProps } from "../lib/anywidget";
 import { decodeInt32 } from "../lib/buffers";
+import { codeBox } from "../lib/code";
 import { legend, sequentialScale } from "../lib/colour";
 import { h, select, setChildren } from "../lib/dom";
 import { formatNumber, quoteToken } from "../lib/format";
@@ -47,6 +48,7 @@ interface TokenList {
   indices: Int32Array;
   values: Float32Array;
   promptMax: Float32Array;
+  code: string;
 }
 
 interface Outcome {
@@ -55,6 +57,8 @@ interface Outcome {
   activation: number;
   before: Ranked;
   after: Ranked;
+  /** The Python call that reproduces the predictions after. */
+  code: string;
 }
 
 async function render({ model, el, signal, host }: RenderProps<Traits>): Promise<void> {
@@ -154,10 +158,10 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
     setChildren(tokenPanel, h("div", { className: "iw-hint" }, `${quoteToken(tokens[position], position)}: loading\u2026`));
     const reply = await requester.fetch("token", { position }, {
       key: "token",
-      decode: async (result: { hook: string; position: number; indices: unknown; values: unknown; prompt_max: unknown }): Promise<TokenList> => {
+      decode: async (result: { hook: string; position: number; indices: unknown; values: unknown; prompt_max: unknown; code: string }): Promise<TokenList> => {
         const indices = decodeInt32(result.indices).data;
         return {
-          hook: result.hook, position: result.position, indices,
+          hook: result.hook, position: result.position, indices, code: result.code,
           values: await decodeFloats(result.values, indices.length), promptMax: await decodeFloats(result.prompt_max, indices.length),
         };
       },
@@ -165,7 +169,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
     if (reply && pinned === reply.position && hook === reply.hook) showTokenFeatures(reply);
   }
 
-  function showTokenFeatures({ position, indices, values, promptMax }: TokenList): void {
+  function showTokenFeatures({ position, indices, values, promptMax, code }: TokenList): void {
     const chips = Array.from(indices, (index, i) => {
       const chip = h("button", {
         className: `iw-feature-chip${index === feature ? " iw-selected" : ""}`,
@@ -177,14 +181,16 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
     });
     setChildren(tokenPanel,
       h("div", { className: "iw-section-title" }, `Strongest features at ${quoteToken(tokens[position], position)} (${labels[at()]})`),
-      chips.length ? h("div", { className: "iw-chips" }, ...chips) : h("div", { className: "iw-hint" }, "no feature is active here"));
+      chips.length ? h("div", { className: "iw-chips" }, ...chips) : h("div", { className: "iw-hint" }, "no feature is active here"),
+      codeBox(code));
   }
 
   async function intervene(): Promise<void> {
     const outcome = await requester.fetch("intervene", { position: pinned ?? n - 1 }, {
       key: "intervene",
-      decode: async (result: { description: string; position: number; activation: number; before: unknown; after: unknown }): Promise<Outcome> => ({
+      decode: async (result: { description: string; position: number; activation: number; before: unknown; after: unknown; code: string }): Promise<Outcome> => ({
         description: String(result.description), position: Number(result.position), activation: Number(result.activation),
+        code: result.code,
         before: await decodeRanked(result.before, "probs"), after: await decodeRanked(result.after, "probs"),
       }),
     });
@@ -197,7 +203,8 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
         `next token after ${quoteToken(tokens[position], position)}; the feature's activation there: ${formatNumber(outcome.activation)}`),
       h("div", { className: "iw-tops" },
         barList("before: probability", before, top, "iw-top-before"),
-        barList("after", after, top, "iw-top-after")));
+        barList("after", after, top, "iw-top-after")),
+      codeBox(outcome.code));
   }
 
   // ---- state changes: traits first, then the verbs that read them

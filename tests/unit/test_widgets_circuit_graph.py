@@ -86,6 +86,7 @@ def test_the_ablate_request_reads_the_ablation_trait_and_answers_with_the_engine
     ok, result = ask(graph, "ablate", node="resid_post2/7@4")
     assert ok, result
     expected = ablate_nodes(random_model, saes, task, [circuit.node("resid_post2/7@4")], ablation=ablation)
+    assert result.pop("code") == graph.history[-1].snippet  # copy as code: tests/unit/test_widgets_history.py
     assert result == {"node": "resid_post2/7@4", "label": "resid_post2 #7 @4", "ablation": ablation,
                       "metric_before": pytest.approx(expected.metric_clean), "metric_after": pytest.approx(expected.metric_ablated)}
 
@@ -121,7 +122,8 @@ def test_open_shows_the_feature_in_the_dashboard_and_callbacks(random_model, sae
     graph.on_open(opened.append)
     assert graph.actions == {"open": "open in the dashboard"}
     ok, result = ask(graph, "open", node="resid_post2/7@4")
-    assert ok and result == {"node": "resid_post2/7@4", "label": "resid_post2 #7 @4", "hook": "blocks.2.hook_resid_post",
+    assert ok and result.pop("code") == graph.history[-1].snippet
+    assert result == {"node": "resid_post2/7@4", "label": "resid_post2 #7 @4", "hook": "blocks.2.hook_resid_post",
                              "feature": 7}
     assert (dashboard.hook, dashboard.feature) == ("blocks.2.hook_resid_post", 7)
     assert [node.id for node in opened] == ["resid_post2/7@4"]
