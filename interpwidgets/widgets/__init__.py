@@ -18,10 +18,12 @@ from __future__ import annotations
 from interpwidgets.widgets.attention import AttentionPatterns
 from interpwidgets.widgets.base import InterpWidget, handles
 from interpwidgets.widgets.circuit_graph import CircuitGraph
+from interpwidgets.widgets.dla import DirectLogitAttribution
 from interpwidgets.widgets.display import register_view, show, view
 from interpwidgets.widgets.explorer import Explorer
 from interpwidgets.widgets.feature_dashboard import FeatureDashboard
 from interpwidgets.widgets.linking import link_views
+from interpwidgets.widgets.logit_lens import LogitLens
 from interpwidgets.widgets.messages import RequestError
 from interpwidgets.widgets.patch_heatmap import PatchHeatmap
 from interpwidgets.widgets.selection import Selection, link
@@ -29,6 +31,7 @@ from interpwidgets.widgets.steering import Steering
 from interpwidgets.widgets.token_features import TokenFeatures
 
 __all__ = [
-    "AttentionPatterns", "CircuitGraph", "Explorer", "FeatureDashboard", "InterpWidget", "PatchHeatmap", "RequestError",
+    "AttentionPatterns", "CircuitGraph", "DirectLogitAttribution", "Explorer", "FeatureDashboard", "InterpWidget",
+    "LogitLens", "PatchHeatmap", "RequestError",
     "Selection", "Steering", "TokenFeatures", "handles", "link", "link_views", "register_view", "show", "view",
 ]
