@@ -18,7 +18,7 @@ the reply; the front end shows it under the outcome with a copy button (`codeBox
 
     # js/widgets/my_view.ts: under the outcome
     //   import { codeBox } from "../lib/code";
-    //   codeBox(outcomePanel, reply.code);
+    //   setChildren(outcomePanel, ...drawn(reply), codeBox(reply.code));   // null (nothing) without code
 
 A slot holding plain Python data (ints, floats, strings, None, bools, and lists / tuples / dicts of them) is
 written as its `repr`; any other object (a result, the model, SAEs, a tensor) is written as a name, never as its
