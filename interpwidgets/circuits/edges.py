@@ -24,7 +24,7 @@ from interpwidgets.circuits import passes
 from interpwidgets.circuits.effects import NodeEffects
 from interpwidgets.circuits.sites import SAESite
 from interpwidgets.config import progress_enabled
-from interpwidgets.tasks.metric import Metric, check_metric
+from interpwidgets.tasks.metric import Metric, check_finite, check_metric
 
 METRIC = "metric"
 
@@ -110,6 +110,8 @@ def edge_effects(
             wf = (gf * df[None]).sum(1) if gf is not None else df.new_zeros(n, *df.shape[1:])
             we = (ge * de[None]).sum(-1).sum(1) if ge is not None else de.new_zeros(n, de.shape[1])
             per_pos = torch.cat([wf, we[..., None]], dim=-1)  # [n_downstream, seq, n_columns], as SAESite.columns
+            into = "the metric" if downstream[0] == METRIC else f"site {downstream[0].site}"
+            check_finite(per_pos, f"The edge weights from site {name} into {into}", dims=("downstream node", "position", "column"))
             refs = by_site[name]
             cols = torch.tensor([u.column for u in refs])
             if summed:

@@ -16,9 +16,10 @@ from interpwidgets.interventions.hooks import HookFn, hooked
 from interpwidgets.models.device import device_of
 from interpwidgets.patching.integration import ig_alphas
 from interpwidgets.patching.stacking import groups_per_chunk
-from interpwidgets.tasks.metric import Metric, check_metric
+from interpwidgets.tasks.metric import Metric, check_finite, check_metric
 
 Hook = tuple[str, Callable]
+POSITION_DIMS = ("prompt", "position")
 
 
 def keeper(store: dict[str, torch.Tensor], key: str) -> HookFn:
@@ -81,10 +82,15 @@ def gradients(model, sites: Sequence[SAESite], tokens: torch.Tensor, metric: Met
     store: dict[str, torch.Tensor] = {}
     hooks = [(embed_site().hook, root_hook)] + [(s.hook, keeper(store, s.name)) for s in sites]
     with torch.enable_grad():
-        m = check_metric(metric(forward(model, tokens, hooks, readout=readout)), differentiable=True)
+        out = forward(model, tokens, hooks, readout=readout)
+        for s in sites:  # in forward order: the first site where a NaN/inf appeared
+            check_finite(store[s.name], f"The activation at site {s.name} ({s.hook})", dims=POSITION_DIMS)
+        m = check_metric(metric(out), differentiable=True)
         xs = [store[s.name] for s in sites]
         grads = torch.autograd.grad(m, xs, allow_unused=True)
     grad = {s.name: (torch.zeros_like(x) if g is None else g.detach()) for s, x, g in zip(sites, xs, grads)}
+    for s in reversed(sites):  # the gradient flows backwards: the last site is where a bad one appears first
+        check_finite(grad[s.name], f"The metric's gradient at site {s.name} ({s.hook})", dims=POSITION_DIMS)
     return float(m.detach()), {s.name: x.detach() for s, x in zip(sites, xs)}, grad
 
 
@@ -118,9 +124,13 @@ def interpolated_gradient(
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             out = forward(model, tokens.repeat(k, 1), [(site.hook, lambda a, hook, x=x: x)], readout=readout)
-            m = sum(check_metric(metric(out[i * batch:(i + 1) * batch]), differentiable=True) for i in range(k))
+            m = sum(check_metric(metric(out[i * batch:(i + 1) * batch]), differentiable=True,
+                                 where=f"metric at alpha {float(alphas[i]):g} of site {site.name}'s integrated gradients")
+                    for i in range(k))
             (g,) = torch.autograd.grad(m, [x], allow_unused=True)
         if g is not None:
+            check_finite(g, f"The metric's gradient at site {site.name} ({site.hook}) in its integrated gradients",
+                         dims=("alpha x prompt", "position"))
             total += g.reshape(k, batch, *x_clean.shape[1:]).sum(0)
     return total / steps
 

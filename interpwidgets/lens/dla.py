@@ -32,7 +32,7 @@ from interpwidgets.models.device import device_of
 from interpwidgets.models.tokens import prompt_tokens, token_strings, top_tokens
 from interpwidgets.patching.result import CELL_ABLATIONS, Outcome
 from interpwidgets.tasks.base import Task
-from interpwidgets.tasks.metric import check_metric
+from interpwidgets.tasks.metric import check_finite, check_metric
 
 KINDS = ("embed", "pos_embed", "head", "attn_bias", "mlp", "bias")
 """The kinds of component a DLAResult lists."""
@@ -294,6 +294,8 @@ def direct_logit_attribution(
                 labels.append(f"mlp{layer}")
                 kinds.append("mlp")
             bar.update()
+        for label, part in zip(labels, parts):  # in forward order: the first component that wrote a NaN/inf
+            check_finite(part, f"The direct contribution of {label} at the last position", dims=("prompt",))
         stack = torch.stack(parts + [constant], dim=1)  # [prompt, component + 1, d_model]
         linear, offset = _frozen_norm(model, "ln_final", model.ln_final, stack, cache["ln_final.hook_scale"][:, -1])
         w_u, b_u = model.W_U, model.b_U

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from interpwidgets.config import progress_enabled
 from interpwidgets.models.tokens import prompt_tokens, require_tokenizer, token_strings
+from interpwidgets.tasks.metric import check_finite
 
 TOO_LONG = "The logit lens reads one prompt that fits the model's context; shorten it."
 
@@ -174,6 +175,7 @@ def logit_lens(
         bar.update()
         normed, top_ids, top_probs = [], [], []
         for name in names:
+            check_finite(cache[name][0], f"The residual stream at {name}", dims=("position",))
             row = model.ln_final(cache[name])  # [1, pos, d_model], normalised with its own scale
             probs = unembed(model, row)[0].float().softmax(-1)  # [pos, vocab], one row at a time
             values, ids = probs.topk(k, dim=-1)

@@ -73,7 +73,7 @@ def activation_patch(
             if baseline is None:
                 baseline = baseline_from(sweep.metric, logits[0], logits[1], captured, batch)
             for g, i in enumerate(part, start=2):
-                values[todo[i]] = float(check_metric(sweep.metric(logits[g])))
+                values[todo[i]] = float(check_metric(sweep.metric(logits[g]), where=f"metric with {cells[todo[i]].label} patched"))
     if baseline is None:  # every cell is a no-op, so no forward ran
         baseline = run_baseline(model, task, sweep.metric, sweep.hooks)
     values[sorted(set(range(len(cells))) - set(todo))] = baseline.metric_of(patch_into)

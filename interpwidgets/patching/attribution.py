@@ -23,7 +23,7 @@ from interpwidgets.patching.result import PatchResult
 from interpwidgets.patching.runs import PatchInto, run_baseline
 from interpwidgets.patching.stacking import chunks, groups_per_chunk, stacked_forward
 from interpwidgets.patching.sweep import Sweep, prepare
-from interpwidgets.tasks.metric import Metric, check_metric
+from interpwidgets.tasks.metric import Metric, check_finite, check_metric
 
 
 def attribution_patch(
@@ -92,15 +92,17 @@ def _mean_gradients(
             for name, alpha in plan[g]:
                 shift = (alpha * delta[name]).detach().requires_grad_(True)
                 edits += Component(name).edits(model, _adder(shift))
-                leaves.append((name, shift))
+                leaves.append((name, alpha, shift))
             groups.append(edits)
         with torch.enable_grad():
             logits, _ = stacked_forward(model, tokens, groups, late_from=0 if lead else None,
                                         last_position_only=sweep.last_position_only)
             total = sum(check_metric(sweep.metric(group_logits), differentiable=True) for group_logits in logits[lead:])
-            found = torch.autograd.grad(total, [leaf for _, leaf in leaves], allow_unused=True)
-        for (name, _), grad in zip(leaves, found):
+            found = torch.autograd.grad(total, [leaf for _, _, leaf in leaves], allow_unused=True)
+        for (name, alpha, _), grad in zip(leaves, found):
             if grad is not None:
+                at = f" at alpha {alpha:g}" if method == "ig" else ""
+                check_finite(grad, f"The metric's gradient at {name}{at}", dims=("prompt", "position"))
                 grads[name] += weight * grad.detach()
     return grads
 

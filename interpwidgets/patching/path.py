@@ -98,7 +98,8 @@ def path_patch(
                 ]
                 logits, _ = stacked_forward(model, tokens, step2, late_from=0, last_position_only=last_only)
             for g, i in enumerate(part, start=1):
-                values[todo[i]] = float(check_metric(sweep.metric(logits[g])))
+                senders_label = ", ".join(c.label for c in sender_sets[todo[i]])
+                values[todo[i]] = float(check_metric(sweep.metric(logits[g]), where=f"metric with {senders_label} path-patched"))
     return sweep.result(values, baseline, method="path", receivers=[r.label for r in receiver_set] or ["logits"])
 
 

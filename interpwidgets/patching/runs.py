@@ -92,8 +92,8 @@ def baseline_from(metric: Metric, clean: torch.Tensor, corrupt: torch.Tensor, st
     """A Baseline from the clean and corrupt logits [batch, seq, vocab] and activations whose first
     2 * batch rows are the clean then the corrupt prompts'."""
     return Baseline(
-        clean_metric=float(check_metric(metric(clean))),
-        corrupt_metric=float(check_metric(metric(corrupt))),
+        clean_metric=float(check_metric(metric(clean), where="metric on the clean prompts")),
+        corrupt_metric=float(check_metric(metric(corrupt), where="metric on the corrupt prompts")),
         clean={n: act[:batch].clone() for n, act in stacked.items()},
         corrupt={n: act[batch : 2 * batch].clone() for n, act in stacked.items()},
         clean_last_logits=clean[0, -1].float().cpu(),

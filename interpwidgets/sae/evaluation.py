@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from interpwidgets.sae.base import SAE
-from interpwidgets.sae.inputs import as_dictionary_input, check_fits, to_dictionary
+from interpwidgets.sae.inputs import as_dictionary_input, check_fits, encode_checked, to_dictionary
 from interpwidgets.sae.splicing import spliced
 from interpwidgets.sae.activations import CORPUS_SEED, token_batches, token_source
 
@@ -72,7 +72,7 @@ def evaluate(
         batch = next(batches).to(device)
         logits, cache = model.run_with_cache(batch, names_filter=names)
         x = to_dictionary(sae, as_dictionary_input(cache[in_hook], sae.cfg.d_in, in_hook).flatten(0, -2))
-        f = sae.encode(x)
+        f = encode_checked(sae, x, in_hook, dims=("token",))
         y_hat = sae.decode(f).float()
         y = as_dictionary_input(cache[out_hook], sae.cfg.d_out, out_hook).flatten(0, -2).to(y_hat)
         active = f != 0

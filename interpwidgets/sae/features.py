@@ -13,7 +13,7 @@ from torch import nn
 
 from interpwidgets.models.tokens import prompt_tokens, token_strings
 from interpwidgets.sae.base import SAE
-from interpwidgets.sae.inputs import as_dictionary_input, check_hook, to_dictionary
+from interpwidgets.sae.inputs import as_dictionary_input, check_hook, encode_checked, to_dictionary
 from interpwidgets.sae.sets import SAESet
 
 
@@ -69,7 +69,8 @@ def feature_activations(
     tokens = prompt_tokens(model, prompt)  # [1, seq]
     logits, cache = model.run_with_cache(tokens, names_filter=list(dictionaries))
     by_hook = {
-        hook: sae.encode(to_dictionary(sae, as_dictionary_input(cache[hook][0], sae.cfg.d_in, hook))).float().cpu()
+        hook: encode_checked(sae, to_dictionary(sae, as_dictionary_input(cache[hook][0], sae.cfg.d_in, hook)), hook,
+                             dims=("position",)).float().cpu()
         for hook, sae in dictionaries.items()
     }
     ids = tokens[0].cpu()

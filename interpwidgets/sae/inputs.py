@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from interpwidgets.interventions.hooks import check_hook_name
+from interpwidgets.tasks.metric import check_finite
 
 
 def check_hook(model, hook_name: str) -> None:
@@ -44,3 +45,12 @@ def check_fits(model, sae) -> None:
         _, cache = model.run_with_cache(tokens, names_filter=list(names))
     as_dictionary_input(cache[sae.cfg.hook_name], sae.cfg.d_in, sae.cfg.hook_name)
     as_dictionary_input(cache[sae.cfg.output_hook], sae.cfg.d_out, sae.cfg.output_hook)
+
+
+def encode_checked(sae, x: torch.Tensor, hook_name: str, dims: tuple[str, ...] = ("token",)) -> torch.Tensor:
+    """`sae.encode(x)` for `x [..., d_in]` read at `hook_name`, or a `NonFiniteError` saying whether the
+    activation at the hook or the SAE's output held a NaN/inf first (and at which token and feature)."""
+    check_finite(x, f"The activation at {hook_name} (the input of its SAE)", dims=dims)
+    f = sae.encode(x)
+    check_finite(f, f"The output of the SAE at {hook_name} (its weights may be corrupt)", dims=(*dims, "feature"))
+    return f

@@ -1,8 +1,9 @@
-"""`Metric`: what every patching, attribution and circuit method scores, and the one check of what it returns."""
+"""`Metric`: what every patching, attribution and circuit method scores, the one check of what it returns,
+and the one check that a number is finite (`check_finite`, raising `NonFiniteError` that says where)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -34,11 +35,38 @@ def check_metric(value, *, where: str = "metric", differentiable: bool = False) 
                 "Attribution needs a differentiable metric such as a logit difference."
             )
     if tensor.is_floating_point() and not torch.isfinite(tensor.detach()).all():
-        raise ValueError(
+        raise NonFiniteError(
             f"The {where} returned {float(tensor.detach()):g}; it must be a finite number. Check it on the clean and corrupt "
             "prompts (a log of zero, a division by a zero gap, or a model in a low precision that overflowed)."
         )
     return tensor.reshape(())
+
+
+class NonFiniteError(ValueError):
+    """A NaN or inf where a finite number is needed (a metric, an activation, a gradient); the message says where."""
+
+
+NONFINITE_HINT = (
+    "Look for a hook that writes NaN/inf, a metric whose gradient is undefined (sqrt or log of zero or a negative, "
+    "even in a torch.where branch not taken), or a model in a low precision that overflowed."
+)
+
+
+def check_finite(tensor: torch.Tensor, where: str, *, dims: Sequence[str] = (), hint: str = NONFINITE_HINT) -> torch.Tensor:
+    """`tensor` unchanged if every value is finite, else a `NonFiniteError` naming `where` and the first bad index.
+
+    dims: names of the leading axes for the message (e.g. ("prompt", "position")); unnamed axes print as numbers.
+    """
+    bad = ~torch.isfinite(tensor.detach())
+    if not bad.any():
+        return tensor
+    first = [int(i) for i in bad.nonzero()[0]]
+    at = ", ".join(f"{dims[d]} {i}" if d < len(dims) else str(i) for d, i in enumerate(first))
+    value = float(tensor.detach()[tuple(first)])
+    raise NonFiniteError(
+        f"{where} holds {value:g} at [{at}] ({int(bad.sum())} of {bad.numel()} values are NaN or inf); "
+        f"stopped there instead of returning meaningless numbers. {hint}"
+    )
 
 
 def rescale(values, low: float, high: float, *, undefined: str):
