@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+from interpwidgets.models.files import write_text_atomic
+
 FORMAT_VERSION = 2
 
 # drawing order of the components inside one layer (what a layer reads before what it writes)
@@ -250,19 +252,25 @@ class Circuit:
                    kinds=tuple(data.get("kinds", ())))
 
     def to_json(self, path: str | Path | None = None, indent: int | None = 1) -> str:
-        """The circuit as JSON text (also written to `path` when given)."""
+        """The circuit as JSON text (also written to `path` when given, atomically: a crash leaves the old file or
+        the new one)."""
         text = json.dumps(self.to_dict(), indent=indent)
         if path is not None:
-            Path(path).write_text(text)
+            write_text_atomic(path, text)
         return text
 
     @classmethod
     def from_json(cls, source: str | Path) -> "Circuit":
         """A circuit from JSON text or from the path of a JSON file."""
-        text = str(source)
+        text, where = str(source), "the JSON text"
         if not text.lstrip().startswith("{"):
-            text = Path(source).read_text()
-        return cls.from_dict(json.loads(text))
+            text, where = Path(source).read_text(), str(source)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{where} is not valid circuit JSON ({err}): it is truncated or corrupt. "
+                             "Write it again with circuit.to_json(path).") from None
+        return cls.from_dict(data)
 
     def to_networkx(self):
         """A `networkx.DiGraph` with node attributes (layer, kind, feature, position, label, effect)

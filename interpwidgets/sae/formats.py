@@ -14,18 +14,26 @@ extra cfg.json fields (`saelens_cfg_fields`): relu -> "standard" ("transcoder"),
 batchtopk -> "jumprelu" ("jumprelu_transcoder"; a BatchTopK dictionary is a JumpReLU with one shared
 threshold at inference), topk -> "topk", gated -> "gated". SAELens has no TopK or gated transcoder:
 those save in the same layout with `d_out`, and load here but not in SAELens.
+
+Crash safety: `save` writes each file atomically (`models.files.write_atomic`), the weights first and cfg.json
+last. The weights file carries, in its safetensors metadata, the cfg.json text written with it and a save id that
+cfg.json repeats (`metadata.interpwidgets.save_id`). A save killed between its two renames leaves new weights beside
+the old cfg.json; the ids then differ and `load_saelens` reads the new version whole (weights and the cfg they carry),
+so a reader gets the old complete SAE or the new complete one, never a mix. Folders written by SAELens (no id) and
+cfg.json edited by hand (same id) load from cfg.json as before.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from interpwidgets.models.files import write_atomic, write_text_atomic
 from interpwidgets.sae.architectures import build_sae, classes, sae_class
 from interpwidgets.sae.base import SAE, SAEConfig
 
@@ -34,6 +42,9 @@ WEIGHTS_FILE = "sae_weights.safetensors"
 FORMAT_VERSION = "6.0.0"  # the SAELens cfg.json layout we write (metadata.sae_lens_version)
 
 _UNSUPPORTED_NORMALISATION = ("constant_norm_rescale", "layer_norm")
+SAVE_ID_KEY = "interpwidgets_save_id"  # safetensors metadata: the id of the save that wrote the weights
+SAVED_CFG_KEY = "interpwidgets_cfg"  # safetensors metadata: the cfg.json text written with these weights
+INCOMPLETE_HINT = "The folder is incomplete (an interrupted copy or download?): save the SAE there again or copy the folder anew."
 
 
 class SAEFormatError(ValueError):
@@ -85,23 +96,12 @@ def saelens_cfg(sae: SAE, dtype: str = "float32") -> dict[str, Any]:
     return cfg
 
 
-def _write_atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save(sae: SAE, path: str | os.PathLike, storage_dtype: torch.dtype = torch.float32) -> Path:
     """Write `sae` to the folder `path` in SAELens format; returns the folder.
 
-    Each file is written to a temporary name and renamed into place, so an interrupted save never
-    leaves a half-written file. `storage_dtype=torch.float16` halves the size on disk (loading
-    always gives float32 parameters).
+    Each file is written to a temporary name and renamed into place, weights first and cfg.json last, so an
+    interrupted save (also `kill -9`) leaves the old SAE or the new one, never a torn file or a mix (see the module
+    docstring). `storage_dtype=torch.float16` halves the size on disk (loading always gives float32 parameters).
     """
     from safetensors.torch import save_file
 
@@ -110,9 +110,12 @@ def save(sae: SAE, path: str | os.PathLike, storage_dtype: torch.dtype = torch.f
         raise FileExistsError(f"{folder} exists and is not a folder; choose another path to save the SAE to.")
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.to(storage_dtype) for k, v in saelens_state_dict(sae).items()}
-    text = json.dumps(saelens_cfg(sae), indent=2)
-    _write_atomic(folder / WEIGHTS_FILE, lambda tmp: save_file(state, tmp))
-    _write_atomic(folder / CFG_FILE, lambda tmp: Path(tmp).write_text(text))
+    cfg = saelens_cfg(sae)
+    save_id = uuid.uuid4().hex
+    cfg["metadata"]["interpwidgets"]["save_id"] = save_id
+    text = json.dumps(cfg, indent=2)
+    write_atomic(folder / WEIGHTS_FILE, lambda tmp: save_file(state, tmp, metadata={SAVE_ID_KEY: save_id, SAVED_CFG_KEY: text}))
+    write_text_atomic(folder / CFG_FILE, text)
     return folder
 
 
@@ -120,12 +123,44 @@ def _read_cfg(folder: Path) -> dict[str, Any]:
     cfg_path = folder / CFG_FILE
     if not cfg_path.is_file():
         raise SAEFormatError(f"{folder} has no {CFG_FILE}: not an SAELens-format SAE folder.")
+    return _parse_cfg(cfg_path.read_bytes(), str(cfg_path))
+
+
+def _parse_cfg(raw: bytes | str, source: str) -> dict[str, Any]:
     try:
-        cfg = json.loads(cfg_path.read_text())
+        cfg = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SAEFormatError(f"{cfg_path} is not valid JSON ({err}); the file is corrupt.") from err
+        raise SAEFormatError(f"{source} is not valid JSON ({err}); the file is corrupt. {INCOMPLETE_HINT}") from err
     if not isinstance(cfg, dict):
-        raise SAEFormatError(f"{cfg_path} holds a JSON {type(cfg).__name__}, not an object.")
+        raise SAEFormatError(f"{source} holds a JSON {type(cfg).__name__}, not an object.")
+    return cfg
+
+
+def _saved_with(path: Path) -> tuple[str | None, str | None]:
+    """(save id, cfg.json text) recorded in the metadata of the weights file `path` by `save` (None, None if not ours)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError):
+        return None, None  # unreadable: _read_weights says so
+    return meta.get(SAVE_ID_KEY), meta.get(SAVED_CFG_KEY)
+
+
+def _folder_cfg(folder: Path) -> dict[str, Any]:
+    """The cfg that goes with the weights in `folder`: cfg.json, unless the weights were written by a later save
+    whose cfg.json never landed (killed between the two renames; see the module docstring)."""
+    weights = folder / WEIGHTS_FILE
+    saved_id, saved_text = _saved_with(weights) if weights.is_file() else (None, None)
+    if not (folder / CFG_FILE).is_file():
+        if saved_text is None:
+            raise SAEFormatError(f"{folder} has no {CFG_FILE}: not an SAELens-format SAE folder, or an incomplete one. {INCOMPLETE_HINT}")
+        return _parse_cfg(saved_text, f"the cfg.json saved in {weights}")
+    cfg = _read_cfg(folder)
+    cfg_id = ((cfg.get("metadata") or {}).get("interpwidgets") or {}).get("save_id")
+    if saved_text is not None and cfg_id is not None and saved_id != cfg_id:
+        return _parse_cfg(saved_text, f"the cfg.json saved in {weights}")
     return cfg
 
 
@@ -134,11 +169,11 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     if not path.is_file():
-        raise SAEFormatError(f"{path} is missing: the SAE folder has a config but no weights.")
+        raise SAEFormatError(f"{path} is missing: the SAE folder has a config but no weights. {INCOMPLETE_HINT}")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
-        raise SAEFormatError(f"{path} is not a readable safetensors file ({err}); the file is corrupt.") from err
+        raise SAEFormatError(f"{path} is not a readable safetensors file ({err}); the file is corrupt or truncated. {INCOMPLETE_HINT}") from err
 
 
 def config_from_saelens(cfg: dict[str, Any], **overrides) -> SAEConfig:
@@ -217,7 +252,7 @@ def load_saelens(path: str | os.PathLike, **overrides) -> SAE:
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder; an SAELens SAE is a folder with {CFG_FILE} and {WEIGHTS_FILE}.")
-    raw = _read_cfg(folder)
+    raw = _folder_cfg(folder)
     cfg = config_from_saelens(raw, **overrides)
     state = _read_weights(folder / WEIGHTS_FILE)
     from_saelens_names(cfg.architecture, state)

@@ -26,7 +26,7 @@ def _loader(path: Path) -> Callable[..., SAE | SAESet] | None:
     if path.is_dir():
         if sparsify.is_sparsify_folder(path) and not (path / WEIGHTS_FILE).is_file():
             return sparsify.load_sparsify
-        if (path / CFG_FILE).is_file():
+        if (path / CFG_FILE).is_file() or (path / WEIGHTS_FILE).is_file():  # weights alone: an incomplete save
             return load_saelens
         if (path / "ae.pt").is_file():
             return dictionary_learning.load_dictionary_learning

@@ -30,20 +30,21 @@ import copy
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from interpwidgets.models.files import write_atomic
 from interpwidgets.sae.architectures import build_sae, sae_class
 from interpwidgets.sae.base import SAE, SAEConfig
+from interpwidgets.tasks.metric import NonFiniteError
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 CALIBRATION_BATCHES = 8  # recent batches kept to calibrate a threshold at the end (`calibrates_threshold`)
 
 
-class NonFiniteActivationsError(ValueError):
+class NonFiniteActivationsError(NonFiniteError):
     """NaN or inf in the activations (or the loss) fed to a dictionary."""
 
 
@@ -89,19 +90,6 @@ class TrainConfig:
         if self.sparsity_coefficient is not None:
             return self.sparsity_coefficient
         return sae_class(self.architecture).default_sparsity
-
-
-def _write_atomic_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str], path: Path) -> None:
-    from safetensors.torch import save_file
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Trainer:
@@ -155,7 +143,8 @@ class Trainer:
     def step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """One optimiser step on inputs `x [batch, d_in]` and targets `y [batch, d_out]`; returns metrics."""
         if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
-            raise NonFiniteActivationsError(f"NaN or inf in the activations at training step {self.step_count}.")
+            where = self.sae.cfg.hook_name or "the activation source"
+            raise NonFiniteActivationsError(f"NaN or inf in the activations from {where} at training step {self.step_count}.")
         if self.scale_in is None:
             self._initialise(x, y)
         x = x * self.scale_in
@@ -260,7 +249,8 @@ class Trainer:
         return sae
 
     def save_checkpoint(self, folder: str | os.PathLike) -> Path:
-        """Write the full training state to `folder/checkpoint.safetensors` atomically."""
+        """Write the full training state to `folder/checkpoint.safetensors` atomically (one file: a kill at any
+        moment leaves the previous checkpoint or this one)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {f"sae.{k}": v.detach().cpu().contiguous() for k, v in self.sae.state_dict().items()}
@@ -275,7 +265,9 @@ class Trainer:
             "scale_in": self.scale_in, "scale_out": self.scale_out, "source_position": self.source_position,
         }
         path = folder / CHECKPOINT_FILE
-        _write_atomic_safetensors(tensors, {"state": json.dumps(state)}, path)
+        from safetensors.torch import save_file
+
+        write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata={"state": json.dumps(state)}))
         return path
 
     @classmethod
@@ -291,7 +283,10 @@ class Trainer:
                 state = json.loads(f.metadata()["state"])
                 tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
         except (SafetensorError, OSError, KeyError, TypeError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path} is not a readable training checkpoint ({err}).") from err
+            raise ValueError(
+                f"{path} is not a readable training checkpoint ({err}): it is missing, truncated or not a checkpoint. "
+                "Start over with resume=False (or a new checkpoint_dir), or copy the checkpoint file again."
+            ) from err
         trainer = cls(SAEConfig(**state["sae_cfg"]), TrainConfig(**state["train_cfg"]), device)
         trainer.sae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("sae.")})
         by_name = dict(trainer.sae.named_parameters())
