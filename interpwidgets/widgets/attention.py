@@ -3,8 +3,8 @@
 The view shows the heads of one layer as thumbnails and one head in full (query x key on canvas, or as
 text: hover a token to see its attention over the others). The kernel keeps the `iw.lens.AttentionResult`;
 the browser writes the `layer`, `head` and `weighting` traits and then asks for that layer's thumbnails
-(block maxima, uint8) or that head's pattern (uint8, lower triangle, deflated), so 12 heads at 512 tokens
-cost well under 1 MB.
+(block maxima, uint8) or that head's pattern (float16, lower triangle: a weight of 3e-4 reads 3e-4), so 12 heads
+at 512 tokens cost well under 1 MB. Built from a model, the view has a prompt box (`prompting.py`).
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from traitlets import Enum, Int, List, TraitError, Unicode, validate
 
 from interpwidgets.lens.attention import UNITS, WEIGHTINGS, AttentionResult, attention_patterns
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
-from interpwidgets.widgets.encoding import uint8_array
-from interpwidgets.widgets.history import Ref
+from interpwidgets.widgets.encoding import float16_array, uint8_array
+from interpwidgets.widgets.history import Ref, Snippet
 from interpwidgets.widgets.messages import check_keys
+from interpwidgets.widgets.prompting import PromptBox, check_prompt
 from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.static_html import display_token, esc, frame, image, legend, max_pool, sequential_rgb
 
@@ -29,9 +30,10 @@ THUMBNAIL_SIDE = 64
 TEXT_VIEW_FROM = 160  # prompts longer than this open in the text view
 STATIC_MATRIX_SIDE = 256
 STATIC_TOKENS = 400
+RESULT_IS = "the AttentionResult this widget shows"
 
 
-class AttentionPatterns(InterpWidget):
+class AttentionPatterns(PromptBox, InterpWidget):
     """Attention patterns of every head: an `iw.lens.attention_patterns` result, a model and a prompt, or a tensor.
 
     AttentionPatterns(iw.lens.attention_patterns(model, prompt))
@@ -40,7 +42,8 @@ class AttentionPatterns(InterpWidget):
 
     `value_norms` ([layers, heads, k]) enables the value-weighted view for a pattern tensor. `layer` / `head`
     pick the head shown first; `view` is "matrix" or "text" (default: text for prompts over 160 tokens).
-    Link to other widgets with `selection`.
+    Link to other widgets with `selection`. Built from a model, the view has a prompt box: type a prompt, press
+    Enter, and the kernel computes its patterns (`set_prompt(text)` from Python).
     """
 
     _esm = STATIC / "attention.js"
@@ -70,13 +73,9 @@ class AttentionPatterns(InterpWidget):
         weighting: str = "attention",
         selection: Selection | None = None,
     ) -> None:
-        self._result = _result(source, prompt, pattern, tokens, value_norms)
-        self._causal: dict[int, bool] = {}
-        self._domain_max: dict[tuple[int, str], float] = {}
-        self._thumbnails: dict[tuple[int, str], torch.Tensor] = {}
-        result = self._result
+        result, warning = _result(source, prompt, pattern, tokens, value_norms)
         super().__init__(selection=selection)
-        self.set_trait("tokens", result.tokens)
+        self._show(result)
         self.set_trait("n_layers", result.n_layers)
         self.set_trait("n_heads", result.n_heads)
         self.set_trait("weightings", result.weightings)
@@ -84,6 +83,23 @@ class AttentionPatterns(InterpWidget):
         self.view = view or ("text" if result.n_tokens > TEXT_VIEW_FROM else "matrix")
         if self.selection.layer is None and self.selection.head is None:
             self.selection.layer, self.selection.head = layer, head
+        from_model = not isinstance(source, AttentionResult) and pattern is None
+        self._init_prompt(source if from_model else None, prompt, warning)
+
+    def _show(self, result: AttentionResult) -> None:
+        self._result = result
+        self._causal: dict[int, bool] = {}
+        self._domain_max: dict[tuple[int, str], float] = {}
+        self._thumbnails: dict[tuple[int, str], torch.Tensor] = {}
+        self.set_trait("tokens", result.tokens)
+
+    def _swap_prompt(self, text: str, tokens: torch.Tensor) -> Snippet:
+        """The patterns of the new prompt (same model: same layers and heads), shown in place of the old."""
+        model = self._prompt_model
+        self._show(attention_patterns(model, tokens))
+        name = self._history.names.default("result", Ref(self._result, "result", RESULT_IS), "widget")[0]
+        return self.snippet(name + " = iw.lens.attention_patterns({model}, {text})",
+                            model=Ref(model, None, "the model this widget was built from"), text=text)
 
     @property
     def result(self) -> AttentionResult:
@@ -121,7 +137,8 @@ class AttentionPatterns(InterpWidget):
 
     @handles("pattern")
     def _pattern_request(self, params: dict[str, Any]) -> dict[str, Any]:
-        """{} -> the pattern of head (`layer`, `head`) in `weighting`, uint8, deflated (lower triangle when causal)."""
+        """{} -> the pattern of head (`layer`, `head`) in `weighting`, float16 (lower triangle when causal): a weight
+        of 3e-4 reads 3e-4, not the 0 that a uint8 code of a [0, 1] scale would make it."""
         check_keys(params, ())
         layer, head, weighting = self.layer, self.head, self.weighting
         pattern = self._result.pattern(layer, head, weighting=weighting)
@@ -132,14 +149,14 @@ class AttentionPatterns(InterpWidget):
             values, layout = pattern.reshape(-1), "full"
         step = self.record(f"show L{layer}H{head} ({weighting})", "{result}.pattern({layer}, {head}, weighting={weighting})",
                            {"max": float(pattern.max())}, layer=layer, head=head, weighting=weighting,
-                           result=Ref(self._result, "result", "the AttentionResult this widget shows"))
+                           result=Ref(self._result, "result", RESULT_IS))
         return {
             "code": step.snippet,
             "layer": layer,
             "head": head,
             "weighting": weighting,
             "layout": layout,
-            "pattern": uint8_array(values, compress=True),
+            "pattern": float16_array(values),
             "domain_max": self._top(layer, weighting),
             "units": UNITS[weighting],
         }
@@ -202,23 +219,26 @@ def _in_range(name: str, value: int, size: int) -> int:
     return value
 
 
-def _result(source: Any, prompt: Any, pattern: Any, tokens: Any, value_norms: Any) -> AttentionResult:
-    """The result to show, from exactly one of: a result, a model and a prompt, or pattern= and tokens=."""
+def _result(source: Any, prompt: Any, pattern: Any, tokens: Any, value_norms: Any) -> tuple[AttentionResult, str]:
+    """The result to show and its prompt's unknown-token warning, from exactly one of: a result, a model and a
+    prompt (checked by `check_prompt`), or pattern= and tokens=."""
     if isinstance(source, AttentionResult):
         if any(x is not None for x in (prompt, pattern, tokens, value_norms)):
             raise ValueError("an AttentionResult comes with its tokens and patterns; pass nothing else with it.")
-        return source
+        return source, ""
     if pattern is not None:
         if source is not None or prompt is not None:
             raise ValueError("pass either a model and a prompt, or pattern= and tokens=, not both.")
         if tokens is None:
             raise ValueError("a pattern tensor needs its tokens: AttentionPatterns(pattern=..., tokens=[...]).")
-        return AttentionResult(list(tokens), _float_tensor(pattern), None if value_norms is None else _float_tensor(value_norms))
+        norms = None if value_norms is None else _float_tensor(value_norms)
+        return AttentionResult(list(tokens), _float_tensor(pattern), norms), ""
     if source is None or prompt is None:
         raise ValueError("AttentionPatterns needs an AttentionResult, a model and a prompt, or pattern= and tokens=.")
     if value_norms is not None or tokens is not None:
         raise ValueError("tokens= and value_norms= go with pattern=; from a model they are computed.")
-    return attention_patterns(source, prompt)
+    checked = check_prompt(source, prompt)
+    return attention_patterns(source, checked.tokens), checked.warning
 
 
 def _float_tensor(values: torch.Tensor | np.ndarray) -> torch.Tensor:

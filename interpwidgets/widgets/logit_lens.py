@@ -21,17 +21,19 @@ from interpwidgets.lens.logit_lens import LogitLensResult, logit_lens
 from interpwidgets.models.tokens import token_strings
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.encoding import as_numpy, float16_array, int32_array
-from interpwidgets.widgets.history import Ref
+from interpwidgets.widgets.history import Ref, Snippet
 from interpwidgets.widgets.messages import RequestError, check_keys
+from interpwidgets.widgets.prompting import PromptBox, check_prompt, unknown_warning
 from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.static_html import display_token, esc, frame, legend, png_data_uri, sequential_rgb
 
 FINAL_UNITS = "probability of the model's final prediction"
 MAX_TOKEN_TEXT = 40
+RESULT_IS = "the LogitLensResult this widget shows"
 STATIC_CELL_TEXT = 24 * 24  # cells beyond this many draw without their top token in the preview
 
 
-class LogitLens(InterpWidget):
+class LogitLens(PromptBox, InterpWidget):
     """The logit lens of one prompt: an `iw.lens.logit_lens` result, or a model and a prompt.
 
     LogitLens(iw.lens.logit_lens(model, prompt, k=10))
@@ -40,7 +42,8 @@ class LogitLens(InterpWidget):
     Rows are the residual stream read at each layer (bottom: the embeddings, top: the final layer), columns the
     prompt's tokens; each cell shows its top next token. The colour is the probability of each column's final
     prediction, or of `token` (text of one token, or an id) when one is followed; type a token in the widget to
-    follow it. A click on a cell lists its top-k and sets the shared `selection` (layer, token).
+    follow it. A click on a cell lists its top-k and sets the shared `selection` (layer, token). The prompt box
+    (or `set_prompt(text)`) shows another prompt: the kernel computes its logit lens with the same `k`.
     """
 
     _esm = STATIC / "logit_lens.js"
@@ -74,11 +77,22 @@ class LogitLens(InterpWidget):
         if isinstance(source, LogitLensResult):
             if prompt is not None:
                 raise ValueError("a LogitLensResult comes with its prompt; pass LogitLens(result) or LogitLens(model, prompt).")
-            result = source
+            result, warning = source, unknown_warning(source.model, source.token_ids)
         elif prompt is None:
             raise ValueError("LogitLens needs an iw.lens.logit_lens result, or a model and a prompt.")
         else:
-            result = logit_lens(source, prompt, k=k)
+            checked = check_prompt(source, prompt)
+            result, warning = logit_lens(source, checked.tokens, k=k), checked.warning
+        super().__init__(selection=selection)
+        self._show(result)
+        if token is not None:
+            self.followed = self._follow(token)
+            self.set_trait("token", self.followed["id"])
+        shown = prompt if prompt is not None else result.token_ids
+        self._init_prompt(result.model, shown, warning)
+
+    def _show(self, result: LogitLensResult) -> None:
+        """Shows `result`: its grid's traits, and the arrays the preview and `follow` read."""
         self.result = result
         self.followed: dict[str, Any] | None = None  # the last token followed (the preview colours by it)
         top_ids = _ints(result.top_ids)
@@ -89,7 +103,6 @@ class LogitLens(InterpWidget):
         self._top_index, self._top_probs = top_index, as_numpy(result.top_probs)
         self._final_probs, self._final_ranks = _final_of(result, final_ids)
         self._final_index = final_index
-        super().__init__(selection=selection)
         self.set_trait("tokens", [str(t) for t in result.tokens])
         self.set_trait("layers", [str(name) for name in result.layers])
         self.set_trait("row_layers", [_layer_number(name) for name in result.layers])
@@ -99,9 +112,17 @@ class LogitLens(InterpWidget):
         self.set_trait("top", {"index": int32_array(top_index), "probs": float16_array(self._top_probs)})
         self.set_trait("final", {"index": int32_array(final_index), "probs": float16_array(self._final_probs),
                                  "ranks": int32_array(self._final_ranks)})
-        if token is not None:
-            self.followed = self._follow(token)
-            self.set_trait("token", self.followed["id"])
+
+    def _swap_prompt(self, text: str, tokens: torch.Tensor) -> Snippet:
+        """The logit lens of the new prompt (same k), shown in place of the old; a followed token stays followed."""
+        model, followed = self.result.model, self.followed
+        self._show(logit_lens(model, tokens, k=self.k))
+        if followed is not None:
+            self.followed = self._follow(followed["id"])
+        self.set_trait("token", None if followed is None else followed["id"])
+        name = self._history.names.default("result", Ref(self.result, "result", RESULT_IS), "widget")[0]
+        return self.snippet(name + " = iw.lens.logit_lens({model}, {text}, k={k})",
+                            model=Ref(model, None, "the model this widget was built from"), text=text, k=self.k)
 
     # ---- the one request: follow a token
     @handles("follow")
@@ -114,7 +135,7 @@ class LogitLens(InterpWidget):
         step = self.record(
             f"follow {label!r}", "{result}.probs({token})" + ("" if isinstance(token, str) else f"  # {label!r}".replace("{", "{{").replace("}", "}}")),
             {"token_id": self.followed["id"]},
-            result=Ref(self.result, "result", "the LogitLensResult this widget shows"), token=token,
+            result=Ref(self.result, "result", RESULT_IS), token=token,
         )
         self.followed["code"] = step.snippet
         return {

@@ -1,7 +1,8 @@
 // AttentionPatterns: head thumbnails of one layer, one head's query x key pattern on canvas, or a text view
 // (hover a token to see its attention over the others). The view writes the `layer`, `head` and `weighting`
 // traits and then fetches lazily with bare verbs: "thumbnails" of that layer (max-pooled, uint8), "pattern" of
-// that head (uint8, lower triangle, deflated); each reply says which layer / head / weighting it holds.
+// that head (float16, lower triangle); each reply says which layer / head / weighting it holds. Built from a model,
+// the view has a prompt box (lib/prompt.ts): a new prompt redraws the whole view from the kernel's new tokens.
 // Python side: interpwidgets/widgets/attention.py.
 
 import "../lib/base.css";
@@ -15,6 +16,7 @@ import { h, select, setChildren } from "../lib/dom";
 import { displayToken, formatNumber, quoteToken } from "../lib/format";
 import { MatrixView } from "../lib/matrix";
 import { Requester } from "../lib/messaging";
+import { type PromptSlot, type PromptTraits, withPrompt } from "../lib/prompt";
 import { connectSelection } from "../lib/selection";
 import { control, createShell } from "../lib/shell";
 import { tokenFromEvent, tokenSpan } from "../lib/tokens";
@@ -23,7 +25,7 @@ const THUMB_PX = 64;
 const MATRIX_PX = 520;
 const PATTERN_CACHE = 24;
 
-interface Traits {
+interface Traits extends PromptTraits {
   tokens: string[];
   n_layers: number;
   n_heads: number;
@@ -88,13 +90,20 @@ async function decodePattern(reply: Record<string, unknown>, n: number): Promise
   return { key, n, values, domainMax: expectNumber(reply.domain_max, "domain_max"), units: String(reply.units), code: String(reply.code ?? "") };
 }
 
-async function render({ model, el, signal, host }: RenderProps<Traits>): Promise<void> {
+/** The keys with the largest non-zero weights (at most `count`), largest first; masked (NaN) and zero keys are left out. */
+function topKeys(weights: ArrayLike<number>, count: number): number[] {
+  return range(weights.length).filter((i) => weights[i] > 0).sort((a, b) => weights[b] - weights[a]).slice(0, count);
+}
+
+async function render({ model, el, signal, host }: RenderProps<Traits>, prompt: PromptSlot): Promise<void> {
   const tokens = model.get("tokens");
   const n = tokens.length;
   const nLayers = model.get("n_layers");
   const nHeads = model.get("n_heads");
   const shell = createShell(el, `Attention patterns \u00b7 ${n} tokens`, "iw-attention", signal, () => { drawGrid(); drawMain(); });
   const requester = new Requester(model, shell.status, signal, shell.root);
+  const promptRow = prompt.row(requester);
+  if (promptRow) shell.toolbar.before(promptRow);
   const selection = await connectSelection(model, host, signal);
 
   let layer = model.get("layer");
@@ -202,6 +211,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
 
   // ---- the selected head
   function drawMain(): void {
+    shell.tooltip.hide(); // what it said belonged to the view being replaced
     directionControl.hidden = view() !== "text";
     if (!pattern) {
       setChildren(main, h("div", { className: "iw-placeholder" }, `layer ${layer}, head ${head}: loading\u2026`));
@@ -248,19 +258,26 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
   function drawText(data: Pattern): void {
     const spans = tokens.map((token, index) => tokenSpan(token, index));
     const text = h("div", { className: "iw-text", attrs: { "data-layer": String(layer), "data-head": String(head) } }, ...spans);
-    const legendSlot = h("span");
+    // the legend keeps its place while no token is focused (hidden, not removed): the view's height never changes
+    // on hover, so the notebook does not scroll under the pointer
+    const legendSlot = h("span", { className: "iw-text-legend" });
     const weightsOf = (focus: number) => range(n).map((other) =>
       direction === "from" ? valueAt(data, focus, other) : valueAt(data, other, focus));
+    const units = `${data.units} (scale: this token's maximum)`;
+    let coloured: number | null | undefined; // the focus the spans show (undefined: not drawn yet)
 
     const colour = (focus: number | null) => {
+      if (focus === coloured) return; // the same token again: nothing to change
+      coloured = focus;
       if (focus === null) {
         spans.forEach((span) => { span.style.background = ""; span.style.color = ""; span.classList.remove("iw-focus"); });
-        setChildren(legendSlot);
+        if (!legendSlot.firstChild) setChildren(legendSlot, legend(sequentialScale(shell.theme(), data.domainMax, units)));
+        legendSlot.style.visibility = "hidden";
         return;
       }
       const weights = weightsOf(focus);
       const rowMax = Math.max(0, ...weights.filter((w) => !Number.isNaN(w)));
-      const scale = sequentialScale(shell.theme(), rowMax, `${data.units} (scale: this token's maximum)`);
+      const scale = sequentialScale(shell.theme(), rowMax, units);
       spans.forEach((span, index) => {
         const weight = weights[index];
         span.classList.toggle("iw-focus", index === focus);
@@ -270,8 +287,15 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
         span.style.color = textColourOn(rgb);
       });
       setChildren(legendSlot, legend(scale));
+      legendSlot.style.visibility = "";
     };
 
+    let tipFor = "";
+    const tip = (event: MouseEvent, key: string, lines: () => string[]) => {
+      if (key === tipFor && !shell.tooltip.el.hidden) return; // still over the same token
+      tipFor = key;
+      shell.tooltip.show(event, lines());
+    };
     text.addEventListener("mouseover", (event) => {
       const hit = tokenFromEvent(event, text);
       if (!hit) return;
@@ -280,25 +304,28 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
       if (pinned !== null) {
         const value = direction === "from" ? valueAt(data, pinned, hit.index) : valueAt(data, hit.index, pinned);
         const [from, to] = direction === "from" ? [pinned, hit.index] : [hit.index, pinned];
-        shell.tooltip.show(event as MouseEvent, [
+        tip(event as MouseEvent, `${pinned}/${hit.index}`, () => [
           `${quoteToken(tokens[from], from)} \u2192 ${quoteToken(tokens[to], to)}`,
           `L${layer}H${head} ${data.units}: ${Number.isNaN(value) ? "masked" : formatNumber(value)}`,
         ]);
       } else {
-        const weights = weightsOf(focus);
-        const top = range(n).filter((i) => !Number.isNaN(weights[i])).sort((a, b) => weights[b] - weights[a]).slice(0, 3);
-        shell.tooltip.show(event as MouseEvent, [
-          `${quoteToken(tokens[focus], focus)} ${direction === "from" ? "attends to" : "is attended by"}:`,
-          ...top.map((i) => `  ${quoteToken(tokens[i], i)}  ${formatNumber(weights[i])}`),
-        ]);
+        tip(event as MouseEvent, `${focus}`, () => {
+          const weights = weightsOf(focus);
+          const top = topKeys(weights, 3);
+          return [
+            `${quoteToken(tokens[focus], focus)} ${direction === "from" ? "attends to" : "is attended by"}:`,
+            ...(top.length ? top.map((i) => `  ${quoteToken(tokens[i], i)}  ${formatNumber(weights[i])}`) : ["  no token with a weight above 0"]),
+          ];
+        });
       }
     });
-    text.addEventListener("mouseleave", () => { shell.tooltip.hide(); colour(pinned); });
+    text.addEventListener("mouseleave", () => { tipFor = ""; shell.tooltip.hide(); colour(pinned); });
     text.addEventListener("click", (event) => {
       const hit = tokenFromEvent(event, text);
       if (!hit) return;
       pinned = pinned === hit.index ? null : hit.index;
       selection.set({ token: pinned });
+      tipFor = "";
       colour(pinned);
     });
     colour(pinned);
@@ -351,4 +378,4 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
   refresh();
 }
 
-export default { render };
+export default { render: withPrompt(render) };

@@ -2,7 +2,8 @@
 // top next token; the colour is the probability of each column's final prediction, or of a followed token. Every
 // cell's top-k comes down once (the `top` trait), so a click lists them without a kernel call; following a token
 // (typed, or clicked in that list) asks the kernel: `follow {token}` answers its probabilities and ranks
-// [layer, pos]. Python side: interpwidgets/widgets/logit_lens.py.
+// [layer, pos]. Built from a model, the view has a prompt box (lib/prompt.ts): a new prompt redraws the whole view
+// from the kernel's new grid. Python side: interpwidgets/widgets/logit_lens.py.
 
 import "../lib/base.css";
 import "./logit_lens.css";
@@ -15,6 +16,7 @@ import { h, setChildren } from "../lib/dom";
 import { displayToken, formatNumber, quoteToken } from "../lib/format";
 import { MatrixView } from "../lib/matrix";
 import { Requester } from "../lib/messaging";
+import { type PromptSlot, type PromptTraits, ownKeys, withPrompt } from "../lib/prompt";
 import { connectSelection } from "../lib/selection";
 import { control, createShell } from "../lib/shell";
 import { tokenSpan } from "../lib/tokens";
@@ -25,7 +27,7 @@ const TEXT_MIN_W = 30;
 const TEXT_MIN_H = 24;
 const FINAL_UNITS = "probability of the model's final prediction";
 
-interface Traits {
+interface Traits extends PromptTraits {
   tokens: string[];
   layers: string[];
   row_layers: number[];
@@ -79,7 +81,7 @@ function fitText(ctx: CanvasRenderingContext2D, text: string, width: number): st
   return `${text.slice(0, end)}\u2026`;
 }
 
-async function render({ model, el, signal, host }: RenderProps<Traits>): Promise<void> {
+async function render({ model, el, signal, host }: RenderProps<Traits>, prompt: PromptSlot): Promise<void> {
   const tokens = model.get("tokens");
   const layers = model.get("layers");
   const rowLayers = model.get("row_layers");
@@ -89,6 +91,8 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
   const n = tokens.length;
   const shell = createShell(el, `Logit lens \u00b7 ${n} tokens \u00b7 ${nLayers} layers`, "iw-lens", signal, () => draw());
   const requester = new Requester(model, shell.status, signal, shell.root);
+  const promptRow = prompt.row(requester);
+  if (promptRow) shell.toolbar.before(promptRow);
   const selection = await connectSelection(model, host, signal);
 
   let vocabIds: Int32Array, topIndex: Int32Array, topProbs: Float32Array, finalIndex: Int32Array;
@@ -230,9 +234,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
   const submit = () => {
     if (input.value.length) void follow(input.value);
   };
-  input.addEventListener("keydown", (event) => {
-    if (event.key === "Enter") submit();
-  });
+  ownKeys(input, submit);
   followButton.addEventListener("click", submit);
   resetButton.addEventListener("click", () => {
     colouring = base;
@@ -253,4 +255,4 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
   if (first !== null) void follow(first);
 }
 
-export default { render };
+export default { render: withPrompt(render) };

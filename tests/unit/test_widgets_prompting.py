@@ -1,0 +1,153 @@
+"""The prompt box: one validation for every prompt a view takes (empty, too long, mostly unknown: refused with a
+message; a few unknown tokens: accepted with a warning naming them), and the `prompt {text}` request of
+AttentionPatterns and LogitLens, which shows the new prompt's result (checked against a cache and the model's own
+logits), updates the traits, records code that reproduces it, and refuses a bad prompt leaving the view as it was."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import interpwidgets as iw
+from interpwidgets.widgets import AttentionPatterns, LogitLens
+from interpwidgets.widgets.prompting import check_prompt
+from interpwidgets.widgets.testing import ask, decode_array, decode_int32
+
+PROMPT = "When Mary and John went to the store, John gave a drink to"
+NEW = "When John and Mary went to the park, Mary gave a book to"
+TWO_UNKNOWN = "xyzzy Mary went to the Quantum store"  # 'xyzzy' and 'Quantum' are not in the teaching vocabulary
+
+
+def unk_count(model, text: str) -> tuple[int, int]:
+    """(unknown tokens, tokens of the text without the BOS), read from the model's own string tokens."""
+    strings = model.to_str_tokens(text)[1:]
+    return strings.count(model.tokenizer.unk_token), len(strings)
+
+
+# ---- the one validation
+@pytest.mark.parametrize("text", ["", "   ", "\n\t"])
+def test_an_empty_prompt_is_refused(teaching_model, text):
+    with pytest.raises(ValueError, match="the prompt is empty: type some text"):
+        check_prompt(teaching_model, text)
+
+
+def test_a_prompt_longer_than_the_context_names_the_limit_and_its_length(teaching_model):
+    text = " Mary went" * 200
+    n = teaching_model.to_tokens(text, truncate=False).shape[1]
+    assert n > teaching_model.cfg.n_ctx
+    with pytest.raises(ValueError, match=rf"has {n} tokens; the model reads 1 to {teaching_model.cfg.n_ctx}"):
+        check_prompt(teaching_model, text)
+
+
+def test_a_mostly_unknown_prompt_is_refused_naming_the_words(teaching_model):
+    text = "xyzzy Quantum flibbertigibbet Mary"
+    unknown, total = unk_count(teaching_model, text)
+    assert (unknown, total) == (3, 4)
+    with pytest.raises(ValueError, match=r"3 of 4 tokens are unknown \(<unk>\): 'xyzzy', 'Quantum', 'flibbertigibbet'"):
+        check_prompt(teaching_model, text)
+
+
+def test_a_few_unknown_tokens_are_accepted_with_a_warning_naming_them(teaching_model):
+    unknown, total = unk_count(teaching_model, TWO_UNKNOWN)
+    checked = check_prompt(teaching_model, TWO_UNKNOWN)
+    assert checked.warning == f"{unknown} of {total} tokens are outside the model's vocabulary (<unk>): 'xyzzy', 'Quantum'"
+    assert checked.tokens[0].tolist() == teaching_model.to_tokens(TWO_UNKNOWN)[0].tolist()
+    assert check_prompt(teaching_model, PROMPT).warning == ""
+
+
+# ---- AttentionPatterns
+def test_attention_patterns_refuses_an_empty_prompt_at_construction(teaching_model):
+    """Before: "" drew a one-token widget of solid squares (the BOS alone)."""
+    for text in ("", "  "):
+        with pytest.raises(ValueError, match="the prompt is empty: type some text"):
+            AttentionPatterns(teaching_model, text)
+
+
+def test_attention_patterns_shows_the_unknown_token_warning(teaching_model):
+    widget = AttentionPatterns(teaching_model, TWO_UNKNOWN)
+    assert widget.prompt_warning.startswith("2 of 7 tokens are outside the model's vocabulary (<unk>): 'xyzzy', 'Quantum'")
+    assert AttentionPatterns(teaching_model, PROMPT).prompt_warning == ""
+
+
+def test_the_prompt_request_shows_the_new_prompts_patterns(random_model):
+    widget = AttentionPatterns(random_model, PROMPT, layer=2, head=1)
+    assert widget.prompt_box and widget.prompt_text == PROMPT and widget.prompt_version == 0
+    ok, reply = ask(widget, "prompt", text=NEW)
+    assert ok, reply
+    assert widget.tokens == reply["tokens"] == random_model.to_str_tokens(NEW)
+    assert (widget.prompt_text, widget.prompt_version, widget.prompt_warning) == (NEW, 1, "")
+    ok, shown = ask(widget, "pattern")
+    with torch.no_grad():
+        _, cache = random_model.run_with_cache(random_model.to_tokens(NEW))
+    expected = cache["blocks.2.attn.hook_pattern"][0, 1].numpy()
+    got = np.full_like(expected, np.nan)
+    got[np.tril_indices(len(widget.tokens))] = decode_array(shown["pattern"])
+    np.testing.assert_allclose(np.tril(got), expected, atol=2e-3)
+
+
+def test_the_prompt_code_reproduces_the_new_result(random_model):
+    widget = AttentionPatterns(random_model, PROMPT)
+    ok, reply = ask(widget, "prompt", text=NEW)
+    assert ok, reply
+    code = widget.history[-1].code
+    assert code == f"result = iw.lens.attention_patterns(model, {NEW!r})" and reply["code"].endswith(code)
+    namespace = {"model": random_model, "iw": iw}
+    exec(code, namespace)
+    torch.testing.assert_close(namespace["result"].patterns, widget.result.patterns)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "the prompt is empty: type some text"),
+    ("xyzzy Quantum flibbertigibbet", "most of the prompt is outside the model's vocabulary"),
+    (" Mary went" * 200, "the model reads 1 to 256"),
+    (42, "text must be a string"),
+])
+def test_a_refused_prompt_leaves_the_view_as_it_was(teaching_model, text, message):
+    widget = AttentionPatterns(teaching_model, PROMPT)
+    before = (list(widget.tokens), widget.prompt_text, widget.prompt_version, len(widget.history))
+    ok, error = ask(widget, "prompt", text=text)
+    assert not ok and message in error
+    assert (list(widget.tokens), widget.prompt_text, widget.prompt_version, len(widget.history)) == before
+
+
+def test_a_view_built_without_a_model_has_no_prompt_box():
+    pattern = torch.tril(torch.ones(1, 3, 3))
+    widget = AttentionPatterns(pattern=pattern / pattern.sum(-1, keepdim=True), tokens=["a", "b", "c"])
+    assert widget.prompt_box is False
+    ok, error = ask(widget, "prompt", text="a b")
+    assert not ok and "built without a model" in error
+
+
+def test_tiny_attention_weights_reach_the_browser_as_they_are():
+    """Before: the pattern travelled as uint8 codes of [0, 1], so a weight of 3.2e-4 arrived as 0."""
+    pattern = torch.tensor([[[1.0, 0.0, 0.0], [1 - 3.2e-4, 3.2e-4, 0.0], [0.5, 0.49995, 5e-5]]])
+    widget = AttentionPatterns(pattern=pattern, tokens=["a", "b", "c"])
+    ok, reply = ask(widget, "pattern")
+    values = decode_array(reply["pattern"])  # the lower triangle, row by row
+    np.testing.assert_allclose(values[[2, 5]], [3.2e-4, 5e-5], rtol=1e-3)
+
+
+# ---- LogitLens
+def test_the_lens_prompt_request_shows_the_new_grid_and_keeps_the_followed_token(teaching_model):
+    lens = LogitLens(teaching_model, PROMPT, k=4, token=" Mary")
+    mary = lens.token
+    ok, reply = ask(lens, "prompt", text=NEW)
+    assert ok, reply
+    assert lens.tokens == teaching_model.to_str_tokens(NEW) and lens.k == 4 and lens.token == mary
+    logits = teaching_model(teaching_model.to_tokens(NEW))[0].detach()  # [pos, vocab]
+    final = decode_int32(lens.final["index"])
+    vocab_ids = decode_int32(lens.vocab_ids)
+    assert vocab_ids[final].tolist() == logits.argmax(-1).tolist()
+    code = lens.history[-1].code
+    assert code == f"result = iw.lens.logit_lens(model, {NEW!r}, k=4)"
+    namespace = {"model": teaching_model, "iw": iw}
+    exec(code, namespace)
+    assert namespace["result"].tokens == lens.tokens
+
+
+def test_a_lens_result_keeps_its_prompt_box_and_warns_of_unknown_tokens(teaching_model):
+    lens = LogitLens(iw.lens.logit_lens(teaching_model, TWO_UNKNOWN))
+    assert lens.prompt_box and lens.prompt_warning.startswith("2 of 7 tokens are outside the model's vocabulary")
+    with pytest.raises(ValueError, match="the prompt is empty"):
+        LogitLens(teaching_model, "")
