@@ -60,7 +60,7 @@ def activation_patch(
     live = LiveRows(group=0 if patch_into == "corrupt" else 1)  # groups 0 and 1: clean and corrupt prompts
     values = torch.full((len(cells),), float("nan"))
     baseline: Baseline | None = None
-    budget = groups_per_chunk(model, batch, seq, batch_budget_mb, last_position_only=sweep.last_position_only)
+    budget = groups_per_chunk(model, batch, seq, batch_budget_mb, last_position_only=sweep.last_position_only, minimum=3)
     desc = f"patching {sweep.layout.site} by {sweep.layout.details['by']}"
     with torch.no_grad():
         for part in chunks(len(todo), max(1, budget - 2), desc, progress):

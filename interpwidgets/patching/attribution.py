@@ -84,7 +84,8 @@ def _mean_gradients(
     tokens = tokens.to(device_of(model))
     # IG runs edit one layer each: an unedited run leads each chunk so they can join at their layer
     lead = 1 if method == "ig" else 0
-    budget = groups_per_chunk(model, *tokens.shape, budget_mb, grad=True, last_position_only=sweep.last_position_only)
+    budget = groups_per_chunk(model, *tokens.shape, budget_mb, grad=True, last_position_only=sweep.last_position_only,
+                              minimum=lead + 1)
     for part in chunks(len(plan), max(1, budget - lead), f"attribution ({method})", progress):
         groups, leaves = [[]] * lead, []
         for g in part:

@@ -83,7 +83,7 @@ def path_patch(
     values = torch.full((len(sender_sets),), float("nan"))
     # each chunk leads with an unpatched run, so patched runs join the forward at their first edited block
     last_only = sweep.last_position_only
-    per_chunk = max(1, groups_per_chunk(model, *tokens.shape, batch_budget_mb, last_position_only=last_only) - 1)
+    per_chunk = max(1, groups_per_chunk(model, *tokens.shape, batch_budget_mb, last_position_only=last_only, minimum=2) - 1)
     with torch.no_grad():
         for part in chunks(len(todo), per_chunk, "path patching", progress):
             senders_here = [sender_sets[todo[i]] for i in part]

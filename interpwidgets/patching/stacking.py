@@ -14,6 +14,7 @@ tables where they are per row), so the grown batch is consistent all the way dow
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from weakref import WeakKeyDictionary
@@ -51,10 +52,24 @@ def row_bytes(model, seq: int, grad: bool = False, last_position_only: bool = Fa
     return 4 * (live + logits)
 
 
-def groups_per_chunk(model, batch: int, seq: int, budget_mb: float | None, grad: bool = False, last_position_only: bool = False) -> int:
-    """How many groups of `batch` rows fit in `budget_mb` (at least one)."""
+def groups_per_chunk(model, batch: int, seq: int, budget_mb: float | None, grad: bool = False, last_position_only: bool = False,
+                     minimum: int = 1) -> int:
+    """How many groups of `batch` rows fit in `budget_mb`: `budget_mb * 2**20 // (row_bytes * batch)`, at least
+    `minimum` (the groups one forward of the caller cannot do without, e.g. the clean and corrupt runs beside one
+    patched run). When even those do not fit, a warning says what the forward needs and how to change it."""
     budget_mb = resolve_budget_mb(budget_mb, device_of(model))
-    return max(1, int(budget_mb * 2**20 // (row_bytes(model, seq, grad, last_position_only) * batch)))
+    group_bytes = row_bytes(model, seq, grad, last_position_only) * batch
+    fit = int(budget_mb * 2**20 // group_bytes)
+    if fit < minimum:
+        needed = minimum * group_bytes / 2**20
+        warnings.warn(
+            f"batch_budget_mb={budget_mb:g} MiB is below what one forward here needs: about {needed:.3g} MiB for "
+            f"{minimum} run(s) of {batch} prompt(s) x {seq} tokens. Running at that size anyway; to stay within the "
+            f"budget use fewer or shorter prompts, or raise batch_budget_mb to at least {needed:.3g} "
+            "(iw.config.set(batch_budget_mb=...)).",
+            UserWarning, stacklevel=3,
+        )
+    return max(minimum, fit)
 
 
 def chunks(n_groups: int, per_chunk: int, desc: str, progress: bool | None = None) -> Iterator[range]:
