@@ -5,6 +5,7 @@ from interpwidgets.tasks.base import Task
 from interpwidgets.tasks.brackets import brackets
 from interpwidgets.tasks.induction import induction
 from interpwidgets.tasks.ioi import ioi
+from interpwidgets.tasks.metric import NonFiniteError
 from interpwidgets.tasks.scores import evaluate
 
-__all__ = ["Task", "brackets", "evaluate", "induction", "ioi"]
+__all__ = ["NonFiniteError", "Task", "brackets", "evaluate", "induction", "ioi"]
