@@ -1,0 +1,243 @@
+"""The prompt box and AttentionPatterns' text view in JupyterLab (issue 16): a prompt typed in a view and Enter draw
+the kernel's new tokens (AttentionPatterns and LogitLens), an empty prompt is answered with a message in the
+widget, keys typed in the box never reach the notebook's shortcuts, unknown tokens get a warning line; hovering
+the last token of a long prompt mid-screen leaves the page still (no DOM churn, no scrolling), a 241-token prompt
+wraps with nothing clipped, the tooltip never outlives the view it described, and tiny weights read as numbers."""
+
+from __future__ import annotations
+
+import re
+from textwrap import dedent
+
+import pytest
+from harness import wait_idle
+
+pytestmark = pytest.mark.browser
+
+PROMPT = "When Mary and John went to the store, John gave a drink to"
+NEW = "When John and Mary went to the park, Mary gave a book to"
+LONG = "When Mary and John went to the store, John gave a drink to Mary. " * 15  # 241 tokens and the BOS
+UNKNOWN = "xyzzy Mary went to the Quantum store"
+FILLER = "print('\\n'.join(f'line {i}' for i in range(40)))"  # room above and below, so a widget sits mid-screen
+
+CELLS = [
+    dedent("""\
+        import json, torch
+        import interpwidgets as iw
+        model = iw.load_model(device="cpu")  # the bundled, trained teaching model"""),
+    FILLER,
+    f"patterns = iw.widgets.AttentionPatterns(model, {PROMPT!r}, view='text')\npatterns",
+    FILLER,
+    f"long = iw.widgets.AttentionPatterns(model, {LONG!r}, view='text')\nlong",
+    FILLER,
+    f"lens = iw.widgets.LogitLens(model, {PROMPT!r}, k=5)\nlens",
+    f"unknown = iw.widgets.AttentionPatterns(model, {UNKNOWN!r})\nunknown",
+    dedent("""\
+        # token 2 attends 0.99968 to itself, 3.2e-4 to token 1 and 0 to token 0
+        tiny_pattern = torch.tensor([[[1.0, 0, 0], [0, 1.0, 0], [0, 3.2e-4, 1 - 3.2e-4]]])
+        tiny = iw.widgets.AttentionPatterns(pattern=tiny_pattern, tokens=["a", " b", " c"], view="text")
+        tiny"""),
+    FILLER,
+    dedent(f"""\
+        expected = {{"new": model.to_str_tokens({NEW!r}), "long": len(model.to_str_tokens({LONG!r})),
+                    "unknown": model.to_str_tokens({UNKNOWN!r}).count("<unk>")}}
+        print("IW-EXPECTED", json.dumps(expected))"""),
+]
+
+
+@pytest.fixture(scope="module")
+def shown(widget_page):
+    return widget_page("prompt_box", CELLS, ".iw-attention", ready=lambda root: root.locator(".iw-text .iw-token").first.wait_for())
+
+
+@pytest.fixture(scope="module")
+def page(shown):
+    return shown.notebook.page
+
+
+def view(page, index: int, selector: str = ".iw-attention"):
+    root = page.locator(selector).nth(index)
+    root.scroll_into_view_if_needed()
+    return root
+
+
+def centre(root) -> None:
+    """Scrolls the notebook so the widget is in the middle of the screen, as the issue's reader had it."""
+    root.evaluate("el => el.scrollIntoView({block: 'center'})")
+    root.page.wait_for_timeout(300)
+
+
+def test_a_typed_prompt_and_enter_draw_the_kernels_new_tokens(page, shown, screenshot):
+    root = view(page, 0)
+    box = root.get_by_label("prompt")
+    assert box.input_value() == PROMPT
+    box.fill(NEW)
+    box.press("Enter")
+    root.locator(".iw-title", has_text=f"{len(shown.expected['new'])} tokens").wait_for()
+    root.locator(".iw-text .iw-token").first.wait_for()
+    wait_idle(root)
+    drawn = root.locator(".iw-text .iw-token").all_inner_texts()
+    assert drawn == [t.replace("\n", "\u21b5") for t in shown.expected["new"]]
+    assert root.get_by_label("prompt").input_value() == NEW
+    assert "attention_patterns(model, " in root.locator(".iw-prompt .iw-code-text").inner_text()
+    screenshot(root, "prompt_box_new_prompt")
+
+
+def test_an_empty_prompt_is_answered_with_a_message(page, screenshot):
+    root = view(page, 0)
+    before = root.locator(".iw-text .iw-token").count()
+    box = root.get_by_label("prompt")
+    box.fill("")
+    root.locator(".iw-prompt-run").click()
+    root.locator(".iw-error", has_text="the prompt is empty: type some text").wait_for()
+    assert root.locator(".iw-text .iw-token").count() == before  # the view stays as it was
+    assert not box.is_disabled()
+    screenshot(root, "prompt_box_empty")
+    box.fill(NEW)
+
+
+def test_keys_typed_in_the_box_stay_out_of_the_notebook(page):
+    """'a' and 'b' in command mode insert a cell, 'dd' deletes one: typed in the box they only edit the prompt."""
+    root = view(page, 0)
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    count = cells.count()
+    root.locator(".iw-title").click()  # focus leaves the cell editors: the notebook is in command mode
+    page.wait_for_function("() => document.querySelector('.jp-Notebook').classList.contains('jp-mod-commandMode')")
+    box = root.get_by_label("prompt")
+    box.click()
+    box.fill("")
+    box.press_sequentially("a bad dd")
+    page.wait_for_timeout(300)
+    assert cells.count() == count
+    assert box.input_value() == "a bad dd"
+    box.fill(NEW)
+
+
+def test_unknown_tokens_get_a_warning_line(page, shown, screenshot):
+    root = view(page, 2)
+    warning = root.locator(".iw-prompt-warning")
+    warning.wait_for()
+    n = shown.expected["unknown"]
+    assert re.match(rf"{n} of \d+ tokens are outside the model's vocabulary \(<unk>\): 'xyzzy', 'Quantum'", warning.inner_text())
+    screenshot(root, "prompt_box_unknown_warning")
+
+
+def test_the_lens_takes_a_typed_prompt(page, shown, screenshot):
+    root = view(page, 0, ".iw-lens")
+    root.locator(".iw-matrix canvas").wait_for()
+    box = root.get_by_label("prompt")
+    assert box.input_value() == PROMPT
+    box.fill(NEW)
+    box.press("Enter")
+    n = len(shown.expected["new"])
+    root.locator(".iw-title", has_text=f"{n} tokens").wait_for()
+    root.locator(".iw-matrix canvas").wait_for()
+    wait_idle(root)
+    labels = root.locator(".iw-col-labels > span").all_inner_texts()
+    assert labels == [t.replace("\n", "\u21b5") for t in shown.expected["new"]]
+    screenshot(root, "prompt_box_lens")
+
+
+WATCH = """(root) => {
+  window.__iwMutations = 0;
+  window.__iwTops = [];
+  const observer = new MutationObserver((records) => { window.__iwMutations += records.length; });
+  observer.observe(root, { subtree: true, childList: true, attributes: true, characterData: true });
+  window.__iwStop = () => observer.disconnect();
+  const sample = () => { window.__iwTops.push(Math.round(root.getBoundingClientRect().top)); };
+  window.__iwTimer = setInterval(sample, 50);
+}"""
+STOP = "() => { window.__iwStop(); clearInterval(window.__iwTimer); return [window.__iwMutations, window.__iwTops]; }"
+
+
+PUT_TOP_ABOVE_VIEW = """(el) => {
+  let scroller = el.parentElement;
+  while (scroller && !(scroller.scrollHeight > scroller.clientHeight && /auto|scroll/.test(getComputedStyle(scroller).overflowY))) {
+    scroller = scroller.parentElement;
+  }
+  scroller.scrollTop += el.getBoundingClientRect().top - scroller.getBoundingClientRect().top + 40;
+}"""
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["short", "long"])
+def test_hovering_the_last_token_leaves_the_page_still(page, index):
+    """Before: the notebook scrolled back and forth (574 <-> 602 px) with ~2,600 DOM changes a second while the
+    pointer rested on the last token: hovering added the 28 px legend and leaving removed it, and the page moved the
+    token away from the pointer and back. Now the widget keeps its height (measured before the fix: 205 -> 233 px)."""
+    root = view(page, index)
+    tokens = root.locator(".iw-text .iw-token")
+    tokens.first.wait_for()
+    page.mouse.move(2, 2)
+    root.evaluate(PUT_TOP_ABOVE_VIEW)
+    page.wait_for_timeout(300)
+    height = root.bounding_box()["height"]
+    box = tokens.last.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    root.locator(".iw-tooltip").wait_for(state="visible")
+    page.wait_for_timeout(300)  # the first hover draws; what follows must be quiet
+    root.evaluate(WATCH)
+    page.wait_for_timeout(1500)
+    mutations, tops = page.evaluate(STOP)
+    hovered = root.bounding_box()["height"]
+    page.mouse.move(2, 2)
+    assert hovered == pytest.approx(height, abs=0.5), "hovering a token changed the widget's height"
+    assert mutations < 20, f"{mutations} DOM changes in 1.5 s of a still pointer"
+    assert max(tops) - min(tops) <= 1, f"the widget moved on the page: {sorted(set(tops))}"
+
+
+def test_a_long_prompt_wraps_and_nothing_is_clipped(page, shown, screenshot):
+    """Before: a 241-token prompt was one line, clipped after about 60 characters."""
+    root = view(page, 1)
+    text = root.locator(".iw-text")
+    tokens = text.locator(".iw-token")
+    assert tokens.count() == shown.expected["long"]
+    geometry = text.evaluate("""(el) => {
+      const box = el.getBoundingClientRect();
+      const spans = [...el.querySelectorAll('.iw-token')].map((s) => s.getBoundingClientRect());
+      const lineHeight = spans[0].height;
+      return {height: box.height, lineHeight, scrollWidth: el.scrollWidth, clientWidth: el.clientWidth,
+              outside: spans.filter((s) => s.right > box.right + 1 || s.left < box.left - 1).length,
+              lines: new Set(spans.map((s) => Math.round(s.top))).size};
+    }""")
+    assert geometry["lines"] >= 10 and geometry["height"] >= 10 * geometry["lineHeight"], geometry
+    assert geometry["scrollWidth"] <= geometry["clientWidth"] and geometry["outside"] == 0, geometry
+    centre(root)
+    screenshot(root, "attention_text_long")
+
+
+def test_the_tooltip_hides_when_the_view_changes_under_the_mouse(page):
+    root = view(page, 0)
+    token = root.locator(".iw-text .iw-token").nth(3)
+    token.hover()
+    tooltip = root.locator(".iw-tooltip")
+    tooltip.wait_for(state="visible")
+    # the view changes without the pointer moving (as a linked widget or the kernel would change it)
+    root.get_by_label("view").select_option("matrix")
+    root.locator(".iw-matrix canvas").wait_for()
+    assert tooltip.is_hidden()
+    root.get_by_label("view").select_option("text")
+    root.locator(".iw-text .iw-token").first.wait_for()
+    token = root.locator(".iw-text .iw-token").nth(3)
+    token.hover()
+    tooltip.wait_for(state="visible")
+    page.mouse.move(2, 2)  # out of the widget
+    tooltip.wait_for(state="hidden")
+
+
+def test_tiny_weights_read_as_numbers_and_zero_keys_are_not_listed(page, screenshot):
+    """Before: 3.2e-4 read "0" and the top 3 listed keys of weight 0."""
+    root = view(page, 3)
+    tokens = root.locator(".iw-text .iw-token")
+    tokens.first.wait_for()
+    wait_idle(root)
+    tokens.nth(2).hover()
+    tooltip = root.locator(".iw-tooltip")
+    tooltip.wait_for(state="visible")
+    lines = tooltip.inner_text().splitlines()
+    assert lines[0].startswith("2 \u2018 c\u2019 attends to:")
+    assert len(lines) == 3, lines  # itself and ' b'; 'a' (weight 0) is not listed
+    assert "1 \u2018 b\u2019" in lines[2] and re.search(r"3\.20?e\u2212?-?4", lines[2]), lines
+    screenshot(root, "attention_tiny_weights")
+    tokens.nth(0).hover()
+    root.locator(".iw-tooltip", has_text="0 \u2018a\u2019 attends to:").wait_for()
+    assert len(root.locator(".iw-tooltip").inner_text().splitlines()) == 2
