@@ -55,8 +55,16 @@ def page(shown):
     return shown.notebook.page
 
 
+N_TOKENS = (15, 242, 8, 3)  # of the AttentionPatterns views, in notebook order (the first shows 15 before and after)
+
+
 def view(page, index: int, selector: str = ".iw-attention"):
-    root = page.locator(selector).nth(index)
+    """The index-th view, found by its title's token count (the notebook may render its cells lazily)."""
+    if selector == ".iw-attention":
+        title = page.locator(".iw-title").filter(has_text=re.compile(rf"\u00b7 {N_TOKENS[index]} tokens$"))
+        root = page.locator(selector).filter(has=title)
+    else:
+        root = page.locator(selector).nth(index)
     root.scroll_into_view_if_needed()
     return root
 
@@ -241,3 +249,17 @@ def test_tiny_weights_read_as_numbers_and_zero_keys_are_not_listed(page, screens
     tokens.nth(0).hover()
     root.locator(".iw-tooltip", has_text="0 \u2018a\u2019 attends to:").wait_for()
     assert len(root.locator(".iw-tooltip").inner_text().splitlines()) == 2
+
+
+def test_the_prompt_box_and_warning_read_in_the_dark_theme(page, screenshot):
+    root = view(page, 2)
+    change_theme = "(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})"
+    page.evaluate(change_theme, "JupyterLab Dark")
+    try:
+        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+        colour = root.get_by_label("prompt").evaluate("el => getComputedStyle(el).backgroundColor")
+        assert sum(int(c) for c in re.findall(r"\d+", colour)[:3]) < 200  # the box follows the theme
+        screenshot(root, "prompt_box_dark")
+    finally:
+        page.evaluate(change_theme, "JupyterLab Light")
+        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'")
