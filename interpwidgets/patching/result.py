@@ -111,10 +111,19 @@ class PatchResult:
         columns["value"] = self.values.detach().float().cpu().reshape(-1).numpy()
         return pd.DataFrame(columns)
 
-    def plot(self, ax=None, title: str | None = None):
-        """A heatmap with labelled axes and a diverging colour map centred on zero; returns the Axes."""
+    def plot(self, ax=None, title: str | None = None, *, limit: float | None = None):
+        """A heatmap with labelled axes and a diverging colour map centred on zero; returns the Axes.
+
+        Titled with the method, the site (and receivers), the direction and, on a second line, the units and
+        normalisation; `title` replaces the first line. limit: the colour scale spans [-limit, limit] (default
+        the largest |value|); pass one limit to every panel compared side by side so their colours mean the same.
+        """
         import matplotlib.pyplot as plt
 
+        from interpwidgets.patching.labels import title_of, units_of
+
+        if limit is not None and not (isinstance(limit, (int, float)) and np.isfinite(limit) and limit > 0):
+            raise ValueError(f"limit must be a positive number (the colour scale's end, |value|), got {limit!r}.")
         values = self.values.detach().float().cpu().numpy()
         if values.ndim == 1:
             values, rows, columns = values[None, :], [""], self.labels[self.axes[0]]
@@ -126,15 +135,17 @@ class PatchResult:
             columns, ylabel, xlabel = self.labels[self.axes[-1]], " x ".join(self.axes[:-1]), self.axes[-1]
         if ax is None:
             _, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(columns) + 2), max(2.5, 0.3 * len(rows) + 1.5)))
-        limit = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
-        image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu", vmin=-limit or -1, vmax=limit or 1, aspect="auto")
+        if limit is None:
+            limit = (float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0) or 1.0
+        image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
         ax.set_xticks(range(len(columns)), columns, rotation=90 if xlabel == "position" else 0)
         ax.set_yticks(range(len(rows)), rows)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        unit = "normalized metric (0 = corrupt, 1 = clean)" if self.normalized else "metric"
-        ax.figure.colorbar(image, ax=ax, label=unit)
-        ax.set_title(title or f"{self.method} patching of {self.site} ({self.source} into {self.patch_into})")
+        units = units_of(self)
+        ax.figure.colorbar(image, ax=ax, label=units)
+        first_line = title or title_of(self).removesuffix(f" \u00b7 {units}")
+        ax.set_title(f"{first_line}\n{units}")
         return ax
 
     def intervene(self, cells: Sequence[Cell] | Cell, *, ablation: Ablation | None = None) -> Outcome:

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from traitlets import Dict, Int, List, TraitError, Unicode, validate
 
+from interpwidgets.models.tokens import token_strings
+from interpwidgets.patching.labels import title_of, units_of
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.encoding import as_numpy, float16_array
 from interpwidgets.widgets.feature_params import predictions
@@ -26,6 +28,8 @@ from interpwidgets.widgets.static_html import diverging_rgb, esc, frame, heatmap
 ABLATION_OF = {"zero": "zero", "mean": "mean", "patch": None}
 """Each action's `PatchResult.intervene(ablation=...)`: "patch" patches the cells as the sweep did."""
 MAX_CELLS = 16
+PROMPT_TAIL = 12
+"""How many of the first prompt's last tokens the outcome panel shows."""
 
 
 class PatchHeatmap(InterpWidget):
@@ -47,8 +51,11 @@ class PatchHeatmap(InterpWidget):
     labels = List(List(Unicode()), read_only=True).tag(sync=True)
     units = Unicode(read_only=True).tag(sync=True)
     title = Unicode().tag(sync=True)
-    #: action -> {"label": its menu entry, "before" / "after": the prediction headings, "metric": the metric line}
+    #: action -> {"label": its menu entry, "before" / "after": the prediction headings, "metric": the metric line,
+    #: "prompt": the first prompt of the run it acts on, "hint": what a click does}
     actions = Dict(read_only=True).tag(sync=True)
+    #: run ("clean" / "corrupt") -> its first prompt's last tokens, the prompt the predictions are for
+    prompts = Dict(read_only=True).tag(sync=True)
     action = Unicode("zero").tag(sync=True)
     max_cells = Int(MAX_CELLS, read_only=True).tag(sync=True)
 
@@ -75,10 +82,11 @@ class PatchHeatmap(InterpWidget):
         self.set_trait("values", float16_array(values))
         self.set_trait("axes", axes)
         self.set_trait("labels", labels)
-        self.set_trait("units", units or _units_of(result))
-        self.set_trait("actions", action_texts(result))
+        self.set_trait("units", units or units_of(result))
+        self.set_trait("prompts", first_prompts(result))
+        self.set_trait("actions", action_texts(result, self.prompts))
         self.action = action
-        self.title = title or _title_of(result)
+        self.title = title or title_of(result)
 
     @validate("action")
     def _check_action(self, proposal: dict[str, Any]) -> str:
@@ -125,33 +133,36 @@ class PatchHeatmap(InterpWidget):
         return frame(self.title, f"<div>{esc(caption)}</div>{svg}{legend('diverging', -abs_max, abs_max, self.units)}")
 
 
-def action_texts(result: Any) -> dict[str, dict[str, str]]:
-    """Each action's menu label and outcome headings, naming the run it acts on (`result.base_of`)."""
+def first_prompts(result: Any) -> dict[str, str]:
+    """Each run's first prompt as its last `PROMPT_TAIL` tokens ("\u2026" in front when there are more)."""
+    shown = {}
+    for run in ("clean", "corrupt"):
+        strings = token_strings(result.model, getattr(result.task, f"{run}_tokens")[0].tolist())
+        shown[run] = ("\u2026" if len(strings) > PROMPT_TAIL else "") + "".join(strings[-PROMPT_TAIL:])
+    return shown
+
+
+def action_texts(result: Any, prompts: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Each action's menu label and outcome headings, naming the run it acts on (`result.base_of`) and its first
+    prompt (`prompts`, from `first_prompts`): the predictions listed are that prompt's."""
     patch = f"{result.source} into {result.patch_into}"
-    verbs = {"zero": ("zero-ablate", "zero-ablating"), "mean": ("mean-ablate", "mean-ablating"),
-             "patch": (f"patch {patch}", f"patching {patch}")}
+    verbs = {"zero": ("zero-ablate", "zero-ablated", "zero-ablate it on the clean prompts"),
+             "mean": ("mean-ablate", "mean-ablated", "mean-ablate it on the clean prompts (its mean over the corrupt ones)"),
+             "patch": (f"patch {patch}", f"{result.source} patched in", f"patch it {patch}")}
     texts = {}
     for action, ablation in ABLATION_OF.items():
         run = result.base_of(ablation)
-        label, doing = verbs[action]
+        label, done, click = verbs[action]
         texts[action] = {
             "label": label,
-            "before": f"top predictions, {run} run (first prompt)",
-            "after": f"after {doing} (first prompt)",
+            "before": f"{run} run: top predictions",
+            "after": f"{run} run, {done}",
             "metric": f"metric on the {run} prompts",
+            "prompt": f"predictions for the first {run} prompt: {prompts[run]}",
+            "hint": f"click a cell: {click}",
         }
     return texts
 
 
 def _row_label_parts(labels: list[list[str]], shape: tuple[int, ...]) -> list[list[str]]:
     return [[labels[axis][i] for axis, i in enumerate(index)] for index in np.ndindex(*shape)] if shape else [[]]
-
-
-def _units_of(result: Any) -> str:
-    return "normalized metric (0 = corrupt, 1 = clean)" if result.normalized else "metric"
-
-
-def _title_of(result: Any) -> str:
-    receivers = result.details.get("receivers")
-    target = f"{result.site} \u2192 {', '.join(receivers)}" if receivers else result.site
-    return f"{result.method.capitalize()} patching \u00b7 {target} ({result.source} into {result.patch_into})"

@@ -20,6 +20,21 @@ export interface MatrixLayout {
 
 export type CellListener = (cell: CanvasCell | null, event: MouseEvent) => void;
 
+/** A generous width of one character of the labels' font (11px UI font), to size the labels' box without layout. */
+const CHAR_PX = 7;
+/** Column labels longer than this are cut with an ellipsis (base.css's max-height). */
+const MAX_COL_LABEL_PX = 80;
+
+/** Column labels that fit across their cell run horizontally; others run upwards in a box only as tall as the
+ * longest label needs (at most MAX_COL_LABEL_PX), so short labels leave no gap above the matrix. */
+function colLabelStyle(labels: string[], cellW: number): { box: Partial<CSSStyleDeclaration>; span: Partial<CSSStyleDeclaration> } {
+  const longest = Math.max(1, ...labels.map((label) => label.length)) * CHAR_PX;
+  if (longest + 4 <= cellW) {
+    return { box: { height: "auto" }, span: { writingMode: "horizontal-tb", transform: "none", textAlign: "center", lineHeight: "1.5" } };
+  }
+  return { box: { height: `${Math.min(MAX_COL_LABEL_PX, longest + 6)}px` }, span: {} };
+}
+
 function fit(count: number, max: number, maxCell: number): number {
   const cell = Math.min(maxCell, Math.max(1, Math.floor(max / count)));
   return Math.min(count * cell, max);
@@ -40,9 +55,10 @@ export class MatrixView {
     const minLabel = layout.minLabelCell ?? 11;
     const cellW = this.width / layout.cols;
     const cellH = this.height / layout.rows;
+    const colStyle = colLabelStyle(layout.colLabels, cellW);
     const colLabels = cellW >= minLabel
-      ? h("div", { className: "iw-col-labels", style: { width: `${this.width}px` } },
-          ...layout.colLabels.map((label) => h("span", { style: { width: `${cellW}px`, lineHeight: `${cellW}px` } }, label)))
+      ? h("div", { className: "iw-col-labels", style: { width: `${this.width}px`, ...colStyle.box } },
+          ...layout.colLabels.map((label) => h("span", { style: { width: `${cellW}px`, lineHeight: `${cellW}px`, ...colStyle.span } }, label)))
       : h("div");
     const rowLabels = cellH >= minLabel
       ? h("div", { className: "iw-row-labels", style: { height: `${this.height}px` } },

@@ -33,6 +33,10 @@ interface ActionText {
   before: string;
   after: string;
   metric: string;
+  /** The first prompt of the run acted on (its last tokens): the prompt the predictions are for. */
+  prompt: string;
+  /** What a click does with this action. */
+  hint: string;
 }
 
 interface Traits {
@@ -120,8 +124,15 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
   const actionSelect = select(Object.entries(texts).map(([action, text]) => [action, text.label]), model.get("action"), "action");
   const applyButton = h("button", { className: "iw-button iw-apply" }, "apply to selected");
   const clearButton = h("button", { className: "iw-button iw-clear" }, "clear");
-  shell.toolbar.append(control("On click", actionSelect), applyButton, clearButton,
-    h("span", { className: "iw-hint" }, `click: intervene \u00b7 shift-click: select several (up to ${maxCells})`));
+  const clickHint = h("span", { className: "iw-hint iw-click-hint" });
+  shell.toolbar.append(control("On click", actionSelect), applyButton, clearButton, clickHint);
+  /** The menu's current choice, said in words: what a click does now. */
+  function showAction(): void {
+    const action = model.get("action");
+    actionSelect.value = action;
+    clickHint.textContent = `${texts[action]?.hint ?? "click a cell: intervene"} \u00b7 shift-click: select several (up to ${maxCells})`;
+  }
+  showAction();
 
   const matrix = new MatrixView({
     rows: grid.rows, cols: grid.cols, rowLabels, colLabels, maxWidth: 640, maxHeight: 560, maxCell: 44, minLabelCell: 10,
@@ -155,7 +166,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
       chosen.forEach((index) => outline(index, true));
       ctx.setLineDash([]);
     });
-    setChildren(shell.footer, legend(scale), h("span", { className: "iw-hint" }, `0 = no effect; colour: ${units}`));
+    setChildren(shell.footer, legend(scale), h("span", { className: "iw-hint" }, `each cell: the ${units} after patching it`));
     updateButtons();
   }
 
@@ -205,6 +216,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
         " (\u0394 ",
         h("span", { className: delta < 0 ? "iw-delta-neg" : "iw-delta-pos" }, formatNumber(delta)),
         ")"),
+      h("div", { className: "iw-prompt" }, text.prompt),
       h("div", { className: "iw-tops" }, before, after),
       codeBox(outcome.code),
     ];
@@ -242,7 +254,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
     model.set("action", actionSelect.value);
     model.save_changes();
   });
-  model.on("change:action", () => { actionSelect.value = model.get("action"); });
+  model.on("change:action", showAction);
 
   draw();
 }

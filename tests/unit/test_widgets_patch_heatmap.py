@@ -4,6 +4,7 @@ requests checked and answered by the result, the action texts naming the run eac
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 
 import interpwidgets as iw
@@ -38,7 +39,7 @@ def test_state_describes_the_result(heatmap, result):
     assert heatmap.labels == [result.labels["layer"], result.labels["head"]]
     assert heatmap.values["dtype"] == "float16" and heatmap.values["shape"] == [4, 4]
     np.testing.assert_allclose(decode_array(heatmap.values), result.values.numpy(), rtol=1e-3, atol=1e-4)
-    assert heatmap.units == "metric" and heatmap.title == "Activation patching \u00b7 z (clean into corrupt)"
+    assert heatmap.units == "logit difference" and heatmap.title == "Activation patching \u00b7 z \u00b7 clean into corrupt \u00b7 logit difference"
     assert list(heatmap.actions) == ["zero", "mean", "patch"] and heatmap.action == "zero"
 
 
@@ -46,26 +47,31 @@ def test_action_texts_name_the_run_each_action_acts_on_when_patching_into_corrup
     """Patching into the corrupt run: "patch" starts from the corrupt run, the ablations from the clean one."""
     assert heatmap.actions["patch"] == {
         "label": "patch clean into corrupt",
-        "before": "top predictions, corrupt run (first prompt)",
-        "after": "after patching clean into corrupt (first prompt)",
+        "before": "corrupt run: top predictions",
+        "after": "corrupt run, clean patched in",
         "metric": "metric on the corrupt prompts",
+        "prompt": f"predictions for the first corrupt prompt: {heatmap.prompts['corrupt']}",
+        "hint": "click a cell: patch it clean into corrupt",
     }
     assert heatmap.actions["zero"] == {
         "label": "zero-ablate",
-        "before": "top predictions, clean run (first prompt)",
-        "after": "after zero-ablating (first prompt)",
+        "before": "clean run: top predictions",
+        "after": "clean run, zero-ablated",
         "metric": "metric on the clean prompts",
+        "prompt": f"predictions for the first clean prompt: {heatmap.prompts['clean']}",
+        "hint": "click a cell: zero-ablate it on the clean prompts",
     }
-    assert heatmap.actions["mean"]["before"] == "top predictions, clean run (first prompt)"
+    assert heatmap.actions["mean"]["before"] == "clean run: top predictions"
 
 
 def test_action_texts_follow_a_result_patched_into_the_clean_run(random_model, task):
     into_clean = iw.patching.activation_patch(random_model, task, site="z", patch_into="clean", normalize=False,
                                               progress=False)
     heatmap = PatchHeatmap(into_clean)
-    assert heatmap.title == "Activation patching \u00b7 z (corrupt into clean)"
+    assert heatmap.title == "Activation patching \u00b7 z \u00b7 corrupt into clean \u00b7 logit difference"
     assert heatmap.actions["patch"]["label"] == "patch corrupt into clean"
-    assert heatmap.actions["patch"]["before"] == "top predictions, clean run (first prompt)"
+    assert heatmap.actions["patch"]["before"] == "clean run: top predictions"
+    assert heatmap.actions["patch"]["after"] == "clean run, corrupt patched in"
     assert heatmap.actions["patch"]["metric"] == "metric on the clean prompts"
 
 
@@ -130,7 +136,8 @@ def test_three_axis_results_and_normalized_units(random_model, task):
     heatmap = PatchHeatmap(result, action="patch")
     assert heatmap.axes == ["layer", "head", "position"]
     assert heatmap.values["shape"] == list(result.values.shape)
-    assert heatmap.units == "normalized metric (0 = corrupt, 1 = clean)"
+    assert heatmap.units == "normalized logit difference (0 = corrupt, 1 = clean)"
+    assert heatmap.title.endswith("\u00b7 clean into corrupt \u00b7 normalized logit difference (0 = corrupt, 1 = clean)")
     ok, answer = ask(heatmap, "intervene", cells=[[2, 1, 3]])
     assert ok and answer["description"].startswith("L2H1")
 
@@ -138,7 +145,8 @@ def test_three_axis_results_and_normalized_units(random_model, task):
 def test_path_patching_sweeps_display_the_same_way(random_model, task):
     into_query = iw.patching.path_patch(random_model, task, senders="heads", receivers="L2H1.q", progress=False)
     heatmap = PatchHeatmap(into_query, action="patch")
-    assert heatmap.title == "Path patching \u00b7 z \u2192 L2H1.q (corrupt into clean)"
+    assert heatmap.title == ("Path patching \u00b7 z \u2192 L2H1.q \u00b7 corrupt into clean \u00b7 "
+                             "normalized logit difference (0 = corrupt, 1 = clean)")
     shown = decode_array(heatmap.values)
     assert np.isnan(shown[2:]).all() and np.isfinite(shown[:2]).all()  # heads not upstream of the receiver
     ok, answer = ask(heatmap, "intervene", cells=[[0, 3]])
@@ -162,3 +170,51 @@ def test_static_preview_is_an_escaped_svg_with_a_legend(result):
     html = PatchHeatmap(hostile)._repr_mimebundle_()[0]["text/html"]
     assert "<svg" in html and "data:image/png;base64," in html and "linear-gradient" in html
     assert "&lt;b&gt;H0&lt;/b&gt;" in html and "<b>H0" not in html
+
+
+def top5(model, tokens) -> list[str]:
+    """The first prompt's 5 most probable next tokens, from a plain forward of the model (no patching code)."""
+    with torch.no_grad():
+        logits = model(tokens[:1])[0, -1]
+    return [model.tokenizer.decode([i]) for i in logits.softmax(-1).topk(5).indices.tolist()]
+
+
+@pytest.mark.parametrize("patch_into", ["corrupt", "clean"])
+@pytest.mark.parametrize("action", ["zero", "mean", "patch"])
+def test_each_heading_names_the_run_whose_predictions_it_lists(random_model, task, patch_into, action):
+    """For both patch_into values and every action, the "before" heading names the run whose first prompt's
+    predictions are listed (checked against a plain forward of each run), and the "after" heading names the run acted on."""
+    result = iw.patching.activation_patch(random_model, task, site="z", patch_into=patch_into, normalize=False,
+                                          progress=False)
+    widget = PatchHeatmap(result)
+    answer = intervene(widget, action, [[1, 2]])
+    listed = answer["top_before"]["tokens"]
+    runs = {run: top5(random_model, getattr(task, f"{run}_tokens")) for run in ("clean", "corrupt")}
+    assert runs["clean"] != runs["corrupt"]  # the check can tell the runs apart
+    shown = next(run for run, tokens in runs.items() if tokens == listed)
+    texts = widget.actions[action]
+    assert texts["before"] == f"{shown} run: top predictions"
+    assert texts["metric"] == f"metric on the {shown} prompts"
+    assert texts["after"].startswith(f"{shown} run, ")
+    assert texts["prompt"].startswith(f"predictions for the first {shown} prompt: ")
+
+
+def test_the_first_prompts_are_shown_as_their_last_tokens(random_model, task, heatmap):
+    """The outcome says which prompt its predictions are for: each run's first prompt, its last tokens."""
+    for run in ("clean", "corrupt"):
+        strings = [random_model.tokenizer.decode([i]) for i in getattr(task, f"{run}_tokens")[0].tolist()]
+        tail = "".join(strings[-12:])
+        shown = heatmap.prompts[run]
+        assert shown.endswith(tail) and len(shown) <= len(tail) + 1
+        assert shown.startswith("\u2026") == (len(strings) > 12)
+    assert heatmap.actions["zero"]["prompt"] == f"predictions for the first clean prompt: {heatmap.prompts['clean']}"
+
+
+def test_a_custom_metric_is_named_as_a_metric_not_a_logit_difference(random_model, task):
+    def first_logit(logits):
+        return logits[:, -1, 0].mean()
+
+    result = iw.patching.activation_patch(random_model, task, site="z", metric=first_logit, progress=False)
+    heatmap = PatchHeatmap(result)
+    assert heatmap.units == "normalized metric (0 = corrupt, 1 = clean)"
+    assert heatmap.title == "Activation patching \u00b7 z \u00b7 clean into corrupt \u00b7 normalized metric (0 = corrupt, 1 = clean)"
