@@ -20,9 +20,11 @@ from typing import Any
 import numpy as np
 from traitlets import Enum, TraitError, Unicode, validate
 from traitlets import Dict as DictTrait
+from traitlets import List as ListTrait
 
 from interpwidgets.circuits.faithfulness import ablate_nodes
 from interpwidgets.circuits.graph import KIND_ORDER, Circuit, Node
+from interpwidgets.models.tokens import token_strings
 from interpwidgets.sae.editing import FEATURE_ABLATIONS
 from interpwidgets.sae.sets import SAESet
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
@@ -35,6 +37,20 @@ from interpwidgets.widgets.static_html import diverging_rgb, esc, frame, legend
 MAX_NODES = 400
 ACTION_LABELS = {"ablate": "ablate the node", "open": "open in the dashboard"}
 ABLATION_LABELS = {ablation: ablation + (" (corrupt prompts)" if ablation == "mean" else "") for ablation in FEATURE_ABLATIONS}
+FEATURE_CIRCUIT_COLOURS = {
+    "sign": -1,
+    "supports": "supports the metric (ablating it lowers the metric)",
+    "opposes": "opposes the metric (ablating it raises the metric)",
+    "units": "support for the metric: -(effect of patching the node to its corrupt value)",
+}
+"""A feature circuit's effects are the metric's change when a node takes its corrupt value: negative = supports."""
+ATTRIBUTION_COLOURS = {
+    "sign": 1,
+    "supports": "supports the target (positive attribution)",
+    "opposes": "opposes the target (negative attribution)",
+    "units": "attribution to the target",
+}
+"""A linear graph's (or a hand-built circuit's) effects are contributions to the target: positive = supports."""
 
 
 class CircuitGraph(InterpWidget):
@@ -63,6 +79,10 @@ class CircuitGraph(InterpWidget):
     ablation = Enum(FEATURE_ABLATIONS, default_value="mean").tag(sync=True)
     #: drawing order of the node kinds inside a layer (rows)
     kind_order = DictTrait(KIND_ORDER, read_only=True).tag(sync=True)
+    #: how effects map to colours: support = sign * effect (node and edge colours), and the legend's words
+    colours = DictTrait(read_only=True).tag(sync=True)
+    #: position -> its token (repr) on the first prompt, for the column labels; empty when unknown
+    tokens = ListTrait(Unicode(), read_only=True).tag(sync=True)
 
     def __init__(
         self,
@@ -95,6 +115,8 @@ class CircuitGraph(InterpWidget):
         self.set_trait("nodes", _nodes_payload(circuit.nodes))
         self.set_trait("edges", _edges_payload(circuit))
         self.set_trait("actions", self._available_actions())
+        self.set_trait("colours", colours_of(circuit))
+        self.set_trait("tokens", _tokens_of(circuit, model, task))
         self.title = title or _title_of(circuit)
         self.action = next(iter(self.actions), "")
         self.ablation = ablation
@@ -200,7 +222,7 @@ class CircuitGraph(InterpWidget):
             return frame(self.title, f"<p>{esc(self.circuit.message or 'empty circuit')}</p>")
         effects = np.array([n.effect for n in nodes], np.float32)
         abs_max = float(np.abs(effects).max()) or 1.0
-        colours = diverging_rgb(effects, abs_max)
+        colours = diverging_rgb(self.colours["sign"] * effects, abs_max)
         colour_of = {n.id: colours[i] for i, n in enumerate(nodes)}
         rows = []
         for layer, members in sorted(self.circuit.by_layer().items(), reverse=True):
@@ -213,7 +235,7 @@ class CircuitGraph(InterpWidget):
             rows.append(f"<div><b>layer {layer}</b> {chips}</div>")
         body = (
             f"<div>{len(self.circuit)} nodes, {len(self.circuit.edges)} edges</div>{''.join(rows)}"
-            f"{legend('diverging', -abs_max, abs_max, 'node effect on the metric')}"
+            f"{legend('diverging', -abs_max, abs_max, self.colours['units'])}"
         )
         return frame(self.title, body)
 
@@ -241,6 +263,19 @@ def _edges_payload(circuit: Circuit) -> dict[str, Any]:
         "dst": int32_array([index[e.dst] for e in circuit.edges]),
         "weight": float16_array(np.array([e.weight for e in circuit.edges], np.float32)),
     }
+
+
+def colours_of(circuit: Circuit) -> dict[str, Any]:
+    """The colour convention of `circuit`'s effects: feature circuits' are flipped so that colour means support."""
+    return dict(FEATURE_CIRCUIT_COLOURS if circuit.kinds or circuit.method in ("atp", "ig") else ATTRIBUTION_COLOURS)
+
+
+def _tokens_of(circuit: Circuit, model: Any, task: Any) -> list[str]:
+    """The first clean prompt's tokens (reprs) from the task, else `circuit.metadata["prompt_tokens"]`, else none."""
+    if model is not None and task is not None and hasattr(task, "clean_tokens"):
+        return [repr(t) for t in token_strings(model, task.clean_tokens[0].tolist())]
+    given = circuit.metadata.get("prompt_tokens")
+    return [repr(str(t)) for t in given] if isinstance(given, (list, tuple)) else []
 
 
 def _title_of(circuit: Circuit) -> str:

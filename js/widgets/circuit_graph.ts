@@ -1,5 +1,6 @@
 // CircuitGraph: a feature circuit laid out by layer (rows, embeddings at the bottom, the metric on top) and
-// token position (columns); node colour and size by effect, edge width by |weight| and colour by sign.
+// token position (columns, with their tokens); node colour by support for the metric (the `colours` trait: sign *
+// effect) and size by |effect|, edge width by |weight| and colour by the same sign.
 // Hover for details; click a node to ablate it in the kernel (metric before -> after) or to open its
 // feature in a linked dashboard. The kind order, the menus' choices and their labels come from Python (read-only
 // traits); the menus write the `action` and `ablation` traits. Python side: interpwidgets/widgets/circuit_graph.py.
@@ -24,7 +25,10 @@ const NODE_GAP = 32;
 const COL_MIN = 40;
 const LEFT = 88;
 const TOP = 16;
-const BOTTOM = 30;
+const BOTTOM = 44;
+/** Generous character widths of the node labels (9px) and the column labels (11px), to space them without layout. */
+const LABEL_CHAR = 6;
+const COL_CHAR = 7.5;
 
 interface Traits {
   nodes: Record<string, unknown>;
@@ -38,6 +42,10 @@ interface Traits {
   ablation: string;
   /** node kind -> its drawing order inside a layer */
   kind_order: Record<string, number>;
+  /** support = sign * effect (what the colours show) and the legend's words for its two ends */
+  colours: { sign: number; supports: string; opposes: string; units: string };
+  /** position -> its token on the first prompt (quoted); empty when unknown */
+  tokens: string[];
   selection: string;
 }
 
@@ -117,26 +125,44 @@ interface Layout {
   width: number;
   height: number;
   rows: { label: string; y: number }[];
-  cols: { label: string; x: number }[];
+  cols: { label: string; token: string; x: number }[];
 }
 
-/** Rows: (layer, component in `kindOrder`) from the bottom; columns: positions (summed nodes last); nodes side by
- * side in a cell. A row is labelled with its place ("resid_post2", "attn1", "embed", "metric"). */
-function layOut(nodes: Nodes, kindOrder: Record<string, number>): Layout {
+/** The short text under a node: "#153" for a feature, "error", "embed", "bias"; none for the metric. */
+function shortName(nodes: Nodes, i: number): string {
+  if (nodes.feature[i] >= 0) return `#${nodes.feature[i]}`;
+  if (nodes.kinds[i] === "metric") return "";
+  return nodes.names[i] || (nodes.kinds[i] === "resid_pre" || nodes.kinds[i] === "embed" ? "embed" : nodes.kinds[i]);
+}
+
+/** Rows: (layer, component in `kindOrder`) from the bottom; columns: the positions that hold nodes (summed nodes
+ * last, "all pos.", only when there are some), each labelled with its token when `tokens` has it; nodes side by
+ * side in a cell, spaced so that their labels never overlap; the metric alone on top, centred over the columns.
+ * A row is labelled with its place ("resid_post2", "attn1", "embed", "metric"). */
+function layOut(nodes: Nodes, kindOrder: Record<string, number>, tokens: string[]): Layout {
   const n = nodes.ids.length;
+  const isMetric = (i: number) => nodes.kinds[i] === "metric";
   const rowKey = (i: number) => nodes.layer[i] * 10 + (kindOrder[nodes.kinds[i]] ?? 9);
   const rowKeys = [...new Set(Array.from({ length: n }, (_, i) => rowKey(i)))].sort((a, b) => a - b);
-  const positions = [...new Set(nodes.position)].sort((a, b) => (a < 0 ? 1 : b < 0 ? -1 : a - b));
+  const placed = Array.from({ length: n }, (_, i) => i).filter((i) => !isMetric(i));
+  const positions = [...new Set(placed.map((i) => nodes.position[i]))].sort((a, b) => (a < 0 ? 1 : b < 0 ? -1 : a - b));
   const cells = new Map<string, number[]>();
-  for (let i = 0; i < n; i++) {
+  for (const i of placed) {
     const key = `${rowKey(i)}/${nodes.position[i]}`;
     if (!cells.has(key)) cells.set(key, []);
     cells.get(key)!.push(i);
   }
-  const colWidth = new Map<number, number>(positions.map((p) => [p, COL_MIN]));
+  const tokenOf = (p: number) => (p >= 0 && p < tokens.length ? tokens[p] : "");
+  const labelOf = (p: number) => (p < 0 ? "all pos." : `@${p}`);
+  const colWidth = new Map<number, number>(positions.map((p) =>
+    [p, Math.max(COL_MIN, COL_CHAR * Math.max(labelOf(p).length, tokenOf(p).length) + 10)]));
+  const gapOf = new Map<string, number>();
   for (const [key, members] of cells) {
     const p = Number(key.split("/")[1]);
-    colWidth.set(p, Math.max(colWidth.get(p)!, members.length * NODE_GAP + 12));
+    const widest = Math.max(0, ...members.map((i) => shortName(nodes, i).length)) * LABEL_CHAR;
+    const gap = Math.max(NODE_GAP, widest + 8);
+    gapOf.set(key, gap);
+    colWidth.set(p, Math.max(colWidth.get(p)!, members.length * gap + 12));
   }
   const colStart = new Map<number, number>();
   let x = LEFT;
@@ -150,18 +176,25 @@ function layOut(nodes: Nodes, kindOrder: Record<string, number>): Layout {
   const ys = new Float64Array(n);
   for (const [key, members] of cells) {
     const p = Number(key.split("/")[1]);
+    const gap = gapOf.get(key)!;
     members.sort((a, b) => Math.abs(nodes.effect[b]) - Math.abs(nodes.effect[a]));
     const centre = colStart.get(p)! + colWidth.get(p)! / 2;
     members.forEach((i, j) => {
-      xs[i] = centre + (j - (members.length - 1) / 2) * NODE_GAP;
+      xs[i] = centre + (j - (members.length - 1) / 2) * gap;
       ys[i] = rowY(rowKey(i));
     });
   }
+  const right = Math.max(x, LEFT + COL_MIN);
+  for (let i = 0; i < n; i++) {
+    if (!isMetric(i)) continue;
+    xs[i] = (LEFT + right) / 2;
+    ys[i] = rowY(rowKey(i));
+  }
   const rowLabel = (key: number) => nodes.places[Array.from({ length: n }, (_, k) => k).find((k) => rowKey(k) === key)!];
   return {
-    x: xs, y: ys, width: x + 12, height,
+    x: xs, y: ys, width: right + 12, height,
     rows: rowKeys.map((key) => ({ label: rowLabel(key), y: rowY(key) })),
-    cols: positions.map((p) => ({ label: p < 0 ? "all pos." : `@${p}`, x: colStart.get(p)! + colWidth.get(p)! / 2 })),
+    cols: positions.map((p) => ({ label: labelOf(p), token: tokenOf(p), x: colStart.get(p)! + colWidth.get(p)! / 2 })),
   };
 }
 
@@ -184,7 +217,10 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
     return;
   }
   const n = nodes.ids.length;
-  const layout = layOut(nodes, model.get("kind_order"));
+  const layout = layOut(nodes, model.get("kind_order"), model.get("tokens"));
+  const colours = model.get("colours");
+  /** What the colours show: a node's (or edge's) support for the metric, sign * effect. */
+  const support = (value: number) => colours.sign * value;
   // the metric node's "effect" is the total effect of the patch, another quantity: the scale is the nodes'
   const isMetric = (i: number) => nodes.kinds[i] === "metric";
   const nodeMax = Math.max(0, ...Array.from(nodes.effect, Math.abs).filter((v, i) => Number.isFinite(v) && !isMetric(i)));
@@ -224,7 +260,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
   // ---- drawing
   function draw(): void {
     const theme = shell.theme();
-    const scale: ColourScale = divergingScale(theme, nodeMax, "node effect on the metric");
+    const scale: ColourScale = divergingScale(theme, nodeMax, colours.units);
     canvas.setAttribute("width", String(layout.width));
     canvas.setAttribute("height", String(layout.height));
     canvas.setAttribute("viewBox", `0 0 ${layout.width} ${layout.height}`);
@@ -236,7 +272,10 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
       guides.append(svg("line", { x1: LEFT - 6, x2: layout.width, y1: row.y, y2: row.y }));
       guides.append(svg("text", { x: LEFT - 10, y: row.y, "text-anchor": "end", "dominant-baseline": "middle" }, row.label));
     });
-    layout.cols.forEach((col) => guides.append(svg("text", { x: col.x, y: layout.height - 8, "text-anchor": "middle" }, col.label)));
+    layout.cols.forEach((col) => {
+      guides.append(svg("text", { class: "iw-col-position", x: col.x, y: layout.height - 24, "text-anchor": "middle" }, col.label));
+      if (col.token) guides.append(svg("text", { class: "iw-col-token", x: col.x, y: layout.height - 8, "text-anchor": "middle" }, col.token));
+    });
     canvas.append(guides);
     const edgeLayer = svg("g", { class: "iw-edges" });
     for (let e = 0; e < edges.src.length; e++) {
@@ -246,7 +285,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
       const w = edges.weight[e];
       const path = svg("path", {
         d: `M${x1},${y1} C${x1},${mid} ${x2},${mid} ${x2},${y2}`,
-        stroke: cssColour(w >= 0 ? theme.accent : theme.negative),
+        stroke: cssColour(support(w) >= 0 ? theme.accent : theme.negative),
         "stroke-width": (0.75 + 5.25 * (edgeMax > 0 ? Math.abs(w) / edgeMax : 0)).toFixed(2),
         "data-edge": e,
       });
@@ -257,7 +296,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
     const nodeLayer = svg("g", { class: "iw-nodes" });
     for (let i = 0; i < n; i++) {
       const radius = isMetric(i) ? 10 : 5 + 7 * Math.sqrt(nodeMax > 0 ? Math.abs(nodes.effect[i]) / nodeMax : 0);
-      const fill = isMetric(i) ? cssColour(theme.background) : cssColour(colourOf(scale, nodes.effect[i]));
+      const fill = isMetric(i) ? cssColour(theme.background) : cssColour(colourOf(scale, support(nodes.effect[i])));
       const isFeature = nodes.feature[i] >= 0 || nodes.kinds[i] === "metric";
       const shape = isFeature
         ? svg("circle", { cx: layout.x[i], cy: layout.y[i], r: radius.toFixed(2) })
@@ -269,20 +308,18 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
       shape.setAttribute("class", `iw-node${i === ablated ? " iw-ablated" : ""}`);
       nodeEls.push(shape);
       nodeLayer.append(shape, svg("text", { class: "iw-node-label", x: layout.x[i], y: layout.y[i] + radius + 11, "text-anchor": "middle" },
-        shortName(i)));
+        shortName(nodes, i)));
     }
     canvas.append(nodeLayer);
     setChildren(shell.footer, legend(scale),
-      h("span", { className: "iw-edge-key" },
-        h("span", { className: "iw-swatch", style: { background: cssColour(theme.accent) } }), "raises ",
-        h("span", { className: "iw-swatch", style: { background: cssColour(theme.negative) } }), "lowers the metric; edge width \u221d |weight| (max ",
+      h("span", { className: "iw-colour-key" },
+        h("span", { className: "iw-swatch", style: { background: cssColour(theme.accent) } }),
+        h("span", { className: "iw-supports" }, colours.supports),
+        h("span", { className: "iw-swatch", style: { background: cssColour(theme.negative) } }),
+        h("span", { className: "iw-opposes" }, colours.opposes)),
+      h("span", { className: "iw-edge-key" }, "nodes and edges alike; edge width \u221d |weight| (max ",
         h("span", { className: "iw-edge-max" }, formatNumber(edgeMax)), ")"),
       h("span", { className: "iw-hint" }, "circles: features \u00b7 squares: errors, embeddings"));
-  }
-
-  function shortName(i: number): string {
-    if (nodes.feature[i] >= 0) return `#${nodes.feature[i]}`;
-    return nodes.kinds[i] === "metric" ? "" : nodes.names[i] || nodes.kinds[i];
   }
 
   function highlight(node: number | null): void {
@@ -294,6 +331,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
   function describeNode(i: number): string[] {
     const lines = [nodes.labels[i], `id ${nodes.ids[i]}`,
       `${isMetric(i) ? "total effect of the patch" : "effect"}: ${formatNumber(nodes.effect[i])}`];
+    if (!isMetric(i) && nodes.effect[i] !== 0) lines.push(support(nodes.effect[i]) > 0 ? colours.supports : colours.opposes);
     if (!Number.isNaN(nodes.activation[i])) lines.push(`activation: ${formatNumber(nodes.activation[i])}`);
     let into = 0;
     let out = 0;

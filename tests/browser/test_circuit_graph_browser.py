@@ -1,7 +1,9 @@
 """CircuitGraph in JupyterLab: a feature circuit from the engine drawn by layer and position, rows named by place;
 hover shows node and edge values; a click ablates the node in the kernel and shows the metric before and after, as
 iw.circuits.ablate_nodes gives them (mean, then zero from the ablation menu);
-in "open" mode a click shows the node's feature in a linked FeatureDashboard; labels with markup stay text."""
+in "open" mode a click shows the node's feature in a linked FeatureDashboard; labels with markup stay text. On the
+teaching model's IOI circuit (as 03_circuits draws it): colours mean support for the metric and the legend says so,
+each position's column shows its token, no column is empty, node labels never overlap; light and dark theme."""
 
 from __future__ import annotations
 
@@ -55,6 +57,26 @@ CELLS = [
                                     Node("metric", 1, "metric", label="<b>metric</b>")],
                                    [Edge("resid_post0/1@0", "metric", 0.3)]), title="<i>xss</i>")
         xss"""),
+    # the IOI core circuit of the trained teaching model with its bundled SAEs, as 03_circuits draws it
+    dedent("""\
+        teacher = iw.load_model(device="cpu")
+        teacher_saes = iw.sae.pretrained(teacher)
+        ioi = iw.tasks.ioi(teacher, n=8, seed=1)
+        ioi_circuit = iw.circuits.feature_circuit(teacher, teacher_saes, ioi, method="ig", steps=3, node_threshold=0.0,
+                                                  top_n=30, edge_threshold=0.01, progress=False)
+        top = ioi_circuit.top(1)[0]
+        shown = sorted({n.position for n in ioi_circuit.nodes if n.position is not None})
+        print("IW-IOI", json.dumps({"top": {"id": top.id, "effect": top.effect},
+                                    "columns": {str(p): repr(teacher.tokenizer.decode([int(ioi.clean_tokens[0, p])]))
+                                                for p in shown}}))"""),
+    "iw.widgets.CircuitGraph(ioi_circuit, model=teacher, saes=teacher_saes, task=ioi)",
+    # a crowded cell: embeddings at adjacent positions, five-digit features side by side
+    dedent("""\
+        crowded = Circuit([Node(f"resid_pre0@{p}", 0, "resid_pre", None, p, f"resid_pre0 @{p}", 0.5) for p in (3, 4, 5)]
+                          + [Node(f"resid_post0/{f}@4", 0, "resid_post", f, 4, f"resid_post0 #{f} @4", 0.3 * (i + 1))
+                             for i, f in enumerate((12345, 23456, 34567))]
+                          + [Node("metric", 1, "metric")], [])
+        CircuitGraph(crowded, title="crowded")"""),
 ]
 
 
@@ -82,7 +104,8 @@ def node(root, node_id: str):
 def test_renders_nodes_edges_and_legend(root, expected, screenshot):
     assert root.locator(".iw-node").count() == expected["n_nodes"]
     assert root.locator("path[data-edge]").count() == expected["n_edges"]
-    assert root.locator(".iw-legend-units").inner_text() == "node effect on the metric"
+    assert root.locator(".iw-legend-units").inner_text() == (
+        "support for the metric: -(effect of patching the node to its corrupt value)")
     assert number(root.locator(".iw-edge-max").inner_text()) == pytest.approx(abs(expected["edge"]["weight"]), rel=0.01)
     guides = root.locator(".iw-guides text").evaluate_all("els => els.map(e => e.textContent)")
     assert "metric" in guides and any(re.fullmatch(r"resid_post\d", text) for text in guides)  # rows are named by place
@@ -138,3 +161,73 @@ def test_labels_are_text_not_markup(notebook):
     root.locator(".iw-tooltip", has_text="<img src=x onerror=alert(1)>").wait_for(state="visible")
     assert root.locator(".iw-title").inner_text() == "<i>xss</i>"
     assert root.locator("img, b, i").count() == 0 and notebook.dialogs == []
+
+
+@pytest.fixture(scope="module")
+def ioi(notebook) -> dict:
+    return printed(notebook.page, "IW-IOI")
+
+
+@pytest.fixture(scope="module")
+def ioi_root(notebook, ioi):
+    root = notebook.page.locator(".iw-circuit").nth(2)
+    root.scroll_into_view_if_needed()
+    root.locator(".iw-node").first.wait_for()
+    return root
+
+
+def test_colours_mean_support_and_the_legend_says_so(ioi_root, ioi):
+    """The IOI circuit's strongest node (the first name's embedding, whose ablation lowers the metric: its effect is
+    negative) is drawn in the "supports" colour, and the legend names both ends in words."""
+    assert ioi_root.locator(".iw-supports").inner_text() == "supports the metric (ablating it lowers the metric)"
+    assert ioi_root.locator(".iw-opposes").inner_text() == "opposes the metric (ablating it raises the metric)"
+    assert ioi["top"]["effect"] < 0
+    supports = ioi_root.locator(".iw-colour-key .iw-swatch").first.evaluate("el => getComputedStyle(el).backgroundColor")
+    assert node(ioi_root, ioi["top"]["id"]).get_attribute("fill") == supports
+
+
+def test_each_column_shows_its_position_and_token_and_none_is_empty(ioi_root, ioi):
+    text = "els => els.map(e => e.textContent)"  # SVG text has no innerText
+    positions = ioi_root.locator(".iw-col-position").evaluate_all(text)
+    tokens = ioi_root.locator(".iw-col-token").evaluate_all(text)
+    assert positions == [f"@{p}" for p in ioi["columns"]]  # no "all pos." column: every node has a position
+    assert tokens == list(ioi["columns"].values())
+
+
+OVERLAPS = """(root) => {
+  const boxes = [...root.querySelectorAll(".iw-node-label, .iw-guides text")]
+    .filter((el) => el.textContent).map((el) => [el.textContent, el.getBoundingClientRect()]);
+  const hits = [];
+  for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+    const [a, p] = boxes[i], [b, q] = boxes[j];
+    if (p.left < q.right && q.left < p.right && p.top < q.bottom && q.top < p.bottom) hits.push(`${a} / ${b}`);
+  }
+  return [boxes.length, hits];
+}"""
+
+
+def test_no_two_labels_overlap(notebook, ioi_root, screenshot):
+    """Node labels and column labels: no two bounding boxes intersect, on the IOI circuit and on a crowded one."""
+    count, hits = ioi_root.evaluate(OVERLAPS)
+    assert count > 30 and hits == []
+    ioi_root.page.mouse.move(0, 0)
+    screenshot(ioi_root, "circuit_graph_ioi")
+    crowded = notebook.page.locator(".iw-circuit").nth(3)
+    crowded.scroll_into_view_if_needed()
+    crowded.locator(".iw-node").first.wait_for()
+    count, hits = crowded.evaluate(OVERLAPS)
+    assert count >= 9 and hits == [], f"overlapping labels: {hits}"
+
+
+def test_dark_theme(notebook, ioi_root, screenshot):
+    page = notebook.page
+    change_theme = "(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})"
+    page.evaluate(change_theme, "JupyterLab Dark")
+    try:
+        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+        page.wait_for_timeout(500)
+        ioi_root.scroll_into_view_if_needed()
+        screenshot(ioi_root, "circuit_graph_ioi_dark")
+    finally:
+        page.evaluate(change_theme, "JupyterLab Light")
+        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'")

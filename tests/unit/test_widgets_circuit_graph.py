@@ -178,8 +178,70 @@ def test_a_circuit_from_the_engine_draws_and_ablates(random_model, saes, task):
 
 def test_static_preview_lists_nodes_by_layer(graph):
     html = graph._repr_mimebundle_()[0]["text/html"]
-    assert "resid_post1 #5 @3 (+0.8)" in html and "layer 4" in html and "node effect on the metric" in html
+    assert "resid_post1 #5 @3 (+0.8)" in html and "layer 4" in html and "support for the metric" in html
     markup = CircuitGraph(Circuit([Node("resid_pre0@0", 0, "resid_pre", None, 0, "<script>alert(1)</script>", 1.0)]))
     assert "<script>" not in markup._repr_mimebundle_()[0]["text/html"]
     empty = CircuitGraph(Circuit([], [], {"message": "No node has |effect| >= 0.1"}))
     assert "No node has |effect| &gt;= 0.1" in empty._repr_mimebundle_()[0]["text/html"]
+
+
+def test_a_feature_circuits_colours_mean_support_for_the_metric(graph):
+    """A feature circuit's node effect is the metric's change when the node is patched to its corrupt value, so a node
+    that supports the metric has a negative effect: colours are drawn from sign * effect, and the legend says so."""
+    assert graph.colours == {
+        "sign": -1,
+        "supports": "supports the metric (ablating it lowers the metric)",
+        "opposes": "opposes the metric (ablating it raises the metric)",
+        "units": "support for the metric: -(effect of patching the node to its corrupt value)",
+    }
+    assert graph.traits()["colours"].read_only
+
+
+def test_a_linear_graphs_colours_are_its_attributions(random_model):
+    circuit = Circuit([Node("mlp1/3@2", 1, "mlp", 3, 2, "mlp1 #3", 1.0), Node("metric", 4, "metric", effect=1.0)],
+                      [Edge("mlp1/3@2", "metric", 1.0)], method="linear_graph")
+    graph = CircuitGraph(circuit)
+    assert graph.colours["sign"] == 1
+    assert graph.colours["supports"] == "supports the target (positive attribution)"
+
+
+@pytest.fixture(scope="module")
+def ioi_circuit(teaching_model):
+    """The teaching model's IOI feature circuit (its strongest nodes), as 03_circuits draws it."""
+    saes = iw.sae.pretrained(teaching_model)
+    task = iw.tasks.ioi(teaching_model, n=8, seed=1)
+    circuit = iw.circuits.feature_circuit(teaching_model, saes, task, method="ig", steps=3, node_threshold=0.0,
+                                          top_n=12, edges=False, progress=False)
+    return circuit, saes, task
+
+
+def test_nodes_coloured_as_supporting_lower_the_metric_when_ablated(teaching_model, ioi_circuit):
+    """The sign convention checked against real ablations: among the strongest nodes of the IOI circuit, each one the
+    colours call "supports" lowers the task metric when mean-ablated, each one they call "opposes" does not lower it."""
+    circuit, saes, task = ioi_circuit
+    graph = CircuitGraph(circuit, model=teaching_model, saes=saes, task=task)
+    shown = decode_array(graph.nodes["effect"]) * graph.colours["sign"]
+    index = {node_id: i for i, node_id in enumerate(graph.nodes["ids"])}
+    top = circuit.top(5)
+    assert any(shown[index[n.id]] > 0 for n in top)
+    for node in top:
+        ablated = ablate_nodes(teaching_model, saes, task, [node], ablation="mean")
+        change = ablated.metric_ablated - ablated.metric_clean
+        if shown[index[node.id]] > 0:
+            assert change < 0, f"{node.label} is coloured as supporting but ablating it raises the metric by {change:.3g}"
+        else:
+            assert change > 0, f"{node.label} is coloured as opposing but ablating it lowers the metric by {-change:.3g}"
+
+
+def test_column_tokens_come_from_the_tasks_first_clean_prompt(teaching_model, ioi_circuit):
+    circuit, saes, task = ioi_circuit
+    graph = CircuitGraph(circuit, model=teaching_model, saes=saes, task=task)
+    words = [teaching_model.tokenizer.decode([i]) for i in task.clean_tokens[0].tolist()]
+    assert graph.tokens == [repr(word) for word in words]
+
+
+def test_column_tokens_come_from_the_circuits_metadata_without_a_task(circuit):
+    assert CircuitGraph(circuit).tokens == []
+    named = Circuit(circuit.nodes, circuit.edges, {**circuit.metadata, "prompt_tokens": ["a", " b", " c", " d", " e"]},
+                    method="atp", kinds=("resid_post",))
+    assert CircuitGraph(named).tokens == ["'a'", "' b'", "' c'", "' d'", "' e'"]
