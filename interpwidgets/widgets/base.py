@@ -29,7 +29,7 @@ from traitlets import TraitError
 
 from interpwidgets.widgets.encoding import pack_buffers
 from interpwidgets.widgets.history import History, Snippet, Step, cell, render
-from interpwidgets.widgets.messages import RequestError, error_response, parse_request, response
+from interpwidgets.widgets.messages import RequestError, error_response, parse_request, response, shown
 from interpwidgets.widgets.selection import Selection, SelectionTrait
 from interpwidgets.widgets.static_html import esc, frame
 
@@ -130,6 +130,9 @@ class InterpWidget(anywidget.AnyWidget):
             self.last_error = traceback.format_exc()
             message = f"{type(error).__name__}: {error} (traceback in the widget's `last_error`)"
             return error_response(request_id, _clip(message)), []
+        except BaseException:  # Ctrl-C (KeyboardInterrupt) stops the request: nothing is recorded, and it propagates
+            self._history.end(ok=False)
+            raise
 
     def send_error(self, message: str) -> None:
         """Shows `message` in every view of this widget."""
@@ -140,10 +143,14 @@ class InterpWidget(anywidget.AnyWidget):
         refused = sorted(set(sync_data) - self._front_end_writable)
         try:
             if refused:
-                raise TraitError(f"the front end may not change {refused}")
+                raise TraitError(f"the front end may not change {shown(refused)}")
             super().set_state(sync_data)
         except TraitError as error:
-            self.send_error(f"rejected update of {sorted(sync_data)}: {error}")
+            self.send_error(f"rejected update of {shown(sorted(sync_data))}: {error}")
+            self.send_state([key for key in sync_data if key in self.keys])
+        except Exception as error:  # noqa: BLE001 - e.g. an integer too large for a Float trait: refused, never raised
+            self.last_error = traceback.format_exc()
+            self.send_error(f"rejected update of {shown(sorted(sync_data))}: {type(error).__name__}: {error}")
             self.send_state([key for key in sync_data if key in self.keys])
 
     # ---- static preview

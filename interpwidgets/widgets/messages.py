@@ -8,6 +8,7 @@ unreadable. Every field is checked; a bad message gets an error reply that the w
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,15 @@ from typing import Any
 REQUEST = "iw:request"
 RESPONSE = "iw:response"
 MAX_ID_LENGTH = 64
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlong = 3, 60, 60, 40
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 6
+
+
+def shown(value: Any) -> str:
+    """`repr(value)` as an error message quotes it: at most ~100 characters however large or deep the value (a 10 MB
+    string or a million-element list from a broken front end costs no 10 MB message)."""
+    return _SHOWN.repr(value)
 
 
 class RequestError(ValueError):
@@ -40,13 +50,13 @@ def parse_request(message: Any, methods: Collection[str]) -> Request:
     if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_ID_LENGTH:
         raise RequestError("request has no valid id (a string of 1 to 64 characters)")
     if message.get("kind") != REQUEST:
-        raise RequestError(f"unknown message kind {message.get('kind')!r}", request_id)
+        raise RequestError(f"unknown message kind {shown(message.get('kind'))}", request_id)
     method = message.get("method")
     if not isinstance(method, str) or method not in methods:
-        raise RequestError(f"unknown method {method!r}; this widget answers {sorted(methods)}", request_id)
+        raise RequestError(f"unknown method {shown(method)}; this widget answers {sorted(methods)}", request_id)
     params = message.get("params", {})
     if not isinstance(params, Mapping):
-        raise RequestError(f"params of {method!r} must be an object", request_id)
+        raise RequestError(f"params of {shown(method)} must be an object", request_id)
     return Request(request_id, method, dict(params))
 
 
@@ -61,14 +71,14 @@ def error_response(request_id: str | None, message: str) -> dict[str, Any]:
 def check_keys(params: Mapping[str, Any], allowed: Collection[str]) -> None:
     unknown = sorted(set(params) - set(allowed))
     if unknown:
-        raise RequestError(f"unexpected parameters {unknown}; expected {sorted(allowed)}")
+        raise RequestError(f"unexpected parameters {shown(unknown)}; expected {sorted(allowed)}")
 
 
 def get_int(params: Mapping[str, Any], name: str, low: int, high: int) -> int:
     """params[name] as an int in [low, high]."""
     value = params.get(name)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RequestError(f"{name} must be an integer, got {value!r}")
+        raise RequestError(f"{name} must be an integer, got {shown(value)}")
     if not low <= value <= high:
         raise RequestError(f"{name} must be between {low} and {high}, got {value}")
     return value
@@ -77,7 +87,7 @@ def get_int(params: Mapping[str, Any], name: str, low: int, high: int) -> int:
 def get_choice(params: Mapping[str, Any], name: str, choices: Sequence[str]) -> str:
     value = params.get(name)
     if value not in choices:
-        raise RequestError(f"{name} must be one of {list(choices)}, got {value!r}")
+        raise RequestError(f"{name} must be one of {list(choices)}, got {shown(value)}")
     return value
 
 
@@ -89,11 +99,11 @@ def get_indices(params: Mapping[str, Any], name: str, shape: Sequence[int], max_
     cells: list[tuple[int, ...]] = []
     for cell in value:
         if not isinstance(cell, list) or len(cell) != len(shape):
-            raise RequestError(f"each cell must be a list of {len(shape)} indices, got {cell!r}")
+            raise RequestError(f"each cell must be a list of {len(shape)} indices, got {shown(cell)}")
         for axis, (index, size) in enumerate(zip(cell, shape)):
             if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < size:
-                raise RequestError(f"cell {cell!r}: index {index!r} on axis {axis} is outside 0..{size - 1}")
+                raise RequestError(f"cell {shown(cell)}: index {shown(index)} on axis {axis} is outside 0..{size - 1}")
         if tuple(cell) in cells:
-            raise RequestError(f"cell {cell!r} appears twice")
+            raise RequestError(f"cell {shown(cell)} appears twice")
         cells.append(tuple(cell))
     return cells
