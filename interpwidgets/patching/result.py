@@ -118,6 +118,8 @@ class PatchResult:
         normalisation; `title` replaces the first line. limit: the colour scale spans [-limit, limit] (default
         the largest |value|); pass one limit to every panel compared side by side so their colours mean the same.
         """
+        import textwrap
+
         import matplotlib.pyplot as plt
 
         from interpwidgets.patching.labels import title_of, units_of
@@ -143,9 +145,12 @@ class PatchResult:
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         units = units_of(self)
-        ax.figure.colorbar(image, ax=ax, label=units)
+        ax.figure.colorbar(image, ax=ax, label=units.replace(" (", "\n("))
         first_line = title or title_of(self).removesuffix(f" \u00b7 {units}")
-        ax.set_title(f"{first_line}\n{units}")
+        width_in = ax.get_position().width * ax.figure.get_figwidth()  # wrap to the panel: about 5.5 pt a character
+        fill = max(24, int(width_in * 72 / 5.5))
+        units_lines = units.replace(" (", "\n(") if len(units) > fill else units  # "(0 = corrupt, 1 = clean)" kept whole
+        ax.set_title(f"{textwrap.fill(first_line, fill)}\n{units_lines}", fontsize=10)
         return ax
 
     def intervene(self, cells: Sequence[Cell] | Cell, *, ablation: Ablation | None = None) -> Outcome:

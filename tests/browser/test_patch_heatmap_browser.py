@@ -109,6 +109,8 @@ def test_click_runs_the_intervention_in_the_kernel(notebook, heatmap, expected, 
     assert heatmap.locator(".iw-top-after .iw-top-title").inner_text() == "clean run, zero-ablated"
     prompt = heatmap.locator(".iw-prompt").inner_text()
     assert prompt.startswith("predictions for the first clean prompt: ") and prompt.endswith(expected["clean_tail"].strip())
+    notebook.page.mouse.move(0, 0)  # the tooltip off the picture
+    heatmap.locator(".iw-tooltip").wait_for(state="hidden")
     screenshot(notebook.page.locator(".jp-Notebook"), "patch_heatmap_outcome")
 
 
