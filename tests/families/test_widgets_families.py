@@ -209,7 +209,7 @@ def test_circuit_graph_node_ablation_matches_a_hooked_forward(family_model, saes
     expected = metric_with(model, task, [(hook, without_feature(saes[hook], int(node.feature), node.position))])
     assert reply["metric_before"] == pytest.approx(metric_with(model, task, []), abs=1e-4)
     assert reply["metric_after"] == pytest.approx(expected, abs=1e-4)
-    assert "node effect on the metric" in static_html(widget)
+    assert "support for the metric" in static_html(widget)
 
 
 def test_explorer_links_its_views(family_model, saes, task):
