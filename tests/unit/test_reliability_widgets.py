@@ -475,3 +475,18 @@ def test_following_a_huge_string_is_refused_quickly_and_cheaply(random_model, bu
 def _ask_follow(widget: InterpWidget, token: str) -> tuple[bool, str]:
     reply, _ = widget.handle_message({"kind": "iw:request", "id": "big", "method": "follow", "params": {"token": token}})
     return reply["ok"], reply.get("error", "")
+
+
+@pytest.mark.xfail(strict=True, reason="Steering caches one baseline generation per settings tuple ever asked for "
+                   "(Steering._baseline), with no cap: a front end stepping the seed grows the kernel without bound")
+def test_steering_keeps_a_bounded_cache_of_baseline_generations(random_model, built, one_thread):
+    steering = build("Steering", random_model).widget
+    steering.sampling = "sample"
+    for seed in range(40):
+        steering.set_state({"seed": seed})
+        assert _ask_generate(steering)
+    assert len(steering._baseline) <= 16
+
+
+def _ask_generate(widget: InterpWidget) -> bool:
+    return widget.handle_message({"kind": "iw:request", "id": "g", "method": "generate", "params": {}})[0]["ok"]
