@@ -36,10 +36,17 @@ def unembed(model, normed: torch.Tensor) -> torch.Tensor:
     return cap * torch.tanh(logits / cap) if cap is not None else logits
 
 
+MAX_TOKEN_CHARS = 256
+"""No token of any tokenizer we read is longer: a longer text is refused before it is tokenized."""
+
+
 def token_id(model, token: int | str) -> int:
     """A token id in range, or the id of a string that the tokenizer encodes as exactly one token."""
     vocab = model.cfg.d_vocab
     if isinstance(token, str):
+        if len(token) > MAX_TOKEN_CHARS:
+            raise ValueError(f"a {len(token):,}-character text ({token[:20]!r}...) is not one token; pass a single token "
+                             "(e.g. ' Mary') or its id.")
         require_tokenizer(model, f"the token {token!r}", "pass its token id (an int) instead")
         tokenizer = model.tokenizer
         ids = tokenizer.encode(token, add_special_tokens=False)

@@ -21,7 +21,7 @@ from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.encoding import as_numpy, float16_array
 from interpwidgets.widgets.feature_params import predictions
 from interpwidgets.widgets.history import Ref
-from interpwidgets.widgets.messages import RequestError, check_keys
+from interpwidgets.widgets.messages import RequestError, check_keys, shown
 from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.static_html import diverging_rgb, esc, frame, heatmap_svg, legend
 
@@ -119,7 +119,7 @@ class DirectLogitAttribution(InterpWidget):
         component = params.get("component")
         if not isinstance(component, str) or component not in self._clickable:
             example = ", ".join(sorted(self._clickable)[:3])
-            raise RequestError(f"component must be a head or an MLP of this result (e.g. {example}), got {component!r}")
+            raise RequestError(f"component must be a head or an MLP of this result (e.g. {example}), got {shown(component)}")
         ablation = self.ablation
         outcome = self.result.intervene([component], ablation=ablation)
         before, after = float(outcome.metric_before), float(outcome.metric_after)

@@ -22,7 +22,7 @@ from interpwidgets.models.tokens import token_strings
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.encoding import as_numpy, float16_array, int32_array
 from interpwidgets.widgets.history import Ref, Snippet
-from interpwidgets.widgets.messages import RequestError, check_keys
+from interpwidgets.widgets.messages import RequestError, check_keys, shown
 from interpwidgets.widgets.prompting import PromptBox, check_prompt, unknown_warning
 from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.static_html import display_token, esc, frame, legend, png_data_uri, sequential_rgb
@@ -155,7 +155,7 @@ class LogitLens(PromptBox, InterpWidget):
         try:
             token_id = int(result.token_id(token))
         except (TypeError, ValueError) as error:
-            raise RequestError(f"cannot follow {token!r}: {error}") from None
+            raise RequestError(f"cannot follow {shown(token)}: {error}") from None
         label = token_strings(result.model, [token_id])[0]
         probs, ranks = as_numpy(result.probs(token_id)), _ints(result.ranks(token_id))
         return {"token": label, "id": token_id, "probs": probs, "ranks": ranks, "code": ""}
