@@ -28,6 +28,8 @@ class Explorer(ipywidgets.VBox):
 
     Explorer(model, iw.sae.pretrained(model), "When Mary and John went to the store, John gave a drink to")
 
+    Without `hook` and `feature` it opens on the most active feature of the prompt in the deepest residual-stream
+    dictionary (as TokenFeatures does); the token view marks dense features by the dashboard's corpus statistics.
     The parts are attributes (`token_features`, `dashboard`, `attention`, `selection`) for use from Python.
     """
 
@@ -38,14 +40,15 @@ class Explorer(ipywidgets.VBox):
         prompt: str | torch.Tensor | Sequence[int],
         *,
         hook: str | None = None,
-        feature: int = 0,
+        feature: int | None = None,
         corpus: torch.Tensor | Sequence[str] | None = None,
         attention: bool = True,
     ) -> None:
         self.selection = Selection()
         self.token_features = TokenFeatures(model, saes, prompt, hook=hook, feature=feature, selection=self.selection)
-        self.dashboard = FeatureDashboard(model, saes, feature=feature, hook=self.token_features.hook, corpus=corpus,
-                                          selection=self.selection)
+        self.dashboard = FeatureDashboard(model, saes, feature=self.token_features.feature, hook=self.token_features.hook,
+                                          corpus=corpus, selection=self.selection)
+        self.token_features._stats = self.dashboard._stats  # one set of corpus statistics: the dashboard's, as it computes them
         self.attention = AttentionPatterns(model, prompt, selection=self.selection) if attention else None
         link_views(*self.views, selection=self.selection)
         names = Names()  # one set of default names, so that the parts' recorded code can share one cell

@@ -24,6 +24,7 @@ from interpwidgets.sae.corpus_stats import Example, FeatureStats, feature_stats
 from interpwidgets.sae.features import LogitEffects, logit_effects, writes_residual
 from interpwidgets.sae.sets import SAESet
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
+from interpwidgets.widgets.density import corpus_density, stats_by_hook
 from interpwidgets.widgets.dictionary_choice import FeatureChoice
 from interpwidgets.widgets.encoding import float16_array, int32_array
 from interpwidgets.widgets.history import Ref, dictionary
@@ -66,7 +67,7 @@ class FeatureDashboard(FeatureChoice, InterpWidget):
         self.model = model
         self._given_saes = saes
         self.saes = SAESet.of(saes)
-        self._stats = _given_stats(self.saes, stats)
+        self._stats = stats_by_hook(self.saes, stats)
         if not isinstance(corpus, torch.Tensor) and set(self.saes) - set(self._stats):
             require_tokenizer(model, "the teaching corpus" if corpus is None else "a corpus of texts",
                               "pass corpus= as token rows (an integer tensor [rows, seq])")
@@ -123,6 +124,7 @@ class FeatureDashboard(FeatureChoice, InterpWidget):
             "hook": hook,
             "feature": feature,
             "density": float(stats.density[feature]),
+            "firing": corpus_density(stats, feature),
             "n_tokens": stats.n_tokens,
             "max": float(stats.max[feature]),
             "examples": _examples_payload(examples),
@@ -147,25 +149,13 @@ class FeatureDashboard(FeatureChoice, InterpWidget):
             f"<div>{side} logits: {esc(', '.join(f'{display_token(t)} {v:+.2f}' for t, v in pairs))}</div>"
             for side, pairs in (("top", effects.top), ("bottom", effects.bottom))
         )
+        dense = " \u00b7 <b>dense</b>" if corpus_density(stats, feature)["dense"] else ""
         body = (
-            f"<div>density {float(stats.density[feature]):.3%} of {stats.n_tokens} tokens \u00b7 max {top:.3g}</div>"
+            f"<div>density {float(stats.density[feature]):.3%} of {stats.n_tokens} tokens \u00b7 max {top:.3g}{dense}</div>"
             f'<div style="font-family:monospace;line-height:1.7;margin:6px 0">{"".join(rows) or "never active"}</div>'
             f"{logits}{legend('sequential', 0.0, top, 'feature activation')}"
         )
         return frame(f"Feature {feature} \u00b7 {self.place(self.hook)}", body)
-
-
-def _given_stats(saes: SAESet, stats: FeatureStats | Iterable[FeatureStats] | None) -> dict[str, FeatureStats]:
-    """`{hook: FeatureStats}` of what was passed as `stats=`, each checked against its dictionary."""
-    given = [] if stats is None else [stats] if isinstance(stats, FeatureStats) else list(stats)
-    out: dict[str, FeatureStats] = {}
-    for item in given:
-        if not isinstance(item, FeatureStats):
-            raise TypeError(f"stats= takes iw.sae.feature_stats results, got {type(item).__name__}.")
-        if item.hook not in saes or item.d_sae != saes[item.hook].cfg.d_sae:
-            raise ValueError(f"The statistics of {item.hook!r} ({item.d_sae} features) belong to none of the SAEs given.")
-        out[item.hook] = item
-    return out
 
 
 def _examples_payload(examples: list[Example]) -> dict[str, Any]:

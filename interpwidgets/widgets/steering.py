@@ -21,9 +21,11 @@ from traitlets import Dict as DictTrait
 
 from interpwidgets.interventions import Component, combine, generate, steer, steering_alpha
 from interpwidgets.models.tokens import prompt_tokens, token_strings, token_text
-from interpwidgets.sae.features import check_feature
+from interpwidgets.sae.corpus_stats import FeatureStats
+from interpwidgets.sae.features import check_feature, feature_activations
 from interpwidgets.sae.sets import SAESet
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
+from interpwidgets.widgets.density import corpus_density, prompt_density, stats_by_hook, text_start
 from interpwidgets.widgets.dictionary_choice import DictionaryList
 from interpwidgets.widgets.feature_params import get_feature, get_hook
 from interpwidgets.widgets.history import Ref, Snippet, dictionary
@@ -68,7 +70,8 @@ class Steering(DictionaryList, InterpWidget):
     Steering(model, saes, prompt, directions={"names": ("blocks.2.hook_resid_post", vector)})
 
     features: (input hook, feature) pairs, or feature indices of the first dictionary. More can be added
-    in the widget. Sampling is greedy by default; "sample" draws at `temperature` with `seed`.
+    in the widget. Sampling is greedy by default; "sample" draws at `temperature` with `seed`. stats:
+    `iw.sae.feature_stats` results whose corpus density marks dense features (else density on the prompt).
     """
 
     _esm = STATIC / "steering.js"
@@ -97,11 +100,14 @@ class Steering(DictionaryList, InterpWidget):
         sampling: str = "greedy",
         temperature: float = 1.0,
         seed: int = 0,
+        stats: FeatureStats | Sequence[FeatureStats] | None = None,
         selection: Selection | None = None,
     ) -> None:
         self.model = model
         self._given_saes = saes
         self.saes = SAESet.of(saes)
+        self._stats = stats_by_hook(self.saes, stats)
+        self._prompt_acts: dict[str, torch.Tensor] = {}
         self._prompt = prompt
         self._tokens = prompt_tokens(model, prompt)
         self._directions: list[Direction] = []
@@ -259,9 +265,19 @@ class Steering(DictionaryList, InterpWidget):
         self._directions.append(direction)
         self._sync_rows([*self.scales, 0.0])
 
+    def density(self, hook: str, feature: int) -> dict[str, Any]:
+        """How often `feature` of the dictionary reading `hook` fires: over its corpus statistics if given, else
+        over the prompt (one forward pass per dictionary, kept)."""
+        if hook in self._stats:
+            return corpus_density(self._stats[hook], feature)
+        if hook not in self._prompt_acts:
+            self._prompt_acts[hook] = feature_activations(self.model, self.saes[hook], self._tokens[0])[hook]
+        return prompt_density(self._prompt_acts[hook], feature, text_start(self.model, self._tokens[0]))
+
     def _sync_rows(self, scales: list[float]) -> None:
         rows = [{"label": d.label, "hook": d.hook, "limit": d.limit, "feature": d.feature, "source": d.source,
-                 "layer": Component(d.source or d.hook).layer} for d in self._directions]
+                 "layer": Component(d.source or d.hook).layer,
+                 "firing": None if d.feature is None else self.density(d.source, d.feature)} for d in self._directions]
         with self.hold_trait_notifications():
             self.set_trait("rows", rows)
             self.scales = scales

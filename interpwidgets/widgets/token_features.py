@@ -15,15 +15,24 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from traitlets import Enum, Float, Int, List, TraitError, Unicode, validate
+from traitlets import Dict, Enum, Float, Int, List, TraitError, Unicode, validate
 
 from interpwidgets.models.device import device_of
 from interpwidgets.models.tokens import top_tokens
 from interpwidgets.sae.base import SAE
+from interpwidgets.sae.corpus_stats import FeatureStats
 from interpwidgets.sae.editing import ablate_features, steer_feature
 from interpwidgets.sae.features import FeatureActivations, feature_activations
 from interpwidgets.sae.sets import SAESet
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
+from interpwidgets.widgets.density import (
+    corpus_density,
+    last_residual,
+    most_active,
+    prompt_density,
+    stats_by_hook,
+    text_start,
+)
 from interpwidgets.widgets.dictionary_choice import FeatureChoice
 from interpwidgets.widgets.encoding import float16_array, int32_array
 from interpwidgets.widgets.feature_params import predictions
@@ -44,6 +53,10 @@ class TokenFeatures(FeatureChoice, InterpWidget):
     TokenFeatures(model, iw.sae.pretrained(model), "When Mary and John went to the store, John gave a drink to")
     TokenFeatures(model, saes, iw.sae.feature_activations(model, saes, prompt))   # shows that result
 
+    Without `hook` it opens on the deepest residual-stream dictionary (else the first), and with `feature=None`
+    on that dictionary's most active feature on the prompt. `stats` (`iw.sae.feature_stats` results, one or
+    several) give the corpus density that marks dense features; without them density is measured on the prompt.
+
     Hover a token: its activation and strongest features. Click a token: list its strongest features;
     click one to recolour. "ablate" removes the chosen feature's contribution at its hook, "steer" adds
     `alpha * W_dec[feature]` there; the widget shows the next-token predictions before and after.
@@ -57,6 +70,7 @@ class TokenFeatures(FeatureChoice, InterpWidget):
     top_k = Int(10, read_only=True).tag(sync=True)
     action = Enum(ACTIONS, default_value="ablate").tag(sync=True)
     alpha = Float(4.0).tag(sync=True)
+    limits = Dict(read_only=True).tag(sync=True)
 
     def __init__(
         self,
@@ -65,10 +79,11 @@ class TokenFeatures(FeatureChoice, InterpWidget):
         prompt: str | torch.Tensor | Sequence[int] | FeatureActivations,
         *,
         hook: str | None = None,
-        feature: int = 0,
+        feature: int | None = None,
         action: str = "ablate",
         alpha: float = 4.0,
         top_k: int = 10,
+        stats: FeatureStats | Iterable[FeatureStats] | None = None,
         selection: Selection | None = None,
     ) -> None:
         self.model = model
@@ -78,12 +93,15 @@ class TokenFeatures(FeatureChoice, InterpWidget):
         missing = sorted(set(self.saes) - set(self._result.by_hook))
         if missing:
             raise ValueError(f"The feature activations have no dictionary reading {missing}; compute them with these SAEs.")
+        self._stats = stats_by_hook(self.saes, stats)
         super().__init__(selection=selection)
         self.set_trait("tokens", self._result.str_tokens)
+        self.set_trait("limits", {"alpha": [-MAX_ALPHA, MAX_ALPHA]})
         self._publish_dictionaries()
         self.set_trait("top_k", _check_top_k(top_k, model.cfg.d_vocab))
-        self.hook = hook if hook is not None else self.hooks[0]
-        self.feature, self.action, self.alpha = feature, action, alpha
+        self.hook = hook if hook is not None else (last_residual(self.hooks) or self.hooks[0])
+        self.feature = feature if feature is not None else most_active(self.activations(), self._start)
+        self.action, self.alpha = action, alpha
 
     # ---- state
     @property
@@ -99,6 +117,18 @@ class TokenFeatures(FeatureChoice, InterpWidget):
     def activations(self, hook: str | None = None) -> torch.Tensor:
         """Feature activations `[n_tokens, d_sae]` of the dictionary at `hook` (default: the chosen one)."""
         return self._result[hook or self.hook]
+
+    def density(self, feature: int, hook: str | None = None) -> dict[str, Any]:
+        """How often `feature` fires: over the corpus statistics of its dictionary if given, else over the prompt."""
+        hook = hook or self.hook
+        if hook in self._stats:
+            return corpus_density(self._stats[hook], feature)
+        return prompt_density(self.activations(hook), feature, self._start)
+
+    @property
+    def _start(self) -> int:
+        """The first position of the prompt's text (past a BOS token)."""
+        return text_start(self.model, self._result.tokens)
 
     @validate("alpha")
     def _check_alpha(self, proposal: dict[str, Any]) -> float:
@@ -126,7 +156,7 @@ class TokenFeatures(FeatureChoice, InterpWidget):
         step = self.record(f"show {self.feature_name(self.hook, self.feature)} on the tokens", "{acts}[:, {feature}]",
                            {"max": float(values.max())}, acts=self._acts_code(self.hook), feature=self.feature)
         return {"hook": self.hook, "feature": self.feature, "values": float16_array(values),
-                "max": float(values.max().clamp_min(0)), "code": step.snippet}
+                "max": float(values.max().clamp_min(0)), "firing": self.density(self.feature), "code": step.snippet}
 
     @handles("token")
     def _token(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -145,6 +175,7 @@ class TokenFeatures(FeatureChoice, InterpWidget):
             "indices": int32_array(active),
             "values": float16_array(values[values > 0]),
             "prompt_max": float16_array(acts[:, active].max(dim=0).values),
+            "firings": [self.density(int(index)) for index in active],
             "code": step.snippet,
         }
 

@@ -10,12 +10,12 @@ import "./steering.css";
 import type { RenderProps } from "../lib/anywidget";
 import { codeBox } from "../lib/code";
 import { h, select, setChildren } from "../lib/dom";
-import { formatNumber, quoteToken } from "../lib/format";
+import { formatNumber, quoteToken, snap } from "../lib/format";
 import { Requester } from "../lib/messaging";
 import { connectSelection } from "../lib/selection";
 import { control, createShell } from "../lib/shell";
 import { tokenFromEvent, tokenSpan } from "../lib/tokens";
-import { integerInput } from "./features/views";
+import { type Firing, denseBadge, firingText, integerInput } from "./features/views";
 
 const DEBOUNCE_MS = 250;
 const SLIDER_STEPS = 200;
@@ -27,6 +27,8 @@ interface Row {
   feature: number | null;
   source: string | null;
   layer: number | null;
+  /** How often the feature fires (null for a user's direction). */
+  firing: Firing | null;
 }
 
 type Setting = "max_new_tokens" | "temperature" | "seed";
@@ -93,10 +95,11 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
   const addHook = select(hooks.map((name) => [name, name]), hooks[0], "SAE");
   const addFeature = integerInput(selection.get("feature") ?? 0, 0, sizes[0] - 1, "feature to add");
   const addButton = h("button", { className: "iw-button iw-add" }, "add slider");
+  const generateButton = h("button", { className: "iw-button iw-generate", title: "generate both continuations now (moving a slider also does)" }, "generate");
   const temperatureControl = control("T", settingInputs.temperature);
   const seedControl = control("seed", settingInputs.seed);
   shell.toolbar.append(control("New tokens", settingInputs.max_new_tokens), control("Decoding", sampling), temperatureControl,
-    seedControl, h("span", { className: "iw-separator" }), control("SAE", addHook), control("feature", addFeature), addButton);
+    seedControl, generateButton, h("span", { className: "iw-separator" }), control("SAE", addHook), control("feature", addFeature), addButton);
 
   const slidersBox = h("div", { className: "iw-sliders", attrs: { role: "group", "aria-label": "steering scales" } });
   const description = h("div", { className: "iw-description iw-hint" });
@@ -125,17 +128,18 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
       return;
     }
     setChildren(slidersBox, ...rows.map((row, index) => {
+      const step = row.limit / SLIDER_STEPS;
       const slider = h("input", { className: "iw-slider", attrs: {
-        type: "range", min: String(-row.limit), max: String(row.limit), step: String(row.limit / SLIDER_STEPS),
+        type: "range", min: String(-row.limit), max: String(row.limit), step: String(step),
         "aria-label": `scale of ${row.label}`, "data-index": String(index),
       } });
       slider.value = String(scales[index] ?? 0);
-      const value = h("span", { className: "iw-scale-value" }, formatNumber(scales[index] ?? 0));
+      const value = h("span", { className: "iw-scale-value" }, formatNumber(scales[index] ?? 0, step));
       const reset = h("button", { className: "iw-button iw-reset", attrs: { "aria-label": `reset ${row.label}` } }, "0");
       const remove = h("button", { className: "iw-button iw-remove", attrs: { "aria-label": `remove ${row.label}` } }, "\u00d7");
       slider.addEventListener("input", () => {
-        scales[index] = Number(slider.value);
-        value.textContent = formatNumber(scales[index]);
+        scales[index] = snap(Number(slider.value), step); // the centre is 0, not min + k * step's float error
+        value.textContent = formatNumber(scales[index], step);
         schedule();
       });
       reset.addEventListener("click", () => {
@@ -145,12 +149,14 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
         schedule();
       });
       remove.addEventListener("click", () => void requester.fetch("remove", { index }, { key: "rows" }));
-      const label = h("span", { className: "iw-row-label", title: `added at ${row.hook}` }, row.label);
+      const label = h("span", { className: "iw-row-label",
+        title: `added at ${row.hook}${row.firing ? `; the feature ${firingText(row.firing)}` : ""}` }, row.label);
       if (row.feature !== null) {
         label.classList.add("iw-linkable");
         label.addEventListener("click", () => selection.set({ feature: row.feature, layer: row.layer }));
       }
-      return h("div", { className: "iw-slider-row" }, label, slider, value, reset, remove);
+      return h("div", { className: "iw-slider-row" }, h("span", { className: "iw-row-name" }, label, denseBadge(row.firing) ?? ""),
+        slider, value, reset, remove);
     }));
   }
 
@@ -169,7 +175,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
 
   function show(generation: Generation): void {
     shown = generation;
-    const prompt = () => h("span", { className: "iw-prompt" }, ...tokens.map((token, i) => tokenSpan(token, i)));
+    const prompt = () => h("span", { className: "iw-prompt-tokens" }, ...tokens.map((token, i) => tokenSpan(token, i)));
     const continuation = (list: string[], other: string[] | null) => list.map((token, i) => {
       const span = tokenSpan(token, tokens.length + i);
       span.classList.add("iw-new");
@@ -222,6 +228,10 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
   });
   model.on("change:sampling", () => { sampling.value = model.get("sampling"); updateSettings(); });
   addHook.addEventListener("change", updateSettings);
+  generateButton.addEventListener("click", () => {
+    window.clearTimeout(timer);
+    void generate();
+  });
   addButton.addEventListener("click", () => void requester.fetch("add", { hook: addHook.value, feature: Number(addFeature.value) }, { key: "rows" }));
   model.on("change:rows", () => {
     rows = model.get("rows");

@@ -14,10 +14,11 @@ import { legend, sequentialScale } from "../lib/colour";
 import { h, select, setChildren } from "../lib/dom";
 import { formatNumber, quoteToken } from "../lib/format";
 import { Requester } from "../lib/messaging";
+import { ownKeys } from "../lib/prompt";
 import { connectSelection } from "../lib/selection";
 import { control, createShell } from "../lib/shell";
 import { tokenFromEvent, tokenSpan } from "../lib/tokens";
-import { barList, colourSpan, integerInput, onFeatureInput } from "./features/views";
+import { type Firing, barList, colourSpan, denseBadge, firingText, integerInput, onFeatureInput } from "./features/views";
 import { type DictionaryTraits, type Ranked, decodeFloats, decodeRanked } from "./features/wire";
 
 interface Traits extends DictionaryTraits {
@@ -27,6 +28,7 @@ interface Traits extends DictionaryTraits {
   feature: number;
   action: "ablate" | "steer";
   alpha: number;
+  limits: { alpha: [number, number] };
 }
 
 interface TopFeatures {
@@ -40,6 +42,7 @@ interface Activations {
   key: string;
   values: Float32Array; // [n]
   max: number;
+  firing: Firing;
 }
 
 interface TokenList {
@@ -48,6 +51,7 @@ interface TokenList {
   indices: Int32Array;
   values: Float32Array;
   promptMax: Float32Array;
+  firings: Firing[];
   code: string;
 }
 
@@ -86,8 +90,11 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
   const hookSelect = select(hooks.map((name, i) => [name, labels[i]]), hook, "dictionary");
   const featureInput = integerInput(feature, 0, dSae() - 1, "feature");
   const actionSelect = select([["ablate", "ablate"], ["steer", "steer by \u03b1"]], model.get("action"), "action");
-  const alphaInput = h("input", { className: "iw-number iw-alpha", attrs: { type: "number", step: "any", "aria-label": "alpha" } });
+  const [alphaMin, alphaMax] = model.get("limits").alpha;
+  const alphaInput = h("input", { className: "iw-number iw-alpha", attrs: {
+    type: "number", step: "any", min: String(alphaMin), max: String(alphaMax), "aria-label": "alpha" } });
   alphaInput.value = String(model.get("alpha"));
+  let alphaError: string | null = null; // what is wrong with the alpha box, if anything: nothing is applied then
   const applyButton = h("button", { className: "iw-button iw-apply" }, "apply");
   shell.toolbar.append(control("SAE", hookSelect), control("Feature", featureInput), control("Intervention", actionSelect),
     control("\u03b1", alphaInput), applyButton);
@@ -106,9 +113,12 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
     featureInput.max = String(dSae() - 1);
     featureInput.value = String(feature);
     hookSelect.value = hook;
-    alphaInput.disabled = actionSelect.value !== "steer";
-    const what = actionSelect.value === "steer" ? `steer ${nameOf()} by ${alphaInput.value}` : `ablate ${nameOf()}`;
-    applyButton.textContent = `${what} \u00b7 predict after ${pinned === null ? "the last token" : `token ${pinned}`}`;
+    const steer = actionSelect.value === "steer";
+    alphaInput.disabled = !steer;
+    applyButton.disabled = steer && alphaError !== null;
+    const what = steer ? `steer ${nameOf()} by ${alphaError === null ? alphaInput.value : "?"}` : `ablate ${nameOf()}`;
+    applyButton.textContent = steer && alphaError !== null ? "fix \u03b1 to apply"
+      : `${what} \u00b7 predict after ${pinned === null ? "the last token" : `token ${pinned}`}`;
   }
 
   // ---- drawing
@@ -121,9 +131,11 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
     }
     const scale = sequentialScale(shell.theme(), activations.max, `activation of ${nameOf()}`);
     spans.forEach((span, index) => colourSpan(span, scale, activations!.values[index]));
+    const firing = activations.firing;
     setChildren(caption, activations.max > 0
       ? `feature ${nameOf()} \u00b7 max ${formatNumber(activations.max)} on this prompt`
-      : `feature ${nameOf()} is not active on this prompt`);
+      : `feature ${nameOf()} is not active on this prompt`,
+    h("span", { className: "iw-firing iw-hint" }, ` \u00b7 ${firingText(firing)}`), denseBadge(firing) ?? "");
     setChildren(shell.footer, legend(scale), h("span", { className: "iw-hint" }, "hover: values \u00b7 click a token: its features"));
   }
 
@@ -132,8 +144,9 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
     colour();
     const reply = await requester.fetch("activations", {}, {
       key: "activations",
-      decode: async (result: { hook: string; feature: number; values: unknown; max: number }): Promise<Activations> => ({
+      decode: async (result: { hook: string; feature: number; values: unknown; max: number; firing: Firing }): Promise<Activations> => ({
         key: `${result.hook}#${result.feature}`, values: await decodeFloats(result.values, n), max: Number(result.max),
+        firing: result.firing,
       }),
     });
     if (!reply || reply.key !== keyOf()) return;
@@ -158,10 +171,12 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
     setChildren(tokenPanel, h("div", { className: "iw-hint" }, `${quoteToken(tokens[position], position)}: loading\u2026`));
     const reply = await requester.fetch("token", { position }, {
       key: "token",
-      decode: async (result: { hook: string; position: number; indices: unknown; values: unknown; prompt_max: unknown; code: string }): Promise<TokenList> => {
+      decode: async (result: { hook: string; position: number; indices: unknown; values: unknown; prompt_max: unknown;
+                               firings: Firing[]; code: string }): Promise<TokenList> => {
         const indices = decodeInt32(result.indices).data;
+        if (!Array.isArray(result.firings) || result.firings.length !== indices.length) throw new RangeError("one density per feature expected");
         return {
-          hook: result.hook, position: result.position, indices, code: result.code,
+          hook: result.hook, position: result.position, indices, code: result.code, firings: result.firings,
           values: await decodeFloats(result.values, indices.length), promptMax: await decodeFloats(result.prompt_max, indices.length),
         };
       },
@@ -169,13 +184,13 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
     if (reply && pinned === reply.position && hook === reply.hook) showTokenFeatures(reply);
   }
 
-  function showTokenFeatures({ position, indices, values, promptMax, code }: TokenList): void {
+  function showTokenFeatures({ position, indices, values, promptMax, firings, code }: TokenList): void {
     const chips = Array.from(indices, (index, i) => {
       const chip = h("button", {
-        className: `iw-feature-chip${index === feature ? " iw-selected" : ""}`,
+        className: `iw-feature-chip${index === feature ? " iw-selected" : ""}${firings[i].dense ? " iw-dense-feature" : ""}`,
         attrs: { "data-feature": String(index), "aria-pressed": String(index === feature) },
-        title: `feature ${index}: ${formatNumber(values[i])} here, max ${formatNumber(promptMax[i])} on the prompt`,
-      }, `#${index} `, h("span", { className: "iw-chip-value" }, formatNumber(values[i])));
+        title: `feature ${index}: ${formatNumber(values[i])} here, max ${formatNumber(promptMax[i])} on the prompt; ${firingText(firings[i])}`,
+      }, `#${index} `, h("span", { className: "iw-chip-value" }, formatNumber(values[i])), denseBadge(firings[i], true) ?? "");
       chip.addEventListener("click", () => setFeature(index, true));
       return chip;
     });
@@ -271,23 +286,35 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
     model.save_changes();
     updateControls();
   });
-  alphaInput.addEventListener("change", () => {
-    const alpha = Number(alphaInput.value);
-    if (alphaInput.value.trim() === "" || !Number.isFinite(alpha)) {
-      shell.status.showError("\u03b1 must be a number");
-      alphaInput.value = String(model.get("alpha"));
-      return;
+  /** Checks the alpha box against the kernel's limits; a valid value becomes the trait, a bad one is kept in the
+   * box (marked) with the message, and nothing is applied until it is fixed. */
+  function readAlpha(report: boolean): void {
+    const text = alphaInput.value.trim();
+    const alpha = Number(text);
+    const range = `from ${String(alphaMin).replace("-", "\u2212")} to ${alphaMax}`;
+    alphaError = text === "" || !Number.isFinite(alpha) ? `\u03b1 must be a number ${range}; the box is empty or not a number`
+      : alpha < alphaMin || alpha > alphaMax ? `\u03b1 must be a number ${range}, got ${text}` : null;
+    alphaInput.setAttribute("aria-invalid", String(alphaError !== null));
+    if (alphaError === null && alpha !== model.get("alpha")) {
+      model.set("alpha", alpha);
+      model.save_changes();
     }
-    model.set("alpha", alpha);
-    model.save_changes();
+    if (alphaError !== null && report) shell.status.showError(`${alphaError}: nothing is applied until it is fixed`);
     updateControls();
+  }
+  alphaInput.addEventListener("input", () => readAlpha(false));
+  alphaInput.addEventListener("change", () => readAlpha(true));
+  ownKeys(alphaInput, () => readAlpha(true));
+  applyButton.addEventListener("click", () => {
+    if (actionSelect.value === "steer" && alphaError !== null) return shell.status.showError(`${alphaError}: nothing is applied`);
+    void intervene();
   });
-  applyButton.addEventListener("click", () => void intervene());
 
   model.on("change:hook", () => setHook(model.get("hook"), true));
-  model.on("change:feature", () => setFeature(model.get("feature"), true));
+  // a change the model brings was shared by whoever made it: echoing it into the selection raced newer choices
+  model.on("change:feature", () => setFeature(model.get("feature"), false));
   model.on("change:action", () => { actionSelect.value = model.get("action"); updateControls(); });
-  model.on("change:alpha", () => { alphaInput.value = String(model.get("alpha")); updateControls(); });
+  model.on("change:alpha", () => { alphaInput.value = String(model.get("alpha")); readAlpha(false); });
   selection.onChange(() => {
     const token = selection.get("token");
     const nextPinned = token !== null && token < n ? token : null;

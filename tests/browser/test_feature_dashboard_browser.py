@@ -139,3 +139,49 @@ def test_bad_input_and_kernel_errors_are_shown(root):
     root.evaluate("el => el.dispatchEvent(new CustomEvent('iw-request', "
                   f"{{detail: {{method: 'feature', params: {{hook: '{HOOK}'}}}}}}))")
     root.locator(".iw-error", has_text="unexpected parameters ['hook']").wait_for()
+
+
+# ---- #16: Enter commits the feature box, the peak token is one outlined box, dense features say so
+def test_enter_in_the_feature_box_commits_it_and_the_box_shows_the_feature_shown(root, expected):
+    box = root.locator("input[aria-label='feature']")
+    box.fill(str(expected["J"]))
+    box.press("Enter")  # a real key press in JupyterLab: the notebook's shortcuts must not take it
+    wait_for_feature(root, expected["J"])
+    check_summary(root, expected["jump"])
+    box.fill("5")
+    root.locator(".iw-next").click()  # an uncommitted edit is committed on blur (5), then next: 6
+    wait_for_feature(root, 6)
+    assert box.input_value() == "6"
+    box.fill(str(expected["F"]))
+    box.press("Enter")
+    wait_for_feature(root, expected["F"])
+    assert box.input_value() == str(expected["F"])
+
+
+def test_the_peak_token_stays_one_outlined_box_at_every_width(root):
+    """Its outline never splits across lines, and a leading space is drawn inside it (not left as an empty box)."""
+    examples = root.locator(".iw-examples")
+    split = examples.evaluate("""box => {
+        const out = [];
+        for (let width = 90; width <= 420; width += 7) {
+            box.style.width = width + 'px';
+            for (const peak of box.querySelectorAll('.iw-peak')) {
+                const rects = peak.getClientRects().length;
+                if (rects !== 1) out.push([width, peak.textContent, rects]);
+            }
+        }
+        box.style.width = '';
+        return out;
+    }""")
+    assert split == []
+    spaced = root.locator(".iw-peak").evaluate_all("els => els.filter(e => e.textContent.startsWith(' ')).map(e => "
+                                                   "e.getBoundingClientRect().width > e.firstChild.length * 2)")
+    assert all(spaced)
+
+
+def test_a_dense_feature_is_marked_dense_in_the_header(root, expected, screenshot):
+    density = expected["facts"]["density"]
+    badge = root.locator(".iw-dash-header .iw-dense")
+    assert density > 0.1, "the test's first feature should be a dense one"
+    assert badge.inner_text() == f"dense: fires on {round(density * 100)}% of tokens"
+    screenshot(root, "feature_dashboard_dense")

@@ -68,7 +68,7 @@ def test_renders_sliders_and_both_generations(root, expected, screenshot):
     slider = root.locator(".iw-slider[data-index='0']")
     assert float(slider.get_attribute("max")) == pytest.approx(expected["limit"])
     assert generated(root, "baseline") == generated(root, "steered") == expected["zero"]["baseline"]
-    assert root.locator(".iw-baseline .iw-prompt .iw-token").count() == expected["n_prompt"]
+    assert root.locator(".iw-baseline .iw-prompt-tokens .iw-token").count() == expected["n_prompt"]
 
 
 def test_moving_a_slider_regenerates_in_the_kernel(root, expected, screenshot):
@@ -133,3 +133,57 @@ def test_a_setting_outside_the_kernels_limits_is_refused_and_put_back(root):
     root.locator(".iw-error", has_text="max_new_tokens must be between 1 and 64").wait_for()
     root.page.wait_for_function("el => el.value === '8'", arg=new_tokens.element_handle())
     wait_idle(root)
+
+
+# ---- #16: a centred slider reads 0, changed tokens are readable in both themes, an explicit generate button
+def test_a_slider_stepped_to_its_centre_reads_zero_and_steers_nothing(root, expected):
+    """The browser steps a range input in decimal from its min by a step that carries float error ("2.00e-15")."""
+    root.locator("select[aria-label='sampling']").select_option("greedy")
+    slider = root.locator(".iw-slider[data-index='0']")
+    slider.evaluate("el => { el.value = el.min; el.stepUp(Number(el.max) / Number(el.step)); "
+                    "el.dispatchEvent(new Event('input')); }")
+    assert root.locator(".iw-scale-value").first.inner_text() == "0"
+    root.locator(".iw-description", has_text="no steering").wait_for()
+    wait_idle(root)
+    assert generated(root, "steered") == expected["zero"]["steered"]
+
+
+CONTRAST = """root => {
+    const canvas = document.createElement('canvas');
+    const ctx = canvas.getContext('2d', {willReadFrequently: true});
+    const rgb = (css) => { ctx.clearRect(0, 0, 1, 1); ctx.fillStyle = css; ctx.fillRect(0, 0, 1, 1);
+                           return Array.from(ctx.getImageData(0, 0, 1, 1).data.slice(0, 3)); };
+    const lum = (c) => { const [r, g, b] = c.map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+                         return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+    return Array.from(root.querySelectorAll('.iw-steered .iw-diff'), el => {
+        const style = getComputedStyle(el);
+        const [a, b] = [lum(rgb(style.color)), lum(rgb(style.backgroundColor))];
+        return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    });
+}"""
+
+
+def test_changed_tokens_meet_a_contrast_of_4_5_in_light_and_dark(shown, root, expected, screenshot):
+    set_slider(root, 0, "el.max")
+    root.locator(".iw-description", has_text=f"\u00d7 {expected['limit']:g} \u00b7 greedy").wait_for()
+    wait_idle(root)
+    page = shown.notebook.page
+    change_theme = "(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})"
+    try:
+        for theme, name in (("JupyterLab Light", "steering"), ("JupyterLab Dark", "steering_dark")):
+            page.evaluate(change_theme, theme)
+            page.wait_for_function("(dark) => document.body.dataset.jpThemeLight === String(!dark)", arg=theme.endswith("Dark"))
+            page.wait_for_timeout(500)
+            ratios = root.evaluate(CONTRAST)
+            assert ratios and min(ratios) >= 4.5, (theme, ratios)
+            screenshot(root, name)
+    finally:
+        page.evaluate(change_theme, "JupyterLab Light")
+
+
+def test_the_generate_button_asks_the_kernel_now(root, expected):
+    root.locator(".iw-code-slot > *").first.evaluate("el => { el.dataset.old = '1'; }")
+    root.locator(".iw-generate").click()
+    root.locator(".iw-code-slot > *:not([data-old])").first.wait_for()
+    wait_idle(root)
+    assert generated(root, "steered") == expected["max"]["steered"]

@@ -135,9 +135,53 @@ def test_kernel_errors_are_shown_in_the_widget(root, expected):
     error = root.locator(".iw-error")
     error.wait_for(state="visible")
     assert f"position must be between 0 and {expected['n'] - 1}" in error.inner_text()
-    root.locator(".iw-alpha").evaluate("el => { el.value = '1e9'; el.dispatchEvent(new Event('change')); }")
-    root.locator(".iw-error", has_text="alpha must be a finite number").wait_for()
-    expect(root.locator(".iw-alpha")).to_have_value(str(ALPHA))  # the kernel kept its alpha and put it back
+
+
+def test_an_alpha_out_of_range_or_empty_is_refused_naming_the_range_and_nothing_is_applied(shown, root, expected):
+    """#16: 1e9 fell back to the previous alpha and applied it; an empty box ran as 0."""
+    alpha, apply = root.locator(".iw-alpha"), root.locator(".iw-apply")
+    outcome = root.locator(".iw-outcome").inner_text()
+    for typed, complaint in (("1e9", "\u03b1 must be a number from \u221210000 to 10000, got 1e9"),
+                             ("", "the box is empty or not a number")):
+        alpha.fill(typed)
+        alpha.press("Enter")
+        root.locator(".iw-error", has_text=complaint).wait_for()
+        assert "nothing is applied until it is fixed" in root.locator(".iw-error").inner_text()
+        expect(alpha).to_have_value(typed)  # what was typed stays, marked, to fix
+        assert alpha.get_attribute("aria-invalid") == "true" and apply.is_disabled()
+        apply.dispatch_event("click")  # even a click that reaches it sends nothing
+        wait_idle(root)
+        assert root.locator(".iw-outcome").inner_text() == outcome
+    alpha.fill(str(ALPHA))
+    alpha.press("Enter")
+    assert alpha.get_attribute("aria-invalid") == "false" and not apply.is_disabled()
+    assert apply.inner_text().startswith(f"steer {PLACE}/{expected['G']} by {ALPHA}")
+
+
+def test_enter_in_the_feature_box_commits_it_and_the_box_shows_the_feature_shown(root, expected):
+    """#16: Enter did nothing, so the box could read 12 while the view showed another feature."""
+    box = root.locator("input[aria-label='feature']")
+    box.fill(str(expected["F"]))
+    box.press("Enter")
+    root.locator(".iw-caption", has_text=f"feature {PLACE}/{expected['F']} \u00b7").wait_for()
+    wait_idle(root)
+    assert root.locator(".iw-legend-units").inner_text() == f"activation of {PLACE}/{expected['F']}"
+    box.fill("12")
+    box.evaluate("el => el.blur()")  # leaving the box commits it too
+    root.locator(".iw-caption", has_text=f"feature {PLACE}/12").wait_for()
+    wait_idle(root)
+    root.locator(f".iw-feature-chip[data-feature='{expected['G']}']").click()  # the view changes: the box follows
+    root.locator(".iw-caption", has_text=f"feature {PLACE}/{expected['G']} \u00b7").wait_for()
+    wait_idle(root)
+    assert box.input_value() == str(expected["G"])
+
+
+def test_the_caption_says_how_often_the_feature_fires_on_the_prompt(root, expected):
+    active = sum(v > 0 for v in expected["values_G"][1:])
+    caption = root.locator(".iw-caption").inner_text()
+    assert f"fires on {active} of {expected['n'] - 1} tokens of this prompt" in caption
+    dense = expected["n"] - 1 >= 10 and active / (expected["n"] - 1) > 0.3
+    assert (root.locator(".iw-caption .iw-dense").count() == 1) == dense
 
 
 def test_a_second_view_of_the_widget_follows_the_same_state(shown, expected):

@@ -188,3 +188,22 @@ def test_front_end_may_change_only_feature_hook_and_follow(random_model, saes, t
     widget.set_state({"sizes": [1, 1]})
     widget.set_state({"feature": 96})
     assert widget.feature == 7 and len(errors) == 2 and "may not change ['sizes']" in errors[0]
+
+
+def test_the_reply_marks_a_feature_dense_above_ten_percent_of_the_corpus(random_model, saes, tokens, all_acts):
+    """#16: a feature firing on 87% of tokens was shown with nothing saying so; the reply now says whether it is dense."""
+    acts = all_acts[RESID2]
+    fractions = (acts > 0).float().mean(dim=(0, 1))
+    dense, sparse = int(fractions.argmax()), int(torch.where(fractions > 0, fractions, 2.0).argmin())
+    assert fractions[dense] > 0.1 >= fractions[sparse]
+    widget = FeatureDashboard(random_model, saes, hook=RESID2, corpus=tokens)
+    for feature, expected in ((dense, True), (sparse, False)):
+        widget.feature = feature
+        ok, result = ask(widget, "feature")
+        firing = result["firing"]
+        assert ok and (firing["over"], firing["dense"], firing["n_tokens"]) == ("corpus", expected, tokens.numel())
+        assert firing["fraction"] == pytest.approx(float(fractions[feature]))
+        assert firing["active"] == int((acts[..., feature] > 0).sum())
+    assert "<b>dense</b>" not in widget._repr_mimebundle_()[0]["text/html"]
+    widget.feature = dense
+    assert "<b>dense</b>" in widget._repr_mimebundle_()[0]["text/html"]

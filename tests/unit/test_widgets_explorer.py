@@ -66,3 +66,13 @@ def test_static_preview_joins_the_parts(explorer):
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert "Token features \u00b7 resid_post1/4" in html and "Feature 4 \u00b7 resid_post1" in html
     assert "Attention patterns" in html and html.count('class="iw-static"') == 3
+
+
+def test_by_default_both_feature_views_open_on_the_token_views_choice_and_share_the_corpus_density(random_model, saes):
+    explorer = Explorer(random_model, saes, PROMPT, corpus=torch.zeros(2, 8, dtype=torch.long))
+    tf = explorer.token_features
+    assert tf.hook == RESID1  # the deepest residual dictionary, not the first given
+    assert (explorer.dashboard.hook, explorer.dashboard.feature) == (tf.hook, tf.feature)
+    assert float(tf.activations()[1:, tf.feature].max()) > 0
+    assert tf.density(tf.feature)["over"] == "corpus"
+    assert tf.density(tf.feature)["fraction"] == pytest.approx(float(explorer.dashboard.stats().density[tf.feature]))

@@ -74,6 +74,7 @@ def test_features_request_gives_each_tokens_strongest_features(widget, acts):
 
 
 def test_token_request_lists_active_features_strongest_first(widget, acts):
+    widget.hook = RESID0
     ok, result = ask(widget, "token", position=4)
     assert ok and (result["hook"], result["position"]) == (RESID0, 4)
     indices, values = decode_int32(result["indices"]), decode_array(result["values"])
@@ -197,3 +198,65 @@ def test_static_preview_colours_tokens_and_escapes_them(random_model, saes):
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert "background:rgb(" in html and "activation of resid_post1/7" in html
     assert "application/vnd.jupyter.widget-view+json" in widget._repr_mimebundle_()[0]
+
+
+# ---- honest defaults (#16): the view opens on a feature that fires, names dense features, refuses what it cannot show
+def test_without_hook_or_feature_it_opens_on_the_most_active_feature_of_the_last_residual_sae(random_model, acts):
+    """The deepest residual dictionary (not the first given), and its largest activation past the BOS token."""
+    attn = topk_sae("blocks.0.hook_attn_out", 32, 2)
+    given = SAESet.of([attn, topk_sae(RESID0, 256, 0), topk_sae(RESID1, 64, 1)])
+    widget = TokenFeatures(random_model, given, PROMPT)
+    assert widget.hook == RESID1
+    assert widget.feature == int(acts[RESID1][1:].max(0).values.argmax())
+    assert float(acts[RESID1][1:, widget.feature].max()) > 0
+
+
+def test_feature_none_chooses_within_the_given_dictionary_and_without_a_residual_one_the_first(random_model, saes, acts):
+    assert TokenFeatures(random_model, saes, PROMPT, hook=RESID0).feature == int(acts[RESID0][1:].max(0).values.argmax())
+    attn = topk_sae("blocks.1.hook_attn_out", 32, 3)
+    widget = TokenFeatures(random_model, [attn], PROMPT)
+    with torch.no_grad():
+        _, cache = random_model.run_with_cache(random_model.to_tokens(PROMPT))
+        by_hand = attn.encode(cache["blocks.1.hook_attn_out"][0]).float()
+    assert (widget.hook, widget.feature) == ("blocks.1.hook_attn_out", int(by_hand[1:].max(0).values.argmax()))
+
+
+def test_alpha_limits_go_down_as_a_read_only_trait(widget):
+    assert widget.limits == {"alpha": [-1e4, 1e4]}
+    assert "limits" not in widget._front_end_writable
+
+
+def test_a_prompt_longer_than_the_context_is_refused_naming_the_context_length(random_model, saes):
+    long = " John" * (random_model.cfg.n_ctx + 10)
+    with pytest.raises(ValueError, match=rf"has {random_model.cfg.n_ctx + 11} tokens; the model reads 1 to {random_model.cfg.n_ctx}"):
+        TokenFeatures(random_model, saes, long)
+
+
+def test_replies_say_how_often_each_feature_fires_on_the_prompt(widget, acts):
+    """Without corpus statistics, density is the fraction of the prompt's tokens (past BOS) where the feature is active."""
+    widget.hook, widget.feature = RESID0, 11
+    ok, result = ask(widget, "activations")
+    by_hand = acts[RESID0][1:, 11]
+    assert ok and result["firing"]["over"] == "prompt" and result["firing"]["n_tokens"] == by_hand.numel()
+    assert result["firing"]["active"] == int((by_hand > 0).sum())
+    ok, result = ask(widget, "token", position=4)
+    for index, firing in zip(decode_int32(result["indices"]), result["firings"]):
+        column = acts[RESID0][1:, int(index)]
+        assert firing["active"] == int((column > 0).sum())
+        assert firing["dense"] == (float((column > 0).float().mean()) > 0.3)
+
+
+def test_with_corpus_statistics_density_is_the_corpus_density(random_model, saes, acts):
+    from interpwidgets.sae import feature_stats
+
+    rows = random_model.to_tokens(PROMPT).repeat(2, 1)
+    stats = feature_stats(random_model, saes[RESID1], rows, progress=False)
+    widget = TokenFeatures(random_model, saes, PROMPT, hook=RESID1, feature=5, stats=stats)
+    ok, result = ask(widget, "activations")
+    assert ok and result["firing"]["over"] == "corpus" and result["firing"]["n_tokens"] == rows.numel()
+    fraction = float((acts[RESID1][:, 5] > 0).float().mean())  # the corpus is the prompt twice, BOS included
+    assert result["firing"]["fraction"] == pytest.approx(fraction)
+    assert result["firing"]["dense"] == (fraction > 0.1)
+    widget.hook = RESID0  # no statistics for this one: back to the prompt
+    ok, result = ask(widget, "activations")
+    assert result["firing"]["over"] == "prompt"

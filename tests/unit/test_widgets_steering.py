@@ -195,3 +195,26 @@ def test_the_static_preview_shows_the_last_generation_without_running_the_model(
     assert esc("".join(shown["baseline"])) in html and esc("".join(shown["steered"])) in html
     fresh = Steering(random_model, saes, PROMPT, features=[5], max_new_tokens=3)
     assert esc("".join(greedy(random_model, 3))) in fresh._repr_mimebundle_()[0]["text/html"]
+
+
+def test_feature_rows_say_how_often_the_feature_fires_on_the_prompt_or_the_corpus(random_model, saes):
+    """#16: dense features are marked where they are shown; a row carries its feature's density, and what it is of."""
+    from interpwidgets.sae import feature_stats
+
+    tokens = random_model.to_tokens(PROMPT)
+    with torch.no_grad():
+        _, cache = random_model.run_with_cache(tokens)
+        acts = saes[RESID1].encode(cache[RESID1][0])
+    widget = Steering(random_model, saes, PROMPT, features=[(RESID1, 3)],
+                      directions={"mine": (RESID2, torch.ones(128))})
+    firing = widget.rows[0]["firing"]
+    assert (firing["over"], firing["n_tokens"]) == ("prompt", tokens.shape[1] - 1)  # BOS not counted
+    assert firing["active"] == int((acts[1:, 3] > 0).sum()) and not firing["dense"]  # too short a prompt to judge
+    assert widget.rows[1]["firing"] is None  # a user's direction has no density
+    rows = tokens.repeat(3, 1)
+    widget = Steering(random_model, saes, PROMPT, features=[(RESID1, 3)],
+                      stats=feature_stats(random_model, saes[RESID1], rows, progress=False))
+    firing = widget.rows[0]["firing"]
+    assert (firing["over"], firing["n_tokens"]) == ("corpus", rows.numel())
+    assert firing["fraction"] == pytest.approx(float((acts[:, 3] > 0).float().mean()))
+    assert firing["dense"] == (firing["fraction"] > 0.1)

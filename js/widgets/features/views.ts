@@ -3,6 +3,7 @@
 import { type ColourScale, colourOf, cssColour, textColourOn } from "../../lib/colour";
 import { h } from "../../lib/dom";
 import { formatNumber } from "../../lib/format";
+import { ownKeys } from "../../lib/prompt";
 import type { Status } from "../../lib/status";
 import { tokenSpan } from "../../lib/tokens";
 import type { Ranked } from "./wire";
@@ -44,18 +45,56 @@ export function readInteger(input: HTMLInputElement, min: number, max: number): 
   return Number.isInteger(value) && value >= min && value <= max ? value : null;
 }
 
-/** On a change of `input`: `choose(feature)` when it holds a feature index below `dSae()`; otherwise an
- * error in `status` and `current()` put back. */
+/** Commits `input` on Enter, on change and on blur: `choose(feature)` when it holds a feature index below `dSae()`;
+ * otherwise an error in `status` and `current()` put back. Enter goes no further than the box (JupyterLab's
+ * notebook shortcuts would take it), and after a commit or a refusal the box shows what the view shows. */
 export function onFeatureInput(
   input: HTMLInputElement, dSae: () => number, current: () => number, status: Status, choose: (feature: number) => void,
 ): void {
-  input.addEventListener("change", () => {
+  const commit = () => {
+    if (input.value === String(current())) return;
     const next = readInteger(input, 0, dSae() - 1);
     if (next === null) {
-      status.showError(`feature must be an integer from 0 to ${dSae() - 1}`);
+      status.showError(`feature must be an integer from 0 to ${dSae() - 1}, got \u201c${input.value}\u201d`);
       input.value = String(current());
       return;
     }
     choose(next);
-  });
+    input.value = String(current());
+  };
+  ownKeys(input, commit);
+  input.addEventListener("change", commit);
+  input.addEventListener("blur", commit);
+}
+
+/** How often a feature fires, as the kernel measured it (interpwidgets/widgets/density.py). */
+export interface Firing {
+  over: "corpus" | "prompt";
+  fraction: number;
+  active: number;
+  n_tokens: number;
+  dense: boolean;
+}
+
+/** "fires on 44% of 16384 corpus tokens" / "fires on 9 of 14 tokens of this prompt". */
+export function firingText(firing: Firing): string {
+  return firing.over === "corpus"
+    ? `fires on ${formatPercent(firing.fraction)} of ${firing.n_tokens} corpus tokens`
+    : `fires on ${firing.active} of ${firing.n_tokens} tokens of this prompt`;
+}
+
+function formatPercent(fraction: number): string {
+  const percent = fraction * 100;
+  return `${percent >= 10 ? Math.round(percent) : formatNumber(percent)}%`;
+}
+
+/** A "dense" badge for a feature that fires on many tokens (null when it does not): what was measured in its text,
+ * the threshold in its tooltip. */
+export function denseBadge(firing: Firing | null | undefined, short = false): HTMLElement | null {
+  if (!firing?.dense) return null;
+  const text = firing.over === "corpus" ? `dense: fires on ${formatPercent(firing.fraction)} of tokens`
+    : `dense on this prompt: fires on ${firing.active} of ${firing.n_tokens} tokens`;
+  const rule = firing.over === "corpus" ? "more than 10% of the corpus's tokens" : "more than 30% of this prompt's tokens (no corpus statistics given)";
+  return h("span", { className: "iw-dense", title: `${firingText(firing)}: dense (${rule}); its activations say little about any one token` },
+    short ? "dense" : text);
 }
