@@ -8,7 +8,6 @@ to ablate it (`ablate {component}`) with ``result.intervene`` and the `ablation`
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -19,9 +18,9 @@ from traitlets import Dict, Int, List, TraitError, Unicode, validate
 from interpwidgets.lens.dla import DLAResult, direct_logit_attribution
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.encoding import as_numpy, float16_array
-from interpwidgets.widgets.feature_params import predictions
 from interpwidgets.widgets.history import Ref
 from interpwidgets.widgets.messages import RequestError, check_keys, shown
+from interpwidgets.widgets.outcomes import outcome_fields
 from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.static_html import diverging_rgb, esc, frame, heatmap_svg, legend
 
@@ -122,26 +121,20 @@ class DirectLogitAttribution(InterpWidget):
             raise RequestError(f"component must be a head or an MLP of this result (e.g. {example}), got {shown(component)}")
         ablation = self.ablation
         outcome = self.result.intervene([component], ablation=ablation)
-        before, after = float(outcome.metric_before), float(outcome.metric_after)
-        if not (math.isfinite(before) and math.isfinite(after)):
-            raise RequestError(f"the ablation gave a non-finite metric ({before} -> {after})")
+        fields = outcome_fields(outcome)
         self.last_outcome = outcome
         step = self.record(
             f"{VERBS[ablation]} {component}", "{result}.intervene({components}, ablation={ablation})",
-            {"metric_before": before, "metric_after": after},
+            {"metric_before": fields["metric_before"], "metric_after": fields["metric_after"]},
             result=Ref(self.result, "result", "the DLAResult this widget shows"), components=[component], ablation=ablation,
         )
         return {
             "component": component,
             "ablation": ablation,
-            "description": ", ".join(outcome.components),
             "metric": f"{self.direction}, mean over {self.n_prompts} prompt{'s' if self.n_prompts != 1 else ''}",
             "before_title": "top predictions (first prompt)",
             "after_title": f"after {ABLATING[ablation]} (first prompt)",
-            "metric_before": before,
-            "metric_after": after,
-            "top_before": predictions(outcome.top_before),
-            "top_after": predictions(outcome.top_after),
+            **fields,
             "code": step.snippet,
         }
 

@@ -9,7 +9,6 @@ predictions; shift-click selects several cells for one action.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -19,9 +18,9 @@ from interpwidgets.models.tokens import token_strings
 from interpwidgets.patching.labels import title_of, units_of
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.encoding import as_numpy, float16_array
-from interpwidgets.widgets.feature_params import predictions
 from interpwidgets.widgets.history import Ref
-from interpwidgets.widgets.messages import RequestError, check_keys, get_indices
+from interpwidgets.widgets.messages import check_keys, get_indices
+from interpwidgets.widgets.outcomes import outcome_fields
 from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.static_html import diverging_rgb, esc, frame, heatmap_svg, legend
 
@@ -101,24 +100,18 @@ class PatchHeatmap(InterpWidget):
         cells = get_indices(params, "cells", self._values.shape, self.max_cells)
         action = self.action
         outcome = self.result.intervene(cells, ablation=ABLATION_OF[action])
-        before, after = float(outcome.metric_before), float(outcome.metric_after)
-        if not (math.isfinite(before) and math.isfinite(after)):
-            raise RequestError(f"the intervention gave a non-finite metric ({before} -> {after})")
+        fields = outcome_fields(outcome)
         step = self.record(
-            f"{self.actions[action]['label']} {', '.join(outcome.components)}",
+            f"{self.actions[action]['label']} {fields['description']}",
             "{result}.intervene({cells}, ablation={ablation})",
-            {"metric_before": before, "metric_after": after},
+            {"metric_before": fields["metric_before"], "metric_after": fields["metric_after"]},
             result=Ref(self.result, "result", f"the {type(self.result).__name__} this widget shows"),
             cells=cells, ablation=ABLATION_OF[action],
         )
         return {
             "cells": [list(cell) for cell in cells],
             "action": action,
-            "description": ", ".join(outcome.components),
-            "metric_before": before,
-            "metric_after": after,
-            "top_before": predictions(outcome.top_before),
-            "top_after": predictions(outcome.top_after),
+            **fields,
             "code": step.snippet,
         }
 

@@ -14,6 +14,7 @@ import { type ColourScale, colourOf, cssColour, divergingScale, legend } from ".
 import { h, select, setChildren } from "../lib/dom";
 import { formatNumber } from "../lib/format";
 import { Requester } from "../lib/messaging";
+import { metricChange } from "../lib/outcome";
 import { connectSelection } from "../lib/selection";
 import { control, createShell } from "../lib/shell";
 import { decodeInt32 } from "../lib/buffers";
@@ -356,15 +357,9 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
       draw();
       const result = await requester.fetch<Ablated>("ablate", { node: nodes.ids[i] }, { key: "act" });
       if (!result) return;
-      const before = Number(result.metric_before);
-      const after = Number(result.metric_after);
-      const delta = after - before;
       setChildren(outcome,
         h("div", { className: "iw-outcome-title" }, `${result.ablation}-ablated ${result.label}`),
-        h("div", { className: "iw-metric" }, "metric ",
-          h("span", { className: "iw-metric-before" }, formatNumber(before)), " \u2192 ",
-          h("span", { className: "iw-metric-after" }, formatNumber(after)), " (\u0394 ",
-          h("span", { className: delta < 0 ? "iw-delta-neg" : "iw-delta-pos" }, formatNumber(delta)), ")"),
+        metricChange("metric", Number(result.metric_before), Number(result.metric_after)),
         h("div", { className: "iw-hint" }, `the node's attributed effect: ${formatNumber(nodes.effect[i])}`),
         codeBox(result.code));
     } else {

@@ -15,10 +15,10 @@ import { cssColour, divergingScale, legend } from "../lib/colour";
 import { h, select, setChildren } from "../lib/dom";
 import { formatNumber } from "../lib/format";
 import { MatrixView } from "../lib/matrix";
+import { type Predictions, beforeAndAfter, metricChange } from "../lib/outcome";
 import { Requester } from "../lib/messaging";
 import { connectSelection } from "../lib/selection";
 import { control, createShell } from "../lib/shell";
-import { tokenSpan } from "../lib/tokens";
 
 const BAR_PX = 70;
 
@@ -33,11 +33,6 @@ interface Traits {
   totals: { sum: number; logit_diff: number };
   ablations: string[];
   ablation: string;
-}
-
-interface Predictions {
-  tokens: string[];
-  probs: unknown;
 }
 
 interface Outcome {
@@ -147,34 +142,11 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
         ` (${meanOver})`));
   }
 
-  async function predictionsTable(title: string, predictions: Predictions, className: string): Promise<HTMLElement> {
-    const probs = (await decodeArray(predictions.probs)).data;
-    if (probs.length !== predictions.tokens.length) throw new RangeError("top predictions and probabilities differ in length");
-    return h("div", { className },
-      h("div", { className: "iw-top-title" }, title),
-      ...predictions.tokens.map((token, i) => h("div", { className: "iw-top-row" },
-        tokenSpan(token, i),
-        h("div", { className: "iw-bar-track" }, h("div", { className: "iw-bar", style: { width: `${Math.round(probs[i] * 100)}%` } })),
-        h("span", { className: "iw-prob" }, formatNumber(probs[i])))));
-  }
-
   async function readOutcome(outcome: Outcome): Promise<HTMLElement[]> {
-    const delta = outcome.metric_after - outcome.metric_before;
-    const [before, after] = await Promise.all([
-      predictionsTable(outcome.before_title, outcome.top_before, "iw-top-before"),
-      predictionsTable(outcome.after_title, outcome.top_after, "iw-top-after"),
-    ]);
     const parts: (HTMLElement | null)[] = [
       h("div", { className: "iw-outcome-title" }, `${VERB[outcome.ablation] ?? outcome.ablation}: ${outcome.description}`),
-      h("div", { className: "iw-metric" },
-        `${outcome.metric}: `,
-        h("span", { className: "iw-metric-before" }, formatNumber(outcome.metric_before)),
-        " \u2192 ",
-        h("span", { className: "iw-metric-after" }, formatNumber(outcome.metric_after)),
-        " (\u0394 ",
-        h("span", { className: delta < 0 ? "iw-delta-neg" : "iw-delta-pos" }, formatNumber(delta)),
-        ")"),
-      h("div", { className: "iw-tops" }, before, after),
+      metricChange(outcome.metric, outcome.metric_before, outcome.metric_after),
+      await beforeAndAfter([outcome.before_title, outcome.top_before], [outcome.after_title, outcome.top_after]),
       codeBox(outcome.code),
     ];
     return parts.filter((part): part is HTMLElement => part !== null);

@@ -15,17 +15,12 @@ import { cssColour, divergingScale, legend } from "../lib/colour";
 import { type Child, h, select, setChildren } from "../lib/dom";
 import { formatNumber } from "../lib/format";
 import { MatrixView } from "../lib/matrix";
+import { type Predictions, beforeAndAfter, metricChange } from "../lib/outcome";
 import { Requester } from "../lib/messaging";
 import { type SelectionKey, connectSelection } from "../lib/selection";
 import { control, createShell } from "../lib/shell";
-import { tokenSpan } from "../lib/tokens";
 
 type Index = number[];
-
-interface Predictions {
-  tokens: string[];
-  probs: unknown;
-}
 
 /** One action's texts, from Python: its menu label and the outcome panel's headings. */
 interface ActionText {
@@ -186,41 +181,19 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
     if (shown) setChildren(outcomePanel, ...shown);
   }
 
-  async function predictionsTable(title: string, predictions: Predictions, className: string): Promise<HTMLElement> {
-    const probs = (await decodeArray(predictions.probs)).data;
-    if (probs.length !== predictions.tokens.length) throw new RangeError("top predictions and probabilities differ in length");
-    return h("div", { className },
-      h("div", { className: "iw-top-title" }, title),
-      ...predictions.tokens.map((token, i) => h("div", { className: "iw-top-row" },
-        tokenSpan(token, i),
-        h("div", { className: "iw-bar-track" }, h("div", { className: "iw-bar", style: { width: `${Math.round(probs[i] * 100)}%` } })),
-        h("span", { className: "iw-prob" }, formatNumber(probs[i])))));
-  }
-
   /** The outcome panel's contents for a reply, headed with the texts of the action the kernel applied. */
   async function readOutcome(outcome: Outcome): Promise<Child[]> {
     const text = texts[outcome.action];
     if (!text) throw new RangeError(`unknown action ${outcome.action}`);
-    const delta = outcome.metric_after - outcome.metric_before;
-    const [before, after] = await Promise.all([
-      predictionsTable(text.before, outcome.top_before, "iw-top-before"),
-      predictionsTable(text.after, outcome.top_after, "iw-top-after"),
-    ]);
     return [
       h("div", { className: "iw-outcome-title" }, `${text.label}: ${outcome.description}`),
-      h("div", { className: "iw-metric" },
-        `${text.metric}: `,
-        h("span", { className: "iw-metric-before" }, formatNumber(outcome.metric_before)),
-        " \u2192 ",
-        h("span", { className: "iw-metric-after" }, formatNumber(outcome.metric_after)),
-        " (\u0394 ",
-        h("span", { className: delta < 0 ? "iw-delta-neg" : "iw-delta-pos" }, formatNumber(delta)),
-        ")"),
+      metricChange(text.metric, outcome.metric_before, outcome.metric_after),
       h("div", { className: "iw-prompt" }, text.prompt),
-      h("div", { className: "iw-tops" }, before, after),
+      await beforeAndAfter([text.before, outcome.top_before], [text.after, outcome.top_after]),
       codeBox(outcome.code),
     ];
   }
+
 
   matrix.onHover((cell, event) => {
     if (!cell) return shell.tooltip.hide();
