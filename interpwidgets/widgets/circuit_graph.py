@@ -30,7 +30,7 @@ from interpwidgets.sae.sets import SAESet
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.encoding import float16_array, int32_array
 from interpwidgets.widgets.history import Ref
-from interpwidgets.widgets.messages import RequestError, check_keys
+from interpwidgets.widgets.messages import RequestError, check_keys, shown
 from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.static_html import diverging_rgb, esc, frame, legend
 
@@ -143,7 +143,7 @@ class CircuitGraph(InterpWidget):
     @validate("action")
     def _check_action(self, proposal: dict[str, Any]) -> str:
         if proposal["value"] not in self.actions and not (proposal["value"] == "" and not self.actions):
-            raise TraitError(f"action must be one of {list(self.actions)}, got {proposal['value']!r}")
+            raise TraitError(f"action must be one of {list(self.actions)}, got {shown(proposal['value'])}")
         return proposal["value"]
 
     # ---- requests from the front end
@@ -183,7 +183,7 @@ class CircuitGraph(InterpWidget):
             raise RequestError(str(error)) from None
         if self.dashboard is not None:
             if hook not in self.dashboard.saes:
-                raise RequestError(f"the dashboard has no dictionary at {hook!r}")
+                raise RequestError(f"the dashboard has no dictionary at {shown(hook)}")
             self.dashboard.show(feature, hook)
         for callback in self._callbacks:
             callback(node)
@@ -199,7 +199,7 @@ class CircuitGraph(InterpWidget):
     def _node(self, params: dict[str, Any]) -> Node:
         node_id = params.get("node")
         if not isinstance(node_id, str) or node_id not in self.circuit:
-            raise RequestError(f"node must be the id of a node of this circuit, got {node_id!r}")
+            raise RequestError(f"node must be the id of a node of this circuit, got {shown(node_id)}")
         return self.circuit.node(node_id)
 
     def _ablatable(self) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from interpwidgets.widgets.encoding import float16_array
-from interpwidgets.widgets.messages import RequestError, get_int
+from interpwidgets.widgets.messages import RequestError, get_int, shown
 
 
 def predictions(top: Sequence[tuple[str, float]]) -> dict[str, Any]:
@@ -19,7 +19,7 @@ def predictions(top: Sequence[tuple[str, float]]) -> dict[str, Any]:
 def get_hook(params: Mapping[str, Any], hooks: Sequence[str]) -> str:
     hook = params.get("hook")
     if not isinstance(hook, str) or hook not in hooks:
-        raise RequestError(f"hook must be one of {list(hooks)}, got {hook!r}")
+        raise RequestError(f"hook must be one of {list(hooks)}, got {shown(hook)}")
     return hook
 
 
