@@ -43,7 +43,8 @@ class AttentionPatterns(PromptBox, InterpWidget):
     `value_norms` ([layers, heads, k]) enables the value-weighted view for a pattern tensor. `layer` / `head`
     pick the head shown first; `view` is "matrix" or "text" (default: text for prompts over 160 tokens).
     Link to other widgets with `selection`. Built from a model, the view has a prompt box: type a prompt, press
-    Enter, and the kernel computes its patterns (`set_prompt(text)` from Python).
+    Enter, and the kernel computes its patterns (`set_prompt(text)` from Python). `prompt_box=False` hides the box
+    (and its warning line) where another view's box drives this one (`Explorer`); `set_prompt` still works.
     """
 
     _esm = STATIC / "attention.js"
@@ -72,6 +73,7 @@ class AttentionPatterns(PromptBox, InterpWidget):
         view: str | None = None,
         weighting: str = "attention",
         selection: Selection | None = None,
+        prompt_box: bool = True,
     ) -> None:
         result, warning = _result(source, prompt, pattern, tokens, value_norms)
         super().__init__(selection=selection)
@@ -84,7 +86,7 @@ class AttentionPatterns(PromptBox, InterpWidget):
         if self.selection.layer is None and self.selection.head is None:
             self.selection.layer, self.selection.head = layer, head
         from_model = not isinstance(source, AttentionResult) and pattern is None
-        self._init_prompt(source if from_model else None, prompt, warning)
+        self._init_prompt(source if from_model else None, prompt, warning, box=prompt_box)
 
     def _show(self, result: AttentionResult) -> None:
         self._result = result

@@ -1,7 +1,8 @@
 """`Explorer`: token features, the feature dashboard and attention patterns of one prompt, linked.
 
 Clicking a token selects it everywhere (the attention view pins it); clicking a feature recolours the
-tokens and opens it in the dashboard; choosing a dictionary switches both feature views.
+tokens and opens it in the dashboard; choosing a dictionary switches both feature views. One prompt box (the token
+view's) re-prompts the token view and the attention view together.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Explorer(ipywidgets.VBox):
     Without `hook` and `feature` it opens on the most active feature of the prompt in the deepest residual-stream
     dictionary (as TokenFeatures does); the token view marks dense features by the dashboard's corpus statistics.
     The parts are attributes (`token_features`, `dashboard`, `attention`, `selection`) for use from Python.
+    The token view's prompt box (or `set_prompt(text)`) shows another prompt in the token and attention views.
     """
 
     def __init__(
@@ -49,7 +51,8 @@ class Explorer(ipywidgets.VBox):
         self.dashboard = FeatureDashboard(model, saes, feature=self.token_features.feature, hook=self.token_features.hook,
                                           corpus=corpus, selection=self.selection)
         self.token_features._stats = self.dashboard._stats  # one set of corpus statistics: the dashboard's, as it computes them
-        self.attention = AttentionPatterns(model, prompt, selection=self.selection) if attention else None
+        self.attention = AttentionPatterns(model, prompt, selection=self.selection, prompt_box=False) if attention else None
+        self.token_features.observe(self._follow_prompt, "prompt_version")
         link_views(*self.views, selection=self.selection)
         names = Names()  # one set of default names, so that the parts' recorded code can share one cell
         for attribute in ("token_features", "dashboard", "attention"):
@@ -61,6 +64,17 @@ class Explorer(ipywidgets.VBox):
         top = ipywidgets.HBox([self.token_features, self.dashboard], layout=ipywidgets.Layout(flex_flow="row wrap", gap="8px"))
         parts = [top] + ([self.attention] if self.attention is not None else [])
         super().__init__(parts, layout=ipywidgets.Layout(gap="8px"))
+
+    def set_prompt(self, text: str) -> str:
+        """Shows `text` in the token and attention views (what the prompt box does); returns the warning ("" if none)."""
+        return self.token_features.set_prompt(text)
+
+    def _follow_prompt(self, change: dict[str, Any]) -> None:
+        """The token view took a new prompt (already checked): the attention view shows it too; a pinned token
+        of the old prompt is let go."""
+        self.selection.token = None
+        if self.attention is not None:
+            self.attention.set_prompt(self.token_features.prompt_text)
 
     @property
     def views(self) -> list[InterpWidget]:

@@ -133,13 +133,16 @@ class PromptBox(HasTraits):
     prompt_version = Int(0, read_only=True).tag(sync=True)
 
     _prompt_model: Any = None
+    _prompt_shown: bool = True  # False: a composite's own box drives this view (no box, no warning line here)
 
-    def _init_prompt(self, model: Any, prompt: Any, warning: str) -> None:
-        """Call at the end of `__init__`: `model` (None: no box), the prompt shown and its warning."""
+    def _init_prompt(self, model: Any, prompt: Any, warning: str, *, box: bool = True) -> None:
+        """Call at the end of `__init__`: `model` (None: no box), the prompt shown and its warning. `box=False`
+        hides the box and the warning (a composite shows them once) but keeps `set_prompt` working."""
         self._prompt_model = model if model is not None and has_tokenizer(model) else None
-        self.set_trait("prompt_box", self._prompt_model is not None)
+        self._prompt_shown = box
+        self.set_trait("prompt_box", self._prompt_model is not None and box)
         self.set_trait("prompt_text", prompt_as_text(model, prompt) if model is not None else "")
-        self.set_trait("prompt_warning", warning)
+        self.set_trait("prompt_warning", warning if box else "")
 
     def _swap_prompt(self, text: str, tokens: torch.Tensor) -> Snippet:
         """Computes the view's result for `tokens` [1, n] (of `text`) through its engine function, shows it (result
@@ -158,7 +161,7 @@ class PromptBox(HasTraits):
         with self.hold_sync():  # the traits reach the browser as one update, before the reply
             snippet = self._swap_prompt(text, checked.tokens)
             self.set_trait("prompt_text", text)
-            self.set_trait("prompt_warning", checked.warning)
+            self.set_trait("prompt_warning", checked.warning if self._prompt_shown else "")
             self.set_trait("prompt_version", self.prompt_version + 1)
         action = f"prompt {text[:40]!r}" + ("\u2026" if len(text) > 40 else "")
         return checked.warning, self.record(action, snippet, {"n_tokens": int(checked.tokens.shape[1])})

@@ -6,11 +6,13 @@ vector given by the user. The browser writes the sliders' `scales` and the gener
 the kernel generates the continuation with and without `sum(scale * direction)` added
 (`iw.interventions.generate`: greedy, or sampled with a fixed seed, so it is reproducible) and answers with
 both. A slider ends where its direction adds twice the typical norm of the hook's activation on the prompt
-(`iw.interventions.steering_alpha`).
+(`iw.interventions.steering_alpha`). The view has a prompt box (`prompting.py`): a new prompt gets new slider
+ends and a new generation; the baseline generations are cached per settings (the last `BASELINE_CACHE`).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +22,7 @@ from traitlets import Enum, Float, Int, List, TraitError, Unicode, validate
 from traitlets import Dict as DictTrait
 
 from interpwidgets.interventions import Component, combine, generate, steer, steering_alpha
-from interpwidgets.models.tokens import prompt_tokens, token_strings, token_text
+from interpwidgets.models.tokens import token_strings, token_text
 from interpwidgets.sae.corpus_stats import FeatureStats
 from interpwidgets.sae.features import check_feature, feature_activations
 from interpwidgets.sae.sets import SAESet
@@ -30,6 +32,7 @@ from interpwidgets.widgets.dictionary_choice import DictionaryList
 from interpwidgets.widgets.feature_params import get_feature, get_hook
 from interpwidgets.widgets.history import Ref, Snippet, dictionary
 from interpwidgets.widgets.messages import RequestError, check_keys, get_int
+from interpwidgets.widgets.prompting import PromptBox, check_prompt
 from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.static_html import esc, frame
 
@@ -39,6 +42,7 @@ LIMITS = {"max_new_tokens": (1, 64), "temperature": (0.05, 5.0), "seed": (0, 2**
 SAMPLINGS = ("greedy", "sample")
 SETTINGS = ("max_new_tokens", "sampling", "temperature", "seed")  # the order of a settings tuple
 SLIDER_RATIO = 2.0  # at a slider's end the direction adds this many times the activation's typical norm
+BASELINE_CACHE = 16  # baseline generations kept (least recently used dropped): one per settings tuple
 
 
 @dataclass
@@ -63,7 +67,7 @@ class Generation:
     steered: list[int]
 
 
-class Steering(DictionaryList, InterpWidget):
+class Steering(PromptBox, DictionaryList, InterpWidget):
     """Steer generation from `prompt` along features of `saes` (an SAE, list, dict or `SAESet`) or directions.
 
     Steering(model, saes, "When Mary and John went to the store,", features=[("blocks.1.hook_resid_post", 7)])
@@ -72,6 +76,8 @@ class Steering(DictionaryList, InterpWidget):
     features: (input hook, feature) pairs, or feature indices of the first dictionary. More can be added
     in the widget. Sampling is greedy by default; "sample" draws at `temperature` with `seed`. stats:
     `iw.sae.feature_stats` results whose corpus density marks dense features (else density on the prompt).
+    The prompt box (or `set_prompt(text)`) steers from another prompt: the sliders stay (their ends measured
+    on the new prompt, scales clipped to them) and both continuations are generated again.
     """
 
     _esm = STATIC / "steering.js"
@@ -108,10 +114,11 @@ class Steering(DictionaryList, InterpWidget):
         self.saes = SAESet.of(saes)
         self._stats = stats_by_hook(self.saes, stats)
         self._prompt_acts: dict[str, torch.Tensor] = {}
+        checked = check_prompt(model, prompt)
         self._prompt = prompt
-        self._tokens = prompt_tokens(model, prompt)
+        self._tokens = checked.tokens
         self._directions: list[Direction] = []
-        self._baseline: dict[tuple, list[int]] = {}
+        self._baseline: OrderedDict[tuple, list[int]] = OrderedDict()  # settings -> baseline ids, least recent first
         super().__init__(selection=selection)
         self.set_trait("tokens", token_strings(model, self._tokens[0].tolist()))
         self.set_trait("limits", {name: list(bounds) for name, bounds in LIMITS.items()})
@@ -124,6 +131,21 @@ class Steering(DictionaryList, InterpWidget):
         for label, (hook, vector) in (directions or {}).items():
             self.add_direction(label, hook, vector)
         self._shown = self._generation(list(self.scales), self._settings({}))
+        self._init_prompt(model, prompt, checked.warning)
+
+    def _swap_prompt(self, text: str, tokens: torch.Tensor) -> Snippet:
+        """Steers from the new prompt: its tokens, the sliders' ends measured on it (scales clipped to them), the
+        cached generations dropped and both continuations generated again; returns the calls that make them."""
+        self._prompt, self._tokens = text, tokens
+        self._baseline.clear()
+        self._prompt_acts.clear()
+        self.set_trait("tokens", token_strings(self.model, tokens[0].tolist()))
+        for direction in self._directions:
+            direction.limit = self._limit(direction.hook, direction.vector)
+        self._sync_rows([max(-d.limit, min(d.limit, s)) for d, s in zip(self._directions, self.scales)])
+        scales, settings = list(self.scales), self._settings({})
+        self._shown = self._generation(scales, settings, progress=False)
+        return self._generation_code(scales, settings)
 
     # ---- Python API
     @property
@@ -295,20 +317,25 @@ class Steering(DictionaryList, InterpWidget):
         return tuple(overrides.get(name, getattr(self, name)) for name in SETTINGS)
 
     def _generation(self, scales: list[float], settings: tuple[int, str, float, int], progress: bool | None = None) -> Generation:
-        """Both continuations for `scales` and `settings`; the baseline is generated once per settings."""
+        """Both continuations for `scales` and `settings`; the baseline is generated once per settings (the
+        `BASELINE_CACHE` most recently used are kept)."""
         max_new, sampling, temperature, seed = settings
         options = {"max_new_tokens": max_new, "temperature": 0.0 if sampling == "greedy" else temperature,
                    "seed": seed, "progress": progress}
         if settings not in self._baseline:
             self._baseline[settings] = generate(self.model, self._tokens, **options)
+            while len(self._baseline) > BASELINE_CACHE:
+                self._baseline.popitem(last=False)
+        self._baseline.move_to_end(settings)
+        baseline = self._baseline[settings]
         active = [(d, s) for d, s in zip(self._directions, scales) if s != 0]
-        steered = self._baseline[settings]
+        steered = baseline
         if active:
             edits = combine(*(steer(self.model, d.hook, d.vector, alpha=s) for d, s in active))
             steered = generate(self.model, self._tokens, intervention=edits, **options)
         decoding = "greedy" if sampling == "greedy" else f"sampled at T={temperature:g}, seed {seed}"
         steering = " + ".join(f"{d.label} \u00d7 {s:g}" for d, s in active) or "no steering (all scales 0)"
-        return Generation(f"{steering} \u00b7 {decoding}", self._baseline[settings], steered)
+        return Generation(f"{steering} \u00b7 {decoding}", baseline, steered)
 
     # ---- static preview: the generation last computed (at construction, or for the browser), never a new one
     def _static_html(self) -> str:

@@ -5,6 +5,7 @@ The browser writes the `hook`, `feature`, `action` and `alpha` traits and asks, 
 feature's activations over the tokens (float16), the strongest features of every token (for hover, int32
 indices + float16 values), a clicked token's feature list, and the next-token predictions at a token before
 and after ablating or steering the chosen feature (`iw.sae.ablate_features` / `iw.sae.steer_feature`).
+The view has a prompt box (`prompting.py`): a new prompt is a new `feature_activations` result, same hook and feature.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from interpwidgets.widgets.encoding import float16_array, int32_array
 from interpwidgets.widgets.feature_params import predictions
 from interpwidgets.widgets.history import Ref, Snippet, dictionary
 from interpwidgets.widgets.messages import check_keys, get_int
+from interpwidgets.widgets.prompting import PromptBox, check_prompt, unknown_warning
 from interpwidgets.widgets.selection import Selection
 from interpwidgets.widgets.static_html import display_token, esc, frame, legend, sequential_rgb
 
@@ -47,7 +49,7 @@ TOKEN_LIST = 12  # strongest features listed for a clicked token
 MAX_ALPHA = 1e4
 
 
-class TokenFeatures(FeatureChoice, InterpWidget):
+class TokenFeatures(PromptBox, FeatureChoice, InterpWidget):
     """The tokens of `prompt` coloured by a feature of one of `saes` (an SAE, list, dict or `SAESet`).
 
     TokenFeatures(model, iw.sae.pretrained(model), "When Mary and John went to the store, John gave a drink to")
@@ -60,6 +62,8 @@ class TokenFeatures(FeatureChoice, InterpWidget):
     Hover a token: its activation and strongest features. Click a token: list its strongest features;
     click one to recolour. "ablate" removes the chosen feature's contribution at its hook, "steer" adds
     `alpha * W_dec[feature]` there; the widget shows the next-token predictions before and after.
+    The prompt box (or `set_prompt(text)`) shows another prompt: the kernel computes its feature activations with
+    the same SAEs and keeps the chosen dictionary and feature (also for a view built from a result).
     """
 
     _esm = STATIC / "token_features.js"
@@ -89,7 +93,11 @@ class TokenFeatures(FeatureChoice, InterpWidget):
         self.model = model
         self._given_saes = saes
         self.saes = SAESet.of(saes)
-        self._result = prompt if isinstance(prompt, FeatureActivations) else feature_activations(model, self.saes, prompt)
+        if isinstance(prompt, FeatureActivations):
+            self._result, warning = prompt, unknown_warning(model, prompt.tokens)
+        else:
+            checked = check_prompt(model, prompt)
+            self._result, warning = feature_activations(model, self.saes, checked.tokens), checked.warning
         missing = sorted(set(self.saes) - set(self._result.by_hook))
         if missing:
             raise ValueError(f"The feature activations have no dictionary reading {missing}; compute them with these SAEs.")
@@ -102,6 +110,15 @@ class TokenFeatures(FeatureChoice, InterpWidget):
         self.hook = hook if hook is not None else (last_residual(self.hooks) or self.hooks[0])
         self.feature = feature if feature is not None else most_active(self.activations(), self._start)
         self.action, self.alpha = action, alpha
+        self._init_prompt(model, self._result.tokens if isinstance(prompt, FeatureActivations) else prompt, warning)
+
+    def _swap_prompt(self, text: str, tokens: torch.Tensor) -> Snippet:
+        """The feature activations of the new prompt (same SAEs), shown in place of the old; hook and feature stay."""
+        self._result = feature_activations(self.model, self.saes, tokens)
+        self.set_trait("tokens", self._result.str_tokens)
+        name = self._history.names.default("result", self._result_ref(), "widget")[0]
+        return self.snippet(name + " = iw.sae.feature_activations({model}, {saes}, {text})",
+                            model=self._model_ref(), saes=self._saes_ref(), text=text)
 
     # ---- state
     @property
@@ -217,6 +234,11 @@ class TokenFeatures(FeatureChoice, InterpWidget):
 
     def _model_ref(self) -> Ref:
         return Ref(self.model, "model", "the model this widget runs")
+
+    def _saes_ref(self) -> Ref:
+        """The SAEs as the notebook gave them (a list, dict, SAESet or one SAE), else the widget's SAESet."""
+        given = self._given_saes
+        return Ref(given if isinstance(given, (SAE, Mapping, list, tuple)) else self.saes, "saes", "the SAEs this widget uses")
 
     def _model_sae(self, hook: str) -> dict[str, object]:
         return {"model": self._model_ref(), "sae": dictionary(self, hook)}

@@ -2,7 +2,8 @@
 // the `scales` trait and, after a short pause, asks the kernel to "generate": it reads the scales and settings
 // traits and answers with the continuation with and without the steering, shown side by side. While the kernel
 // works, newer requests replace older waiting ones (one generation per burst). The kernel checks every value;
-// the ranges of the settings come down in the read-only `limits` trait. Python side: interpwidgets/widgets/steering.py.
+// the ranges of the settings come down in the read-only `limits` trait. The prompt box (lib/prompt.ts) redraws the
+// view from the kernel's new prompt, which generates again. Python side: interpwidgets/widgets/steering.py.
 
 import "../lib/base.css";
 import "./features/features.css";
@@ -12,6 +13,7 @@ import { codeBox } from "../lib/code";
 import { h, select, setChildren } from "../lib/dom";
 import { formatNumber, quoteToken, snap } from "../lib/format";
 import { Requester } from "../lib/messaging";
+import { type PromptSlot, type PromptTraits, withPrompt } from "../lib/prompt";
 import { connectSelection } from "../lib/selection";
 import { control, createShell } from "../lib/shell";
 import { tokenFromEvent, tokenSpan } from "../lib/tokens";
@@ -33,7 +35,7 @@ interface Row {
 
 type Setting = "max_new_tokens" | "temperature" | "seed";
 
-interface Traits {
+interface Traits extends PromptTraits {
   tokens: string[];
   hooks: string[];
   sizes: number[];
@@ -64,13 +66,15 @@ function readGeneration(result: Record<string, unknown>): Generation {
   return { description: String(result.description), baseline: result.baseline, steered: result.steered, code: String(result.code ?? "") };
 }
 
-async function render({ model, el, signal, host }: RenderProps<Traits>): Promise<void> {
+async function render({ model, el, signal, host }: RenderProps<Traits>, prompt: PromptSlot): Promise<void> {
   const tokens = model.get("tokens");
   const hooks = model.get("hooks");
   const sizes = model.get("sizes");
   const limits = model.get("limits");
   const shell = createShell(el, "Steering", "iw-steering", signal, () => undefined);
   const requester = new Requester(model, shell.status, signal, shell.root);
+  const promptRow = prompt.row(requester);
+  if (promptRow) shell.toolbar.before(promptRow);
   const selection = await connectSelection(model, host, signal);
 
   let rows = model.get("rows");
@@ -256,4 +260,4 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
   void generate();
 }
 
-export default { render };
+export default { render: withPrompt(render) };

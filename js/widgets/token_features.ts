@@ -2,7 +2,8 @@
 // features; click a token: the kernel lists its strongest features; click a feature: recolour by it; the
 // apply button ablates or steers the feature in the kernel and shows the next-token predictions before and
 // after. The dictionary, feature, action and alpha are traits written here; the requests are verbs that the
-// kernel answers from them. Python side: interpwidgets/widgets/token_features.py.
+// kernel answers from them. Built from a model, the view has a prompt box (lib/prompt.ts): a new prompt redraws
+// the whole view from the kernel's new tokens. Python side: interpwidgets/widgets/token_features.py.
 
 import "../lib/base.css";
 import "./features/features.css";
@@ -14,14 +15,14 @@ import { legend, sequentialScale } from "../lib/colour";
 import { h, select, setChildren } from "../lib/dom";
 import { formatNumber, quoteToken } from "../lib/format";
 import { Requester } from "../lib/messaging";
-import { ownKeys } from "../lib/prompt";
+import { type PromptSlot, type PromptTraits, ownKeys, withPrompt } from "../lib/prompt";
 import { connectSelection } from "../lib/selection";
 import { control, createShell } from "../lib/shell";
 import { tokenFromEvent, tokenSpan } from "../lib/tokens";
 import { type Firing, barList, colourSpan, denseBadge, firingText, integerInput, onFeatureInput } from "./features/views";
 import { type DictionaryTraits, type Ranked, decodeFloats, decodeRanked } from "./features/wire";
 
-interface Traits extends DictionaryTraits {
+interface Traits extends DictionaryTraits, PromptTraits {
   tokens: string[];
   top_k: number;
   hook: string;
@@ -65,7 +66,7 @@ interface Outcome {
   code: string;
 }
 
-async function render({ model, el, signal, host }: RenderProps<Traits>): Promise<void> {
+async function render({ model, el, signal, host }: RenderProps<Traits>, prompt: PromptSlot): Promise<void> {
   const tokens = model.get("tokens");
   const n = tokens.length;
   const hooks = model.get("hooks");
@@ -74,6 +75,8 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
   const layers = model.get("layers");
   const shell = createShell(el, `Token features \u00b7 ${n} tokens`, "iw-token-features", signal, () => colour());
   const requester = new Requester(model, shell.status, signal, shell.root);
+  const promptRow = prompt.row(requester);
+  if (promptRow) shell.toolbar.before(promptRow);
   const selection = await connectSelection(model, host, signal);
 
   let hook = model.get("hook");
@@ -327,4 +330,4 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
   void loadTop();
 }
 
-export default { render };
+export default { render: withPrompt(render) };

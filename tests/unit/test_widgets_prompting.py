@@ -1,7 +1,9 @@
 """The prompt box: one validation for every prompt a view takes (empty, too long, mostly unknown: refused with a
 message; a few unknown tokens: accepted with a warning naming them), and the `prompt {text}` request of
-AttentionPatterns and LogitLens, which shows the new prompt's result (checked against a cache and the model's own
-logits), updates the traits, records code that reproduces it, and refuses a bad prompt leaving the view as it was."""
+AttentionPatterns, LogitLens, TokenFeatures and Steering, which shows the new prompt's result (checked against a
+cache, the model's own logits, the SAE's own encoding and a hand-written decoding loop), updates the traits, records
+code that reproduces it, and refuses a bad prompt leaving the view as it was; the Explorer's one box re-prompts its
+token and attention views together."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 import torch
 
 import interpwidgets as iw
-from interpwidgets.widgets import AttentionPatterns, LogitLens
+from interpwidgets.widgets import AttentionPatterns, Explorer, LogitLens, Steering, TokenFeatures
 from interpwidgets.widgets.prompting import check_prompt
 from interpwidgets.widgets.testing import ask, decode_array, decode_int32
 
@@ -151,3 +153,137 @@ def test_a_lens_result_keeps_its_prompt_box_and_warns_of_unknown_tokens(teaching
     assert lens.prompt_box and lens.prompt_warning.startswith("2 of 7 tokens are outside the model's vocabulary")
     with pytest.raises(ValueError, match="the prompt is empty"):
         LogitLens(teaching_model, "")
+
+
+# ---- TokenFeatures, Steering and Explorer (the SAE views)
+RESID0, RESID1 = "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"
+
+
+@pytest.fixture(scope="module")
+def saes():
+    make = lambda hook, seed: iw.sae.build_sae(  # noqa: E731
+        iw.sae.SAEConfig(d_in=128, d_sae=32, architecture="topk", k=4, hook_name=hook), seed=seed)
+    return iw.sae.SAESet.of([make(RESID0, 0), make(RESID1, 1)])
+
+
+def encoded(model, sae, hook: str, text: str) -> torch.Tensor:
+    """By hand: the SAE's encoding [n, d_sae] of the hook's activations on `text`."""
+    with torch.no_grad():
+        _, cache = model.run_with_cache(model.to_tokens(text))
+        return sae.encode(cache[hook][0]).float()
+
+
+def test_token_features_takes_a_new_prompt_keeping_its_dictionary_and_feature(random_model, saes):
+    widget = TokenFeatures(random_model, saes, PROMPT, hook=RESID0, feature=5)
+    assert widget.prompt_box and widget.prompt_text == PROMPT
+    ok, reply = ask(widget, "prompt", text=NEW)
+    assert ok, reply
+    assert widget.tokens == reply["tokens"] == random_model.to_str_tokens(NEW)
+    assert (widget.hook, widget.feature, widget.prompt_text, widget.prompt_version) == (RESID0, 5, NEW, 1)
+    expected = iw.sae.feature_activations(random_model, saes, NEW)
+    for hook in saes:
+        torch.testing.assert_close(widget.result[hook], expected[hook])
+    torch.testing.assert_close(widget.result.logits, expected.logits)
+    ok, shown = ask(widget, "activations")  # what the view colours by, against the SAE's own encoding
+    np.testing.assert_allclose(decode_array(shown["values"]), encoded(random_model, saes[RESID0], RESID0, NEW)[:, 5].numpy(),
+                               rtol=1e-2, atol=1e-2)
+
+
+def test_token_features_prompt_code_reproduces_the_new_activations(random_model, saes):
+    widget = TokenFeatures(random_model, saes, PROMPT)
+    ok, reply = ask(widget, "prompt", text=NEW)
+    assert ok, reply
+    step = widget.history[-1]
+    assert step.action.startswith("prompt ") and step.shown == {"n_tokens": len(random_model.to_str_tokens(NEW))}
+    assert step.code == f"result = iw.sae.feature_activations(model, saes, {NEW!r})" and reply["code"].endswith(step.code)
+    namespace = {"model": random_model, "saes": saes, "iw": iw}
+    exec(step.code, namespace)
+    torch.testing.assert_close(namespace["result"][RESID1], widget.result[RESID1])
+
+
+def test_token_features_from_a_result_still_has_a_box(random_model, saes):
+    """A precomputed FeatureActivations comes with the model and SAEs, so the box works: it opens with the text."""
+    widget = TokenFeatures(random_model, saes, iw.sae.feature_activations(random_model, saes, PROMPT))
+    assert widget.prompt_box and widget.prompt_text == PROMPT
+    ok, reply = ask(widget, "prompt", text=NEW)
+    assert ok and widget.tokens == random_model.to_str_tokens(NEW)
+
+
+def test_token_features_warns_of_unknown_tokens_and_refuses_an_empty_prompt(teaching_model, saes):
+    assert TokenFeatures(teaching_model, saes, TWO_UNKNOWN).prompt_warning.startswith(
+        "2 of 7 tokens are outside the model's vocabulary (<unk>): 'xyzzy', 'Quantum'")
+    with pytest.raises(ValueError, match="the prompt is empty: type some text"):
+        TokenFeatures(teaching_model, saes, " ")
+
+
+def greedy_ids(model, text: str, n_new: int) -> list[int]:
+    """By hand: greedy decoding of `text` for `n_new` tokens, one full forward pass per token."""
+    sequence, new = model.to_tokens(text), []
+    with torch.no_grad():
+        for _ in range(n_new):
+            new.append(int(model(sequence)[0, -1].argmax()))
+            sequence = torch.cat([sequence, sequence.new_tensor([[new[-1]]])], dim=1)
+    return new
+
+
+def test_steering_takes_a_new_prompt_and_generates_from_it(random_model, saes):
+    widget = Steering(random_model, saes, PROMPT, features=[(RESID1, 3)], max_new_tokens=4)
+    ok, reply = ask(widget, "prompt", text=NEW)
+    assert ok, reply
+    assert widget.tokens == reply["tokens"] == random_model.to_str_tokens(NEW)
+    assert list(widget._baseline) == [widget._settings({})]  # the old prompt's generations are gone
+    ok, generation = ask(widget, "generate")
+    assert generation["baseline"] == [random_model.tokenizer.decode([i]) for i in greedy_ids(random_model, NEW, 4)]
+    # the slider's end is measured on the new prompt: there it adds twice the mean norm of the hook's activation
+    with torch.no_grad():
+        _, cache = random_model.run_with_cache(random_model.to_tokens(NEW), names_filter=[RESID1])
+    typical = float(cache[RESID1][0].norm(dim=-1).mean())
+    added = float((widget.rows[0]["limit"] * saes[RESID1].W_dec[3]).norm())
+    assert added / typical == pytest.approx(2.0, rel=5e-3)
+
+
+def test_steering_prompt_code_reproduces_both_continuations(random_model, saes):
+    widget = Steering(random_model, saes, PROMPT, features=[(RESID1, 3)], max_new_tokens=3)
+    widget.scales = [widget.rows[0]["limit"]]
+    ok, reply = ask(widget, "prompt", text=NEW)
+    assert ok, reply
+    code = widget.history[-1].code
+    assert f"model.to_tokens({NEW!r})" in code and reply["code"].endswith(code)
+    namespace = {"model": random_model, "saes": saes, "iw": iw}
+    exec(code, namespace)
+    baseline, steered = widget.continuations()
+    assert [random_model.tokenizer.decode([i]) for i in namespace["baseline"]] == baseline
+    assert [random_model.tokenizer.decode([i]) for i in namespace["steered"]] == steered
+
+
+@pytest.mark.parametrize("kind", ["TokenFeatures", "Steering"])
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "the prompt is empty: type some text"),
+    ("xyzzy Quantum flibbertigibbet", "most of the prompt is outside the model's vocabulary"),
+    (" Mary went" * 200, "the model reads 1 to 256"),
+])
+def test_a_refused_prompt_leaves_the_sae_views_as_they_were(teaching_model, saes, kind, text, message):
+    widget = (TokenFeatures(teaching_model, saes, PROMPT) if kind == "TokenFeatures"
+              else Steering(teaching_model, saes, PROMPT, features=[(RESID1, 3)], max_new_tokens=2))
+    before = (list(widget.tokens), widget.prompt_text, widget.prompt_version, len(widget.history), widget._repr_mimebundle_()[0]["text/html"])
+    ok, error = ask(widget, "prompt", text=text)
+    assert not ok and message in error
+    assert (list(widget.tokens), widget.prompt_text, widget.prompt_version, len(widget.history),
+            widget._repr_mimebundle_()[0]["text/html"]) == before
+
+
+def test_the_explorer_has_one_box_that_reprompts_its_token_and_attention_views(random_model, saes):
+    explorer = Explorer(random_model, saes, PROMPT, hook=RESID1, feature=2, corpus=torch.zeros(2, 8, dtype=torch.long))
+    assert explorer.token_features.prompt_box and not explorer.attention.prompt_box  # the user sees one box
+    explorer.selection.token = 3
+    ok, reply = ask(explorer.token_features, "prompt", text=NEW)
+    assert ok, reply
+    new_tokens = random_model.to_str_tokens(NEW)
+    assert explorer.token_features.tokens == explorer.attention.tokens == new_tokens
+    assert (explorer.attention.prompt_text, explorer.attention.prompt_version) == (NEW, 1)
+    assert explorer.selection.token is None  # a token of the old prompt is no longer pinned
+    with torch.no_grad():
+        _, cache = random_model.run_with_cache(random_model.to_tokens(NEW))
+    torch.testing.assert_close(explorer.attention.result.pattern(1, 2), cache["blocks.1.attn.hook_pattern"][0, 2], atol=2e-3, rtol=0)
+    assert "iw.lens.attention_patterns(model, " in explorer.code() and "iw.sae.feature_activations(model, " in explorer.code()
+    assert explorer.set_prompt(PROMPT) == "" and explorer.attention.tokens == random_model.to_str_tokens(PROMPT)
