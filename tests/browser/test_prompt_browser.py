@@ -1,5 +1,5 @@
 """The prompt box and AttentionPatterns' text view in JupyterLab (issue 16): a prompt typed in a view and Enter draw
-the kernel's new tokens (AttentionPatterns and LogitLens), an empty prompt is answered with a message in the
+the kernel's new tokens (AttentionPatterns, LogitLens, TokenFeatures and Steering), an empty prompt is answered with a message in the
 widget, keys typed in the box never reach the notebook's shortcuts, unknown tokens get a warning line; hovering
 the last token of a long prompt mid-screen leaves the page still (no DOM churn, no scrolling), a 241-token prompt
 wraps with nothing clipped, the tooltip never outlives the view it described, and tiny weights read as numbers."""
@@ -77,7 +77,7 @@ def centre(root) -> None:
 
 def test_a_typed_prompt_and_enter_draw_the_kernels_new_tokens(page, shown, screenshot):
     root = view(page, 0)
-    box = root.get_by_label("prompt")
+    box = root.get_by_label("prompt", exact=True)
     assert box.input_value() == PROMPT
     box.fill(NEW)
     box.press("Enter")
@@ -86,7 +86,7 @@ def test_a_typed_prompt_and_enter_draw_the_kernels_new_tokens(page, shown, scree
     wait_idle(root)
     drawn = root.locator(".iw-text .iw-token").all_inner_texts()
     assert drawn == [t.replace("\n", "\u21b5") for t in shown.expected["new"]]
-    assert root.get_by_label("prompt").input_value() == NEW
+    assert root.get_by_label("prompt", exact=True).input_value() == NEW
     assert "attention_patterns(model, " in root.locator(".iw-prompt .iw-code-text").inner_text()
     screenshot(root, "prompt_box_new_prompt")
 
@@ -94,7 +94,7 @@ def test_a_typed_prompt_and_enter_draw_the_kernels_new_tokens(page, shown, scree
 def test_an_empty_prompt_is_answered_with_a_message(page, screenshot):
     root = view(page, 0)
     before = root.locator(".iw-text .iw-token").count()
-    box = root.get_by_label("prompt")
+    box = root.get_by_label("prompt", exact=True)
     box.fill("")
     root.locator(".iw-prompt-run").click()
     root.locator(".iw-error", has_text="the prompt is empty: type some text").wait_for()
@@ -111,7 +111,7 @@ def test_keys_typed_in_the_box_stay_out_of_the_notebook(page):
     count = cells.count()
     root.locator(".iw-title").click()  # focus leaves the cell editors: the notebook is in command mode
     page.wait_for_function("() => document.querySelector('.jp-Notebook').classList.contains('jp-mod-commandMode')")
-    box = root.get_by_label("prompt")
+    box = root.get_by_label("prompt", exact=True)
     box.click()
     box.fill("")
     box.press_sequentially("a bad dd")
@@ -133,7 +133,7 @@ def test_unknown_tokens_get_a_warning_line(page, shown, screenshot):
 def test_the_lens_takes_a_typed_prompt(page, shown, screenshot):
     root = view(page, 0, ".iw-lens")
     root.locator(".iw-matrix canvas").wait_for()
-    box = root.get_by_label("prompt")
+    box = root.get_by_label("prompt", exact=True)
     assert box.input_value() == PROMPT
     box.fill(NEW)
     box.press("Enter")
@@ -257,9 +257,113 @@ def test_the_prompt_box_and_warning_read_in_the_dark_theme(page, screenshot):
     page.evaluate(change_theme, "JupyterLab Dark")
     try:
         page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
-        colour = root.get_by_label("prompt").evaluate("el => getComputedStyle(el).backgroundColor")
+        colour = root.get_by_label("prompt", exact=True).evaluate("el => getComputedStyle(el).backgroundColor")
         assert sum(int(c) for c in re.findall(r"\d+", colour)[:3]) < 200  # the box follows the theme
         screenshot(root, "prompt_box_dark")
     finally:
         page.evaluate(change_theme, "JupyterLab Light")
         page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'")
+
+
+# ---- the SAE views: the bundled teaching model and its pretrained SAEs (what the docs' screenshots show)
+SAE_HOOK = "blocks.2.hook_resid_post"
+STEER_PROMPT, STEER_NEW = "When Mary and John went to the store,", "When John and Mary went to the park,"
+N_NEW = 8
+SAE_CELLS = [
+    dedent(f"""\
+        import json, torch
+        import interpwidgets as iw
+        model = iw.load_model(device="cpu")
+        saes = iw.sae.pretrained(model)
+        acts = iw.sae.feature_activations(model, saes[{SAE_HOOK!r}], {PROMPT!r}).acts[1:]
+        sparse = (acts > 0).float().mean(0) <= 0.5  # the strongest feature at the last token of those that are not dense
+        FEATURE = int(torch.where(sparse, acts[-1], -1.0).argmax())"""),
+    f"tf = iw.widgets.TokenFeatures(model, saes, {PROMPT!r}, hook={SAE_HOOK!r}, feature=FEATURE)\ntf",
+    f"steering = iw.widgets.Steering(model, saes, {STEER_PROMPT!r}, features=[({SAE_HOOK!r}, FEATURE)], "
+    f"max_new_tokens={N_NEW})\nsteering",
+    dedent(f"""\
+        sequence, greedy = model.to_tokens({STEER_NEW!r}), []  # by hand: greedy decoding of the new prompt
+        with torch.no_grad():
+            for _ in range({N_NEW}):
+                greedy.append(int(model(sequence)[0, -1].argmax()))
+                sequence = torch.cat([sequence, sequence.new_tensor([[greedy[-1]]])], dim=1)
+        expected = {{"new": model.to_str_tokens({NEW!r}), "steer_new": model.to_str_tokens({STEER_NEW!r}),
+                    "greedy": [model.tokenizer.decode([i]) for i in greedy]}}
+        print("IW-EXPECTED", json.dumps(expected))"""),
+]
+
+
+@pytest.fixture(scope="module")
+def sae_shown(widget_page):
+    def ready(root):
+        root.locator(".iw-caption", has_text=re.compile(r"\u00b7 max")).wait_for()
+    return widget_page("prompt_box_sae", SAE_CELLS, ".iw-token-features", ready=ready)
+
+
+def shown_tokens(locator) -> list[str]:
+    return locator.evaluate_all("els => els.map(e => e.textContent)")
+
+
+def as_drawn(tokens: list[str]) -> list[str]:
+    return [t.replace("\n", "\u21b5") for t in tokens]
+
+
+def in_dark_theme(page, root, screenshot, name: str) -> None:
+    change_theme = "(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})"
+    page.evaluate(change_theme, "JupyterLab Dark")
+    try:
+        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+        page.wait_for_timeout(500)
+        screenshot(root, name)
+    finally:
+        page.evaluate(change_theme, "JupyterLab Light")
+        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'")
+
+
+def test_token_features_takes_a_typed_prompt(sae_shown, screenshot):
+    page, expected = sae_shown.notebook.page, sae_shown.expected
+    root = page.locator(".iw-token-features").first
+    root.scroll_into_view_if_needed()
+    box = root.get_by_label("prompt", exact=True)
+    assert box.input_value() == PROMPT
+    box.fill(NEW)
+    box.press("Enter")
+    root.locator(".iw-title", has_text=f"{len(expected['new'])} tokens").wait_for()
+    root.locator(".iw-caption", has_text=re.compile(r"\u00b7 max|not active")).wait_for()
+    wait_idle(root)
+    assert shown_tokens(root.locator(".iw-text .iw-token")) == as_drawn(expected["new"])
+    assert root.get_by_label("prompt", exact=True).input_value() == NEW
+    assert "iw.sae.feature_activations(model, saes, " in root.locator(".iw-prompt .iw-code-text").inner_text()
+    root.locator(".iw-apply").click()  # the view works on the new prompt: predictions after ablating at its last token
+    root.locator(".iw-outcome-title").wait_for()
+    wait_idle(root)
+    page.mouse.move(0, 0)
+    screenshot(root, "token_features_prompt")
+    in_dark_theme(page, root, screenshot, "token_features_prompt_dark")
+
+
+def test_steering_takes_a_typed_prompt_and_generates_from_it(sae_shown, screenshot):
+    page, expected = sae_shown.notebook.page, sae_shown.expected
+    root = page.locator(".iw-steering").first
+    root.scroll_into_view_if_needed()
+    root.locator(".iw-description", has_text="no steering").wait_for()
+    wait_idle(root)
+    box = root.get_by_label("prompt", exact=True)
+    assert box.input_value() == STEER_PROMPT
+    box.fill(STEER_NEW)
+    box.press("Enter")
+    root.locator(".iw-prompt .iw-code-text").wait_for()
+    root.locator(".iw-description", has_text="no steering").wait_for()
+    wait_idle(root)
+    prompt = shown_tokens(root.locator(".iw-baseline .iw-prompt-tokens .iw-token"))
+    assert prompt == as_drawn(expected["steer_new"])
+    assert shown_tokens(root.locator(".iw-baseline .iw-new")) == as_drawn(expected["greedy"])
+    assert f"model.to_tokens({STEER_NEW!r})" in root.locator(".iw-prompt .iw-code-text").inner_text()
+    slider = root.locator(".iw-slider[data-index='0']")  # steer, as the docs' picture shows it
+    slider.evaluate("el => { el.value = el.max; el.dispatchEvent(new Event('input')); }")
+    root.locator(".iw-description", has_text="\u00d7").wait_for()
+    wait_idle(root)
+    assert shown_tokens(root.locator(".iw-baseline .iw-prompt-tokens .iw-token")) == prompt
+    page.mouse.move(0, 0)
+    screenshot(root, "steering_prompt")
+    in_dark_theme(page, root, screenshot, "steering_prompt_dark")
