@@ -29,7 +29,7 @@ CELLS = [
                                               hook_name=f"blocks.{layer}.hook_resid_post"), seed=layer) for layer in (0, 2)])
         corpus = torch.randint(1, model.cfg.d_vocab, (12, 24), generator=torch.Generator().manual_seed(0))"""),
     dedent(f"""\
-        explorer = Explorer(model, saes, {PROMPT!r}, hook={RESID2!r}, corpus=corpus)
+        explorer = Explorer(model, saes, {PROMPT!r}, hook={RESID2!r}, feature=0, corpus=corpus)
         explorer"""),
     # by hand: the clicked token's strongest features on the prompt, every feature's maximum over the corpus
     dedent(f"""\
