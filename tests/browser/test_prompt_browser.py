@@ -269,6 +269,7 @@ def test_the_prompt_box_and_warning_read_in_the_dark_theme(page, screenshot):
 SAE_HOOK = "blocks.2.hook_resid_post"
 STEER_PROMPT, STEER_NEW = "When Mary and John went to the store,", "When John and Mary went to the park,"
 N_NEW = 8
+EXPLORER_NEW = "When Mary and John went to the market, John gave a drink and a book to"
 SAE_CELLS = [
     dedent(f"""\
         import json, torch
@@ -281,6 +282,8 @@ SAE_CELLS = [
     f"tf = iw.widgets.TokenFeatures(model, saes, {PROMPT!r}, hook={SAE_HOOK!r}, feature=FEATURE)\ntf",
     f"steering = iw.widgets.Steering(model, saes, {STEER_PROMPT!r}, features=[({SAE_HOOK!r}, FEATURE)], "
     f"max_new_tokens={N_NEW})\nsteering",
+    f"explorer = iw.widgets.Explorer(model, saes, {PROMPT!r}, hook={SAE_HOOK!r}, feature=FEATURE, "
+    f"corpus=torch.zeros(2, 8, dtype=torch.long))\nexplorer",
     dedent(f"""\
         sequence, greedy = model.to_tokens({STEER_NEW!r}), []  # by hand: greedy decoding of the new prompt
         with torch.no_grad():
@@ -288,7 +291,8 @@ SAE_CELLS = [
                 greedy.append(int(model(sequence)[0, -1].argmax()))
                 sequence = torch.cat([sequence, sequence.new_tensor([[greedy[-1]]])], dim=1)
         expected = {{"new": model.to_str_tokens({NEW!r}), "steer_new": model.to_str_tokens({STEER_NEW!r}),
-                    "greedy": [model.tokenizer.decode([i]) for i in greedy]}}
+                    "greedy": [model.tokenizer.decode([i]) for i in greedy],
+                    "explorer_new": model.to_str_tokens({EXPLORER_NEW!r})}}
         print("IW-EXPECTED", json.dumps(expected))"""),
 ]
 
@@ -367,3 +371,24 @@ def test_steering_takes_a_typed_prompt_and_generates_from_it(sae_shown, screensh
     page.mouse.move(0, 0)
     screenshot(root, "steering_prompt")
     in_dark_theme(page, root, screenshot, "steering_prompt_dark")
+
+
+def test_the_explorers_one_box_reprompts_its_token_and_attention_views(sae_shown):
+    page, expected = sae_shown.notebook.page, sae_shown.expected
+    tf, attention = page.locator(".iw-token-features").nth(1), page.locator(".iw-attention").first
+    attention.scroll_into_view_if_needed()
+    attention.locator(".iw-caption", has_text="L0H0:").wait_for()
+    assert attention.locator(".iw-prompt-input").count() == 0  # one box: the token view's
+    tf.scroll_into_view_if_needed()
+    box = tf.get_by_label("prompt", exact=True)
+    box.fill(EXPLORER_NEW)
+    box.press("Enter")
+    n = len(expected["explorer_new"])
+    tf.locator(".iw-title", has_text=f"{n} tokens").wait_for()
+    attention.locator(".iw-title", has_text=re.compile(rf"\u00b7 {n} tokens$")).wait_for()
+    wait_idle(tf)
+    assert shown_tokens(tf.locator(".iw-text .iw-token")) == as_drawn(expected["explorer_new"])
+    attention.get_by_label("view").select_option("text")
+    attention.locator(".iw-text .iw-token").first.wait_for()
+    wait_idle(attention)
+    assert attention.locator(".iw-text .iw-token").all_inner_texts() == as_drawn(expected["explorer_new"])
