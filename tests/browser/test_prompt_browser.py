@@ -123,8 +123,8 @@ def test_keys_typed_in_the_box_stay_out_of_the_notebook(page):
 
 def test_unknown_tokens_get_a_warning_line(page, shown, screenshot):
     root = view(page, 2)
-    warning = root.locator(".iw-prompt-warning")
-    warning.wait_for()
+    warning = root.locator(".iw-prompt-warning", has_text="outside the model's vocabulary")
+    warning.wait_for()  # the line exists before its text arrives
     n = shown.expected["unknown"]
     assert re.match(rf"{n} of \d+ tokens are outside the model's vocabulary \(<unk>\): 'xyzzy', 'Quantum'", warning.inner_text())
     screenshot(root, "prompt_box_unknown_warning")
