@@ -178,6 +178,18 @@ RUN_ALL = """async () => {
   await panel.context.sessionContext.ready;
   void app.commands.execute("notebook:run-all-cells");
 }"""
+# Runs `code` in the open notebook's kernel and resolves what it printed (and any error as "Name: message").
+EXECUTE = """async (code) => {
+  const kernel = window.jupyterapp.shell.currentWidget.context.sessionContext.session.kernel;
+  const future = kernel.requestExecute({ code });
+  let out = "";
+  future.onIOPub = (msg) => {
+    if (msg.header.msg_type === "stream") out += msg.content.text;
+    if (msg.header.msg_type === "error") out += `${msg.content.ename}: ${msg.content.evalue}`;
+  };
+  await future.done;
+  return out;
+}"""
 NOTEBOOK_OPEN = """(path) => {
   const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
   return Boolean(panel && panel.context && panel.context.path === path && panel.context.sessionContext.session);

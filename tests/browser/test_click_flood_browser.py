@@ -9,7 +9,7 @@ import json
 from textwrap import dedent
 
 import pytest
-from harness import number, wait_idle
+from harness import EXECUTE, number, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -50,17 +50,6 @@ FLOOD = """async ([canvas, cells, gap]) => {
   return performance.now() - started;
 }"""
 
-EXECUTE = """async (code) => {
-  const kernel = window.jupyterapp.shell.currentWidget.context.sessionContext.session.kernel;
-  const future = kernel.requestExecute({ code });
-  let out = "";
-  future.onIOPub = (msg) => {
-    if (msg.header.msg_type === "stream") out += msg.content.text;
-    if (msg.header.msg_type === "error") out += `${msg.content.ename}: ${msg.content.evalue}`;
-  };
-  await future.done;
-  return out;
-}"""
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import json
 from textwrap import dedent
 
 import pytest
-from harness import number, wait_idle
+from harness import EXECUTE, number, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -22,17 +22,6 @@ CELLS = [
 ]
 
 # Runs code in the notebook's kernel and returns what it printed (or its error), as a later cell would.
-EXECUTE = """async (code) => {
-  const kernel = window.jupyterapp.shell.currentWidget.context.sessionContext.session.kernel;
-  const future = kernel.requestExecute({ code });
-  let out = "";
-  future.onIOPub = (msg) => {
-    if (msg.header.msg_type === "stream") out += msg.content.text;
-    if (msg.header.msg_type === "error") out += `${msg.content.ename}: ${msg.content.evalue}`;
-  };
-  await future.done;
-  return out;
-}"""
 
 # The copied code run as a cell whose last line is the call; prints its metric and the one the widget recorded.
 CHECK = """\

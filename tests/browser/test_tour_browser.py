@@ -11,7 +11,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from harness import KERNEL_NAME, RUN_ALL, lab_url
+from harness import KERNEL_NAME, NOTEBOOK_OPEN, RUN_ALL, lab_url
 
 pytestmark = [pytest.mark.browser, pytest.mark.notebooks]
 
@@ -33,10 +33,6 @@ FINISHED = """() => {
 FAILURES = """() => window.jupyterapp.shell.currentWidget.content.widgets
   .filter((cell) => cell.model.type === "code")
   .flatMap((cell, i) => cell.model.outputs.toJSON().filter((o) => o.output_type === "error").map((o) => `cell ${i}: ${o.ename}: ${o.evalue}`))"""
-NOTEBOOK_OPEN = """(path) => {
-  const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-  return Boolean(panel && panel.context && panel.context.path === path && panel.context.sessionContext.session);
-}"""
 
 
 def _open(browser, server, source: Path | None, name: str, ui: str) -> tuple[object, list[str]]:
