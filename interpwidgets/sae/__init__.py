@@ -4,6 +4,7 @@
     sae = iw.sae.load("path/to/saelens_folder")        # or a dictionary_learning ae.pt, or a sae_lens SAE
     sae = iw.sae.train(model, "blocks.1.hook_resid_post", architecture="topk", d_sae=512, k=32)
     stats = iw.sae.evaluate(model, sae, tokens)
+    labels = iw.sae.label_features(model, sae)         # sae.labels[i]: a short label per feature, saved beside it
     with iw.sae.spliced(model, saes, error_term=False): ...
 """
 
@@ -20,6 +21,7 @@ from interpwidgets.sae.features import (
     logit_effects,
 )
 from interpwidgets.sae.formats import SAEFormatError, load_saelens, save
+from interpwidgets.sae.labels import FeatureEvidence, FeatureLabels, LabelsFormatError, feature_label, label_features
 from interpwidgets.sae.loading import load
 from interpwidgets.sae.pretrained import pretrained
 from interpwidgets.sae.sets import SAESet
@@ -27,8 +29,9 @@ from interpwidgets.sae.splicing import spliced
 from interpwidgets.sae.training import TrainConfig, train, train_on_activations
 
 __all__ = [
-    "ARCHITECTURES", "Example", "FeatureActivations", "FeatureStats", "LogitEffects", "SAE", "SAEConfig",
-    "SAEEvaluation", "SAEFormatError", "SAESet", "TrainConfig", "ablate_features", "activation_frequency_histogram",
-    "build_sae", "check_feature", "evaluate", "feature_activations", "feature_stats", "load", "load_saelens", "logit_effects",
-    "pretrained", "save", "spliced", "steer_feature", "top_activating", "train", "train_on_activations",
+    "ARCHITECTURES", "Example", "FeatureActivations", "FeatureEvidence", "FeatureLabels", "FeatureStats", "LabelsFormatError",
+    "LogitEffects", "SAE", "SAEConfig", "SAEEvaluation", "SAEFormatError", "SAESet", "TrainConfig", "ablate_features",
+    "activation_frequency_histogram", "build_sae", "check_feature", "evaluate", "feature_activations", "feature_label",
+    "feature_stats", "label_features", "load", "load_saelens", "logit_effects", "pretrained", "save", "spliced",
+    "steer_feature", "top_activating", "train", "train_on_activations",
 ]

@@ -25,10 +25,13 @@ and that package's registry maps names to classes.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from interpwidgets.sae.labels import FeatureLabels
 
 ENCODER_INIT_SCALE = 0.1
 
@@ -223,6 +226,24 @@ class SAE(nn.Module):
     @property
     def d_sae(self) -> int:
         return self.cfg.d_sae
+
+    @property
+    def labels(self) -> FeatureLabels:
+        """The features' short labels (`interpwidgets.sae.labels.FeatureLabels`, a mapping {feature: label}): empty
+        until `iw.sae.label_features` makes them or a loader reads the labels.json beside the weights."""
+        labels = self.__dict__.get("_feature_labels")
+        if labels is None:
+            from interpwidgets.sae.labels import FeatureLabels  # labels.py builds on this module, so it comes in late
+
+            labels = self.__dict__["_feature_labels"] = FeatureLabels(self.cfg.d_sae, hook_name=self.cfg.hook_name)
+        return labels
+
+    @labels.setter
+    def labels(self, labels: FeatureLabels) -> None:
+        if getattr(labels, "d_sae", None) != self.cfg.d_sae:
+            raise ValueError(f"sae.labels must be a FeatureLabels of d_sae={self.cfg.d_sae} "
+                             f"(iw.sae.FeatureLabels({self.cfg.d_sae}, ...)), got {labels!r}.")
+        self.__dict__["_feature_labels"] = labels
 
     def encode_pre(self, x: torch.Tensor) -> torch.Tensor:
         """Pre-activations `[..., d_sae]` of `x [..., d_in]`; affine in x."""

@@ -39,6 +39,7 @@ from interpwidgets.sae.base import SAE, SAEConfig
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
+LABELS_FILE = "labels.json"  # the features' labels, beside the weights (see `interpwidgets.sae.labels`)
 FORMAT_VERSION = "6.0.0"  # the SAELens cfg.json layout we write (metadata.sae_lens_version)
 
 _UNSUPPORTED_NORMALISATION = ("constant_norm_rescale", "layer_norm")
@@ -101,7 +102,9 @@ def save(sae: SAE, path: str | os.PathLike, storage_dtype: torch.dtype = torch.f
 
     Each file is written to a temporary name and renamed into place, weights first and cfg.json last, so an
     interrupted save (also `kill -9`) leaves the old SAE or the new one, never a torn file or a mix (see the module
-    docstring). `storage_dtype=torch.float16` halves the size on disk (loading always gives float32 parameters).
+    docstring). The features' labels go to labels.json beside the weights (written last, atomically; an older
+    labels.json is removed when the SAE has none, so it cannot label other weights). `storage_dtype=torch.float16`
+    halves the size on disk (loading always gives float32 parameters).
     """
     from safetensors.torch import save_file
 
@@ -116,6 +119,10 @@ def save(sae: SAE, path: str | os.PathLike, storage_dtype: torch.dtype = torch.f
     text = json.dumps(cfg, indent=2)
     write_atomic(folder / WEIGHTS_FILE, lambda tmp: save_file(state, tmp, metadata={SAVE_ID_KEY: save_id, SAVED_CFG_KEY: text}))
     write_text_atomic(folder / CFG_FILE, text)
+    if len(sae.labels):
+        sae.labels.save(folder / LABELS_FILE)
+    else:
+        (folder / LABELS_FILE).unlink(missing_ok=True)
     return folder
 
 

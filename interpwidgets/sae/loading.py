@@ -10,6 +10,7 @@ import torch
 
 from interpwidgets.sae.base import SAE
 from interpwidgets.sae.formats import CFG_FILE, WEIGHTS_FILE, SAEFormatError, load_saelens
+from interpwidgets.sae.labels import attach_labels
 from interpwidgets.sae.sets import SAESet
 
 FORMATS = (
@@ -59,6 +60,8 @@ def load(source, *, device: str | torch.device | None = None, dtype: torch.dtype
       .safetensors files (see `circuit_tracer`),
     - an `SAE` of ours (returned as is), or a sae_lens SAE object (converted, by duck typing).
 
+    A single dictionary's `sae.labels` are bound to the labels file beside it (`labels.json` in its folder, or
+    `<name>.labels.json` beside a one-file dictionary), read when it exists: see `interpwidgets.sae.labels`.
     `overrides` replace config fields (e.g. `hook_name=...` when the file does not say it). Weights load as
     float32 on the CPU; `device=` and `dtype=` move them, e.g. `load(path, device=model.cfg.device)` to splice
     into a model there (a float32 dictionary runs on a bfloat16 model: splicing casts at the hooks).
@@ -67,6 +70,8 @@ def load(source, *, device: str | torch.device | None = None, dtype: torch.dtype
     if isinstance(source, (str, os.PathLike)):
         for sae in result.values() if isinstance(result, SAESet) else [result]:
             sae.source = str(Path(source).resolve())  # shown by the SAE's card; not saved with it
+        if isinstance(result, SAE):  # several dictionaries from one source share no single labels file
+            attach_labels(result, source)
     if device is not None or dtype is not None:
         result.to(device=device, dtype=dtype)
     return result

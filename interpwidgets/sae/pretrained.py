@@ -6,6 +6,7 @@ import torch
 
 from interpwidgets.models.assets import TEACHING_SAES_DIR
 from interpwidgets.sae.formats import CFG_FILE, load_saelens
+from interpwidgets.sae.labels import attach_labels
 from interpwidgets.sae.sets import SAESet
 
 TEACHING_MODEL_NAME = "interpwidgets-teaching"
@@ -22,7 +23,8 @@ def pretrained(model=None, device: str | torch.device | None = None) -> SAESet:
     Per layer L of the 4: residual SAEs ("blocks.L.hook_resid_post"), attention-output SAEs
     ("blocks.L.hook_attn_out"), MLP-output SAEs ("blocks.L.hook_mlp_out") and MLP transcoders
     ("blocks.L.ln2.hook_normalized" -> "blocks.L.hook_mlp_out"). With `model`, checks that it is the
-    teaching model and puts the dictionaries on its device (else on `device`, default CPU).
+    teaching model and puts the dictionaries on its device (else on `device`, default CPU). Each one's
+    `sae.labels` come from the labels.json beside it (made by `scripts/release/label_saes.py`).
     """
     folders = sorted(p for p in TEACHING_SAES_DIR.glob("*") if (p / CFG_FILE).is_file()) if TEACHING_SAES_DIR.is_dir() else []
     if not folders:
@@ -45,4 +47,5 @@ def pretrained(model=None, device: str | torch.device | None = None) -> SAESet:
 def _loaded(folder):
     sae = load_saelens(folder)
     sae.source = str(folder)  # shown by the SAE's card; not saved with it
+    attach_labels(sae, folder)
     return sae
