@@ -180,35 +180,57 @@ class LinearGraph:
         self.leaves = {k: v.clone().requires_grad_(True) for k, v in self.values.items()}
         self.pre: dict[str, torch.Tensor] = {}
         self.qk: dict[str, torch.Tensor] = {}
-        hooks = [(hook, lambda x, hook, leaf=self.leaves[key]: leaf)
-                 for hook, key in (("hook_embed", "embed"), ("hook_pos_embed", "pos_embed")) if key in self.leaves]
-        hooks += [(name, lambda x, hook, v=v: v) for name, v in self.frozen.items()]
-        for layer, tc in enumerate(self.transcoders):
-            hooks.append((TRANSCODER_HOOK.format(layer=layer), self._capture_pre(f"mlp{layer}", tc)))
-            hooks.append((f"blocks.{layer}.hook_mlp_out", self._rebuild(f"mlp{layer}", tc)))
-            for name in ("q", "k", "rot_q", "rot_k"):
-                if f"blocks.{layer}.attn.hook_{name}" in self.model.hook_dict:
-                    hooks.append((f"blocks.{layer}.attn.hook_{name}", keeper(self.qk, f"{name}{layer}")))
-        unembedded: dict[str, torch.Tensor] = {}
-        if self.logit_soft_cap is not None:
-            hooks.append((PRE_CAP_LOGITS_HOOK, keeper(unembedded, "logits")))
-        for layer, sae in self.attn_saes.items():
-            hook = ATTN_SAE_HOOK.format(layer=layer)
-
-            def attn_hook(x, hook, key=f"attn{layer}", sae=sae):
-                self.pre[key] = sae.encode_pre(x)
-                return self._rebuild(key, sae)(x, hook)
-
-            hooks.append((hook, attn_hook))
         self.biases = _bias_parameters(self.model, self.transcoders, self.attn_saes)
-        with _requiring_grad([p for _, p in self.biases]), torch.enable_grad(), hooked(self.model, hooks), \
-                warnings.catch_warnings():
-            # the bridge warns that frozen norm scales reroute its norm computation: that is the point here
-            warnings.filterwarnings("ignore", message="A forward hook edited hook_scale")
-            self.logits = self.model(self.tokens)
+        unembedded: dict[str, torch.Tensor] = {}
+        with _requiring_grad([p for _, p in self.biases]), torch.enable_grad():
+            self.logits = self.run(self.leaves, self.pre, qk=self.qk, unembedded=unembedded)
         self._finish_qk()
         if self.logit_soft_cap is not None:
             self.logits_pre_cap = self._pre_cap_logits(unembedded.get("logits"))
+
+    def run(self, leaves: dict[str, torch.Tensor], pre: dict[str, torch.Tensor] | None = None, *, batch: int = 1,
+            inputs: dict[str, torch.Tensor] | None = None, qk: dict[str, torch.Tensor] | None = None,
+            unembedded: dict[str, torch.Tensor] | None = None, stop_at: str | None = None) -> torch.Tensor | None:
+        """The frozen replacement model on `leaves` (named like `values`, each `[batch, seq, ...]`): logits
+        `[batch, seq, vocab]`. Fills `pre` with the dictionaries' pre-activations and `inputs` with their inputs
+        (keyed "mlp2", "attn1"), `qk` with queries and keys and `unembedded["logits"]` with the logits before a
+        soft-cap. Linear in the leaves and the biases. With `stop_at` (a hook name) the pass ends there: None."""
+        def expand(v: torch.Tensor) -> torch.Tensor:
+            return v if batch == 1 else v.expand(batch, *v.shape[1:])
+
+        def reader(key: str, sae):
+            def hook(x, hook):
+                if inputs is not None:
+                    inputs[key] = x
+                if pre is not None:
+                    pre[key] = sae.encode_pre(x)
+                return x
+            return hook
+
+        hooks = [(hook, lambda x, hook, leaf=leaves[key]: leaf)
+                 for hook, key in (("hook_embed", "embed"), ("hook_pos_embed", "pos_embed")) if key in leaves]
+        hooks += [(name, lambda x, hook, v=v: expand(v)) for name, v in self.frozen.items()]
+        for layer, tc in enumerate(self.transcoders):
+            hooks.append((TRANSCODER_HOOK.format(layer=layer), reader(f"mlp{layer}", tc)))
+            hooks.append((f"blocks.{layer}.hook_mlp_out", _rebuild(leaves, f"mlp{layer}", tc)))
+            for name in ("q", "k", "rot_q", "rot_k"):
+                if qk is not None and f"blocks.{layer}.attn.hook_{name}" in self.model.hook_dict:
+                    hooks.append((f"blocks.{layer}.attn.hook_{name}", keeper(qk, f"{name}{layer}")))
+        if self.logit_soft_cap is not None and unembedded is not None:
+            hooks.append((PRE_CAP_LOGITS_HOOK, keeper(unembedded, "logits")))
+        for layer, sae in self.attn_saes.items():
+            hook, key = ATTN_SAE_HOOK.format(layer=layer), f"attn{layer}"
+            hooks += [(hook, reader(key, sae)), (hook, _rebuild(leaves, key, sae))]
+        if stop_at is not None:
+            hooks.append((stop_at, _stop))
+        tokens = expand(self.tokens)
+        with hooked(self.model, hooks), warnings.catch_warnings():
+            # the bridge warns that frozen norm scales reroute its norm computation: that is the point here
+            warnings.filterwarnings("ignore", message="A forward hook edited hook_scale")
+            try:
+                return self.model(tokens)
+            except _Stopped:
+                return None
 
     def _finish_qk(self) -> None:
         """Leave in `qk` the queries and keys the scores use: rotated ones where the bridge exposes them,
@@ -229,17 +251,6 @@ class LinearGraph:
             raise ValueError(f"This model soft-caps its logits (cap {cap}) but {PRE_CAP_LOGITS_HOOK!r} does not give the "
                              "logits before the cap; a linear graph cannot attribute its logits.")
         return pre
-
-    def _capture_pre(self, key: str, sae):
-        def hook(x, hook):
-            self.pre[key] = sae.encode_pre(x)
-            return x
-        return hook
-
-    def _rebuild(self, key: str, sae):
-        def hook(x, hook):
-            return sae.decode(self.leaves[key]) + self.leaves[f"{key}/error"]
-        return hook
 
     # ---- targets -------------------------------------------------------------------------------
     def position(self, position: int) -> int:
@@ -407,6 +418,20 @@ def _transcoders(model, saes) -> list:
             "Load the bundled ones (iw.sae.pretrained(model)) or train transcoders for those layers."
         )
     return out
+
+
+class _Stopped(Exception):
+    """Ends a frozen pass early (`LinearGraph.run(stop_at=...)`)."""
+
+
+def _stop(x, hook):
+    raise _Stopped
+
+
+def _rebuild(leaves: dict[str, torch.Tensor], key: str, sae):
+    def hook(x, hook):
+        return sae.decode(leaves[key]) + leaves[f"{key}/error"]
+    return hook
 
 
 def _leaf_identity(key: str) -> tuple[str, int, str | None]:
