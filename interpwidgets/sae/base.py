@@ -229,13 +229,14 @@ class SAE(nn.Module):
 
     @property
     def labels(self) -> FeatureLabels:
-        """The features' short labels (`interpwidgets.sae.labels.FeatureLabels`, a mapping {feature: label}): empty
-        until `iw.sae.label_features` makes them or a loader reads the labels.json beside the weights."""
+        """The features' short labels (`interpwidgets.sae.labels.FeatureLabels`, a mapping {feature: label}): those in
+        the labels.json beside the weights of a loaded dictionary (read on first use), else empty until
+        `iw.sae.label_features` makes them."""
         labels = self.__dict__.get("_feature_labels")
         if labels is None:
-            from interpwidgets.sae.labels import FeatureLabels  # labels.py builds on this module, so it comes in late
+            from interpwidgets.sae.labels import read_labels  # labels.py builds on this module, so it comes in late
 
-            labels = self.__dict__["_feature_labels"] = FeatureLabels(self.cfg.d_sae, hook_name=self.cfg.hook_name)
+            labels = self.__dict__["_feature_labels"] = read_labels(self)
         return labels
 
     @labels.setter

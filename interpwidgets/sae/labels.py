@@ -15,7 +15,7 @@ unembedding (`-> " to"`, as `logit_effects` computes it), when that token stands
 Files: `labels.json` = {format_version, d_sae, hook_name, n_tokens, labels: {"i": text}, evidence: {"i": {d: density,
 t: [[token, context before it, activation, count], ...], l: [[token, logit], ...]}}, edited: [i, ...]}; written
 atomically. `iw.sae.load` and `iw.sae.pretrained` bind each dictionary's labels to the file beside its weights (read
-when it exists), so an edit is saved there. Where that folder is not writable (a read-only install), edits go to a
+when it exists, on first use), so an edit is saved there. Where that folder is not writable (a read-only install), edits go to a
 per-user override file instead (`override_path`: under $XDG_CACHE_HOME or ~/.cache, keyed by the labels file's path),
 which loading applies on top of the bundled labels.
 """
@@ -58,7 +58,7 @@ class LabelsFormatError(ValueError):
 class FeatureEvidence:
     """What one feature's label was made from, over a corpus of `FeatureLabels.n_tokens` tokens.
 
-    density: fraction of the tokens where the feature is active. tokens: the distinct tokens at its top-activating
+    Numbers are kept to 4 significant digits. density: fraction of the tokens where the feature is active. tokens: the distinct tokens at its top-activating
     peaks, strongest first, as (token, the `CONTEXT` tokens before it in its strongest example, its largest
     activation, how many of the top examples peak on it). logits: the tokens its decoder direction promotes most,
     (token, `W_dec[i] @ W_U` entry), strongest first (empty for a dictionary that does not write the residual width).
@@ -68,18 +68,22 @@ class FeatureEvidence:
     tokens: list[tuple[str, str, float, int]]
     logits: list[tuple[str, float]]
 
+    def __post_init__(self) -> None:  # kept to 4 significant digits, as the file holds them
+        object.__setattr__(self, "density", _round(self.density))
+        object.__setattr__(self, "tokens", [(str(t), str(c), _round(a), int(n)) for t, c, a, n in self.tokens])
+        object.__setattr__(self, "logits", [(str(t), _round(v)) for t, v in self.logits])
+
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"d": _round(self.density)}
+        out: dict[str, Any] = {"d": self.density}
         if self.tokens:
-            out["t"] = [[tok, ctx, _round(a), n] for tok, ctx, a, n in self.tokens]
+            out["t"] = [list(entry) for entry in self.tokens]
         if self.logits:
-            out["l"] = [[tok, _round(v)] for tok, v in self.logits]
+            out["l"] = [list(entry) for entry in self.logits]
         return out
 
     @classmethod
     def from_json(cls, raw: Any) -> FeatureEvidence:
-        return cls(float(raw["d"]), [(str(t), str(c), float(a), int(n)) for t, c, a, n in raw.get("t", [])],
-                   [(str(t), float(v)) for t, v in raw.get("l", [])])
+        return cls(float(raw["d"]), [tuple(entry) for entry in raw.get("t", [])], [tuple(entry) for entry in raw.get("l", [])])
 
 
 class FeatureLabels(MutableMapping):
@@ -225,21 +229,29 @@ def labels_file_for(source: str | os.PathLike) -> Path:
     return source / LABELS_FILE if source.is_dir() else source.with_name(f"{source.stem}.{LABELS_FILE}")
 
 
-def attach_labels(sae: SAE, source: str | os.PathLike) -> FeatureLabels:
-    """Bind `sae.labels` to the labels file of `source` (read when it exists). A labels file that cannot be read warns
-    (naming the file and the fix) and leaves the SAE with empty labels bound to nothing, so the file is not
-    overwritten: the weights stay usable either way."""
-    path = labels_file_for(source)
+def attach_labels(sae: SAE, source: str | os.PathLike) -> None:
+    """Bind `sae.labels` to the labels file of `source` (see `labels_file_for`); the file is read when `sae.labels`
+    is first used, so loading a dictionary costs nothing for labels it never shows."""
+    sae.__dict__["_labels_file"] = labels_file_for(source)
+    sae.__dict__.pop("_feature_labels", None)
+
+
+def read_labels(sae: SAE) -> FeatureLabels:
+    """The labels of `sae` from the file `attach_labels` bound (empty, and bound to it, where there is no file yet;
+    empty and unbound for a dictionary that never had one). A file that cannot be read warns, naming the file and
+    the fix, and gives empty labels bound to nothing, so the file is not overwritten: the weights stay usable."""
+    path = sae.__dict__.get("_labels_file")
+    empty = FeatureLabels(sae.cfg.d_sae, hook_name=sae.cfg.hook_name)
+    if path is None:
+        return empty
     if path.is_file():
         try:
-            sae.labels = FeatureLabels.load(path, sae.cfg.d_sae)
+            return FeatureLabels.load(path, sae.cfg.d_sae)
         except LabelsFormatError as err:
-            warnings.warn(f"{err} The dictionary loads without labels.", stacklevel=3)
-            sae.labels = FeatureLabels(sae.cfg.d_sae, hook_name=sae.cfg.hook_name)
-    else:
-        sae.labels = FeatureLabels(sae.cfg.d_sae, hook_name=sae.cfg.hook_name).bind(path)
-        sae.labels._apply_override()
-    return sae.labels
+            warnings.warn(f"{err} The dictionary goes without labels.", stacklevel=3)
+            return empty
+    empty.bind(path)._apply_override()
+    return empty
 
 
 def feature_label(sae: Any, feature: int) -> str | None:
@@ -335,7 +347,7 @@ def _quote(token: str) -> str:
 
 
 def _round(x: float) -> float:
-    return float(f"{x:.4g}")
+    return float(f"{float(x):.4g}")
 
 
 def _check_text(text: Any) -> str:
