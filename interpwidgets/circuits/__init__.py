@@ -28,6 +28,7 @@ from interpwidgets.circuits.faithfulness import (
 )
 from interpwidgets.circuits.feature_circuit import feature_circuit
 from interpwidgets.circuits.graph import Circuit, Edge, Node, node_id
+from interpwidgets.circuits.graph_diff import GraphDiff, graph_diff
 from interpwidgets.circuits.graph_runs import GraphFaithfulness, GraphIntervention
 from interpwidgets.circuits.heads import attention_feature_heads
 from interpwidgets.circuits.hierarchical import hierarchical_attribution
@@ -39,8 +40,8 @@ from interpwidgets.circuits.spurious import SpuriousCueDataset, spurious_cue_dat
 
 __all__ = [
     "Attribution", "AttributionGraph", "Circuit", "Edge", "Faithfulness", "FaithfulnessCurve", "FeatureTarget",
-    "GraphFaithfulness", "GraphIntervention", "GraphScores", "LinearGraph", "LinearProbe", "LogitTarget", "Node",
+    "GraphDiff", "GraphFaithfulness", "GraphIntervention", "GraphScores", "LinearGraph", "LinearProbe", "LogitTarget", "Node",
     "NodeAblation", "NodeEffects", "Pruning", "QKAttribution", "SpuriousCueDataset", "ablate_nodes", "attribution_graph", "attention_feature_heads", "edge_effects", "faithfulness", "faithfulness_curve",
-    "feature_circuit", "hierarchical_attribution", "linear_graph", "node_effects", "node_id", "probe_activations",
+    "feature_circuit", "graph_diff", "hierarchical_attribution", "linear_graph", "node_effects", "node_id", "probe_activations",
     "qk_attribution", "size_at_faithfulness", "spurious_cue_dataset",
 ]

@@ -19,7 +19,7 @@ EXACT = 1e-4
 def built(family_model):
     model = family_model
     saes = dictionaries(model)
-    tokens = iw.tasks.ioi(model, n=1, seed=0).clean_tokens[:1]
+    tokens = iw.tasks.ioi(model, n=1, seed=0).clean_tokens[:1, :9]  # "<bos> When A and B went to the place ,"
     return model, saes, tokens, attribution_graph(model, saes, tokens, max_n_logits=3, progress=False)
 
 

@@ -333,3 +333,30 @@ def test_a_truncated_file_is_refused_with_a_clear_error(graph, tmp_path):
     path.write_text(graph.to_json()[:500])
     with pytest.raises(ValueError, match="truncated or corrupt"):
         AttributionGraph.from_json(path)
+
+
+# ---- graph diffs -----------------------------------------------------------------------------------------
+def test_a_diff_of_two_hand_built_graphs_ranks_what_moved_by_hand():
+    """b adds 1 to f_a -> logit (3 -> 4) and drops error -> logit: the edge changes are +1, -1 and 0 for the rest;
+    in b the logit row is (4, 1) over f_a, f_b: f_a's influence .8 (a: .6), the error's 0 (a: .2)."""
+    a = hand_graph(**HAND)
+    edges = [e if e[:2] != (0, 5) else (0, 5, 4.0) for e in HAND["edges"] if e[:2] != (2, 5)]
+    b = hand_graph(HAND["kinds"], edges, HAND["logit_weights"])
+    d = iw.circuits.graph_diff(a, b)
+    moved = {(c.src, c.dst): c.change for c in d.edges(10)}
+    assert moved[("n0", "n5")] == pytest.approx(1.0) and moved[("n2", "n5")] == pytest.approx(-1.0)
+    assert sum(abs(v) for v in moved.values()) == pytest.approx(2.0)
+    by_id = {c.id: c for c in d.node_changes}
+    assert by_id["n0"].influence == pytest.approx((0.6, 0.8)) and by_id["n2"].influence == pytest.approx((0.2, 0.0))
+    assert d.nodes(1)[0].id in ("n0", "n2")  # both moved by .2, the most of any node
+
+
+def test_a_diff_of_clean_and_corrupt_prunings_on_the_teaching_model(teaching, graph):
+    """A pruning compares only what it keeps; the names and units reach the table."""
+    model, saes, task = teaching
+    corrupt = attribution_graph(model, saes, task.corrupt_tokens[:1], max_feature_nodes=300, progress=False)
+    d = iw.circuits.graph_diff(graph.prune(), corrupt.prune(), names=("clean", "corrupt"))
+    frame = d.to_dataframe()
+    assert {"influence_clean", "influence_corrupt", "change"} <= set(frame.columns)
+    kept = set(graph.prune().node_ids) | set(corrupt.prune().node_ids)
+    assert set(frame["id"]) == kept
