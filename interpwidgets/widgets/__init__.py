@@ -16,6 +16,7 @@ How to write a new widget: README.md in this folder.
 from __future__ import annotations
 
 from interpwidgets.widgets.attention import AttentionPatterns
+from interpwidgets.widgets.attribution_graph import AttributionGraphView
 from interpwidgets.widgets.base import InterpWidget, handles
 from interpwidgets.widgets.circuit_graph import CircuitGraph
 from interpwidgets.widgets.dla import DirectLogitAttribution
@@ -31,7 +32,7 @@ from interpwidgets.widgets.steering import Steering
 from interpwidgets.widgets.token_features import TokenFeatures
 
 __all__ = [
-    "AttentionPatterns", "CircuitGraph", "DirectLogitAttribution", "Explorer", "FeatureDashboard", "InterpWidget",
-    "LogitLens", "PatchHeatmap", "RequestError",
+    "AttentionPatterns", "AttributionGraphView", "CircuitGraph", "DirectLogitAttribution", "Explorer", "FeatureDashboard",
+    "InterpWidget", "LogitLens", "PatchHeatmap", "RequestError",
     "Selection", "Steering", "TokenFeatures", "handles", "link", "link_views", "register_view", "show", "view",
 ]

@@ -49,6 +49,12 @@ def _circuit(circuit: Any) -> Any:
     return CircuitGraph(circuit)
 
 
+def _attribution_graph(graph: Any) -> Any:
+    from interpwidgets.widgets.attribution_graph import AttributionGraphView
+
+    return AttributionGraphView(graph)
+
+
 def _card(name: str) -> View:
     def make(obj: Any) -> Any:
         from interpwidgets.widgets import cards
@@ -65,6 +71,7 @@ VIEWS: dict[str, View] = {
     "interpwidgets.lens.logit_lens.LogitLensResult": _logit_lens,
     "interpwidgets.lens.dla.DLAResult": _dla,
     "interpwidgets.circuits.graph.Circuit": _circuit,
+    "interpwidgets.circuits.attribution_graph.AttributionGraph": _attribution_graph,
     "interpwidgets.circuits.linear_graph.Attribution": _card("attribution_card"),
     "interpwidgets.circuits.faithfulness.FaithfulnessCurve": _card("faithfulness_figure"),
     "interpwidgets.sae.base.SAE": _card("sae_card"),
