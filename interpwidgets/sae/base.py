@@ -25,13 +25,11 @@ and that package's registry maps names to classes.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
-
-if TYPE_CHECKING:
-    from interpwidgets.sae.labels import FeatureLabels
 
 ENCODER_INIT_SCALE = 0.1
 
@@ -227,20 +225,22 @@ class SAE(nn.Module):
     def d_sae(self) -> int:
         return self.cfg.d_sae
 
+    labels_reader: ClassVar[Callable[[SAE], Any] | None] = None
+    """Makes a dictionary's `labels` on first use: `interpwidgets.sae.labels.read_labels`, registered by that module
+    (which builds on this one, so this one does not import it)."""
+
     @property
-    def labels(self) -> FeatureLabels:
-        """The features' short labels (`interpwidgets.sae.labels.FeatureLabels`, a mapping {feature: label}): those in
-        the labels.json beside the weights of a loaded dictionary (read on first use), else empty until
+    def labels(self) -> Any:
+        """The features' short labels, an `interpwidgets.sae.labels.FeatureLabels` (a mapping {feature: label}): those
+        in the labels.json beside the weights of a loaded dictionary (read on first use), else empty until
         `iw.sae.label_features` makes them."""
         labels = self.__dict__.get("_feature_labels")
         if labels is None:
-            from interpwidgets.sae.labels import read_labels  # labels.py builds on this module, so it comes in late
-
-            labels = self.__dict__["_feature_labels"] = read_labels(self)
+            labels = self.__dict__["_feature_labels"] = SAE.labels_reader(self)
         return labels
 
     @labels.setter
-    def labels(self, labels: FeatureLabels) -> None:
+    def labels(self, labels: Any) -> None:
         if getattr(labels, "d_sae", None) != self.cfg.d_sae:
             raise ValueError(f"sae.labels must be a FeatureLabels of d_sae={self.cfg.d_sae} "
                              f"(iw.sae.FeatureLabels({self.cfg.d_sae}, ...)), got {labels!r}.")

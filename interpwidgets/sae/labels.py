@@ -254,6 +254,9 @@ def read_labels(sae: SAE) -> FeatureLabels:
     return empty
 
 
+SAE.labels_reader = read_labels
+
+
 def feature_label(sae: Any, feature: int) -> str | None:
     """The label of `feature` of `sae`, or None when it has none (also for dictionaries that carry no labels)."""
     labels = getattr(sae, "labels", None)

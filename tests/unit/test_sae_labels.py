@@ -122,13 +122,20 @@ def test_save_writes_the_labels_beside_the_weights_and_load_reads_them(tmp_path,
 
 
 WRITER = textwrap.dedent("""
-    import os, sys
-    from interpwidgets.sae.labels import FeatureLabels, FeatureEvidence
+    import os, pathlib, sys, time
+    from interpwidgets.sae.labels import FeatureLabels
+
+    def slow_disk(self, text, encoding=None):  # the text lands in 64 KB pieces, so kills fall inside writes
+        with open(self, "w", encoding=encoding) as f:
+            for i in range(0, len(text), 1 << 16):
+                f.write(text[i:i + (1 << 16)])
+                f.flush()
+                time.sleep(0.002)
+
+    pathlib.Path.write_text = slow_disk
     path = sys.argv[1]
     n = 4000
-    versions = [FeatureLabels(n, {i: f"v{v} feature {i}" for i in range(n)},
-                              {i: FeatureEvidence(0.5, [(" tok", " a b c", 1.5, 3)], [(" x", 2.0)]) for i in range(n)})
-                for v in (0, 1)]
+    versions = [FeatureLabels(n, {i: f"v{v} feature {i} " + "x" * 1000 for i in range(n)}) for v in (0, 1)]
     print("ready", flush=True)
     for line in sys.stdin:
         pid = os.fork()
@@ -145,17 +152,17 @@ WRITER = textwrap.dedent("""
 
 def test_a_labels_file_killed_mid_write_holds_the_old_or_the_new_version(tmp_path):
     path = tmp_path / "labels.json"
-    FeatureLabels(4000, {i: f"v0 feature {i}" for i in range(4000)}).save(path)
+    FeatureLabels(4000, {i: f"v0 feature {i} " for i in range(4000)}).save(path)
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     seen, mid_write = set(), 0
     try:
         assert writer.stdout.readline().strip() == "ready"
-        for kill in range(8):
+        for kill in range(10):
             writer.stdin.write(f"{kill % 2}\n")
             writer.stdin.flush()
             pid = int(writer.stdout.readline())
-            time.sleep(0.05 + 0.06 * kill)  # from inside the first write to several writes in
+            time.sleep(0.05 + 0.08 * kill)  # from inside the first write to several writes in
             os.kill(pid, signal.SIGKILL)
             assert writer.stdout.readline().strip() == "reaped"
             mid_write += any(tmp_path.glob(".labels.json.*.tmp"))
@@ -262,3 +269,12 @@ def test_a_label_must_be_text_for_a_feature_of_the_dictionary():
         labels[1] = 3
     with pytest.raises(ValueError, match="d_sae=512"):
         build_sae(SAEConfig(d_in=8, d_sae=512, hook_name="blocks.0.hook_resid_post")).labels = labels
+
+
+def test_the_sae_card_says_how_many_features_are_labelled():
+    from interpwidgets.widgets.cards import sae_card
+
+    sae = build_sae(SAEConfig(d_in=8, d_sae=512, hook_name="blocks.0.hook_resid_post"))
+    assert "feature labels" not in repr(sae_card(sae))
+    sae.labels = FeatureLabels(512, {3: '" Mary"', 9: "dead"}, edited={9})
+    assert dict(sae_card(sae).rows)["feature labels"] == '2 of 512, 1 edited (#3: " Mary")'
