@@ -77,6 +77,11 @@ def sae_card(sae: Any) -> Card:
     if cfg.model_name:
         rows.append(("trained on", cfg.model_name))
     rows.append(("source", getattr(sae, "source", None) or "built in memory"))
+    labels = getattr(sae, "labels", None)
+    if labels:
+        edited = f", {len(labels.edited)} edited" if labels.edited else ""
+        first = next(iter(labels))
+        rows.append(("feature labels", f"{len(labels):,} of {cfg.d_sae:,}{edited} (#{first}: {labels[first]})"))
     return Card(f"{type(sae).__name__}: {cfg.hook_name}", rows)
 
 

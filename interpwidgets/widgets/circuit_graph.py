@@ -26,6 +26,7 @@ from interpwidgets.circuits.faithfulness import ablate_nodes
 from interpwidgets.circuits.graph import KIND_ORDER, Circuit, Node
 from interpwidgets.models.tokens import token_strings
 from interpwidgets.sae.editing import FEATURE_ABLATIONS
+from interpwidgets.sae.labels import feature_label
 from interpwidgets.sae.sets import SAESet
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.encoding import float16_array, int32_array
@@ -112,7 +113,8 @@ class CircuitGraph(InterpWidget):
             raise ValueError(f"saes= lacks the dictionaries the circuit's nodes belong to: {missing}.")
         self._callbacks: list[Callable[[Node], Any]] = []
         super().__init__(selection=selection)
-        self.set_trait("nodes", _nodes_payload(circuit.nodes))
+        known = self._known_saes()
+        self.set_trait("nodes", _nodes_payload(circuit.nodes, [_clerp(n, known) for n in circuit.nodes]))
         self.set_trait("edges", _edges_payload(circuit))
         self.set_trait("actions", self._available_actions())
         self.set_trait("colours", colours_of(circuit))
@@ -129,12 +131,20 @@ class CircuitGraph(InterpWidget):
         if not self.action:
             self.action = next(iter(self.actions))
 
+    def _known_saes(self) -> dict[str, Any]:
+        """The dictionaries this widget knows by input hook: those of `saes=` and of the dashboard."""
+        return {**(getattr(self.dashboard, "saes", None) or {}), **self.saes}
+
+    def clerp(self, node: Node) -> str:
+        """The feature label of a feature node whose dictionary is known ("" otherwise)."""
+        return _clerp(node, self._known_saes())
+
     def feature_of(self, node_id: str) -> tuple[str, int]:
         """(input hook of the node's dictionary, feature index) of an SAE-feature node."""
         node = self.circuit.node(node_id)
         if not node.is_feature:
             raise ValueError(f"{node.label or node.id} is not an SAE feature (it is {node.feature or node.kind}).")
-        known = {*self.saes, *(getattr(self.dashboard, "saes", None) or {})}
+        known = self._known_saes()
         if node.dictionary not in known:
             raise ValueError(f"no dictionary reading {node.dictionary!r} is known; pass saes= or a dashboard holding it.")
         return node.dictionary, int(node.feature)
@@ -167,7 +177,7 @@ class CircuitGraph(InterpWidget):
             task=Ref(self.task, "task", "the task the circuit was built with"),
             circuit=Ref(self.circuit, "circuit", "the circuit this widget draws"), node=node.id, ablation=self.ablation,
         )
-        return {"node": node.id, "label": node.label or node.id, "ablation": result.ablation,
+        return {"node": node.id, "label": node.label or node.id, "clerp": self.clerp(node), "ablation": result.ablation,
                 "metric_before": result.metric_clean, "metric_after": result.metric_ablated, "code": step.snippet}
 
     @handles("open")
@@ -193,7 +203,8 @@ class CircuitGraph(InterpWidget):
                                {"hook": hook, "feature": feature}, hook=hook, feature=feature,
                                dashboard=Ref(self.dashboard, "dashboard", "the FeatureDashboard attached to this widget"))
             code = {"code": step.snippet}
-        return {"node": node.id, "label": node.label or node.id, "hook": hook, "feature": feature, **code}
+        return {"node": node.id, "label": node.label or node.id, "clerp": self.clerp(node), "hook": hook, "feature": feature,
+                **code}
 
     # ---- internals
     def _node(self, params: dict[str, Any]) -> Node:
@@ -229,7 +240,7 @@ class CircuitGraph(InterpWidget):
             chips = "".join(
                 f'<span style="display:inline-block;margin:2px;padding:1px 5px;border-radius:8px;'
                 f'background:rgb{tuple(int(c) for c in colour_of[n.id])};border:1px solid #bbb">'
-                f"{esc(n.label or n.id)} ({n.effect:+.3g})</span>"
+                f"{esc(' '.join(filter(None, (n.label or n.id, self.clerp(n)))))} ({n.effect:+.3g})</span>"
                 for n in members
             )
             rows.append(f"<div><b>layer {layer}</b> {chips}</div>")
@@ -240,11 +251,20 @@ class CircuitGraph(InterpWidget):
         return frame(self.title, body)
 
 
-def _nodes_payload(nodes: list[Node]) -> dict[str, Any]:
-    """Strings as lists; numbers as arrays (position / feature -1 where absent; activation NaN where absent)."""
+def _clerp(node: Node, saes: dict[str, Any]) -> str:
+    """The feature label of `node` when it is a feature of one of `saes` (by input hook), else ""."""
+    if not node.is_feature or node.dictionary not in saes:
+        return ""
+    return feature_label(saes[node.dictionary], int(node.feature)) or ""
+
+
+def _nodes_payload(nodes: list[Node], clerps: list[str]) -> dict[str, Any]:
+    """Strings as lists (`clerps`: each node's feature label, "" where none); numbers as arrays (position / feature
+    -1 where absent; activation NaN where absent)."""
     return {
         "ids": [n.id for n in nodes],
         "labels": [n.label or n.id for n in nodes],
+        "clerps": clerps,
         "kinds": [n.kind for n in nodes],
         "places": [n.place for n in nodes],
         "features": [n.feature if isinstance(n.feature, str) else "" for n in nodes],

@@ -22,6 +22,7 @@ from interpwidgets.models.tokens import require_tokenizer
 from interpwidgets.sae.base import SAE
 from interpwidgets.sae.corpus_stats import Example, FeatureStats, feature_stats
 from interpwidgets.sae.features import LogitEffects, logit_effects, writes_residual
+from interpwidgets.sae.labels import feature_label
 from interpwidgets.sae.sets import SAESet
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.density import corpus_density, stats_by_hook
@@ -105,7 +106,7 @@ class FeatureDashboard(FeatureChoice, InterpWidget):
     # ---- requests from the front end: a verb; what to send is the `hook` and `feature` traits
     @handles("feature")
     def _feature(self, params: dict[str, Any]) -> dict[str, Any]:
-        """{} -> examples, histogram, density and logit effects of (`hook`, `feature`)."""
+        """{} -> label, examples, histogram, density and logit effects of (`hook`, `feature`)."""
         check_keys(params, ())
         hook, feature = self.hook, self.feature
         stats, effects = self.stats(hook), self._logit_effects(hook, feature)
@@ -123,6 +124,7 @@ class FeatureDashboard(FeatureChoice, InterpWidget):
             "code": step.snippet,
             "hook": hook,
             "feature": feature,
+            "label": feature_label(self.saes[hook], feature),
             "density": float(stats.density[feature]),
             "firing": corpus_density(stats, feature),
             "n_tokens": stats.n_tokens,
@@ -155,7 +157,8 @@ class FeatureDashboard(FeatureChoice, InterpWidget):
             f'<div style="font-family:monospace;line-height:1.7;margin:6px 0">{"".join(rows) or "never active"}</div>'
             f"{logits}{legend('sequential', 0.0, top, 'feature activation')}"
         )
-        return frame(f"Feature {feature} \u00b7 {self.place(self.hook)}", body)
+        label = feature_label(self.saes[self.hook], feature)
+        return frame(f"Feature {feature} \u00b7 {self.place(self.hook)}" + (f" \u00b7 {label}" if label else ""), body)
 
 
 def _examples_payload(examples: list[Example]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from interpwidgets.interventions import Component, combine, generate, steer, ste
 from interpwidgets.models.tokens import token_strings, token_text
 from interpwidgets.sae.corpus_stats import FeatureStats
 from interpwidgets.sae.features import check_feature, feature_activations
+from interpwidgets.sae.labels import feature_label
 from interpwidgets.sae.sets import SAESet
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.density import corpus_density, prompt_density, stats_by_hook, text_start
@@ -296,8 +297,13 @@ class Steering(PromptBox, DictionaryList, InterpWidget):
             self._prompt_acts[hook] = feature_activations(self.model, self.saes[hook], self._tokens[0])[hook]
         return prompt_density(self._prompt_acts[hook], feature, text_start(self.model, self._tokens[0]))
 
+    def _clerp(self, direction: Direction) -> str | None:
+        """The label of a feature row's feature; None for a user's direction or an unlabelled feature."""
+        return None if direction.feature is None else feature_label(self.saes[direction.source], direction.feature)
+
     def _sync_rows(self, scales: list[float]) -> None:
         rows = [{"label": d.label, "hook": d.hook, "limit": d.limit, "feature": d.feature, "source": d.source,
+                 "clerp": self._clerp(d),
                  "layer": Component(d.source or d.hook).layer,
                  "firing": None if d.feature is None else self.density(d.source, d.feature)} for d in self._directions]
         with self.hold_trait_notifications():
@@ -341,7 +347,8 @@ class Steering(PromptBox, DictionaryList, InterpWidget):
     def _static_html(self) -> str:
         shown = self._shown
         prompt = token_text(self.model, self._tokens[0].tolist(), skip_special_tokens=True)
-        sliders = "".join(f"<li>{esc(d.label)} (scale \u00b1{d.limit:g})</li>" for d in self._directions) or "<li>none</li>"
+        sliders = "".join(f"<li>{esc(' '.join(filter(None, (d.label, self._clerp(d)))))} (scale \u00b1{d.limit:g})</li>"
+                          for d in self._directions) or "<li>none</li>"
         body = (
             f"<div><b>prompt</b> {esc(prompt)}</div><ul style='margin:4px 0'>{sliders}</ul>"
             f"<div>{esc(shown.description)}</div>"

@@ -24,6 +24,7 @@ from interpwidgets.sae.base import SAE
 from interpwidgets.sae.corpus_stats import FeatureStats
 from interpwidgets.sae.editing import ablate_features, steer_feature
 from interpwidgets.sae.features import FeatureActivations, feature_activations
+from interpwidgets.sae.labels import feature_label
 from interpwidgets.sae.sets import SAESet
 from interpwidgets.widgets.base import STATIC, InterpWidget, handles
 from interpwidgets.widgets.density import (
@@ -153,17 +154,24 @@ class TokenFeatures(PromptBox, FeatureChoice, InterpWidget):
             raise TraitError(f"alpha must be a finite number in [-{MAX_ALPHA:g}, {MAX_ALPHA:g}], got {proposal['value']}")
         return proposal["value"]
 
+    def _labels(self, features: Iterable[int]) -> dict[str, str]:
+        """{feature index: label} of those of `features` of the chosen dictionary that have a label."""
+        labelled = ((int(i), feature_label(self.sae, int(i))) for i in features)
+        return {str(i): label for i, label in labelled if label}
+
     def _position(self, params: dict[str, Any]) -> int:
         return get_int(params, "position", 0, len(self.tokens) - 1)
 
     # ---- requests from the front end: verbs; the dictionary, feature and intervention are the traits
     @handles("features")
     def _features(self, params: dict[str, Any]) -> dict[str, Any]:
-        """{} -> the strongest features of every token for `hook`: indices int32 [n, k], values float16 [n, k]."""
+        """{} -> the strongest features of every token for `hook`: indices int32 [n, k], values float16 [n, k], and
+        the labels of those features {index: label} (those that have one)."""
         check_keys(params, ())
         acts = self.activations()
         values, indices = acts.topk(min(PER_TOKEN, acts.shape[1]), dim=-1)
-        return {"hook": self.hook, "indices": int32_array(indices), "values": float16_array(values)}
+        return {"hook": self.hook, "indices": int32_array(indices), "values": float16_array(values),
+                "labels": self._labels(indices.unique().tolist())}
 
     @handles("activations")
     def _activations(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -173,7 +181,8 @@ class TokenFeatures(PromptBox, FeatureChoice, InterpWidget):
         step = self.record(f"show {self.feature_name(self.hook, self.feature)} on the tokens", "{acts}[:, {feature}]",
                            {"max": float(values.max())}, acts=self._acts_code(self.hook), feature=self.feature)
         return {"hook": self.hook, "feature": self.feature, "values": float16_array(values),
-                "max": float(values.max().clamp_min(0)), "firing": self.density(self.feature), "code": step.snippet}
+                "max": float(values.max().clamp_min(0)), "firing": self.density(self.feature), "code": step.snippet,
+                "label": feature_label(self.sae, self.feature)}
 
     @handles("token")
     def _token(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -193,6 +202,7 @@ class TokenFeatures(PromptBox, FeatureChoice, InterpWidget):
             "values": float16_array(values[values > 0]),
             "prompt_max": float16_array(acts[:, active].max(dim=0).values),
             "firings": [self.density(int(index)) for index in active],
+            "labels": [feature_label(self.sae, int(index)) or "" for index in active],
             "code": step.snippet,
         }
 
@@ -259,6 +269,8 @@ class TokenFeatures(PromptBox, FeatureChoice, InterpWidget):
             for i, (t, v, rgb) in enumerate(zip(self.tokens, values, colours))
         )
         name = self.feature_name(self.hook, self.feature)
+        label = feature_label(self.sae, self.feature)
+        name += f" {label}" if label else ""
         body = (
             f'<div style="font-family:monospace;line-height:1.8;max-width:720px">{spans}</div>'
             f"{legend('sequential', 0.0, top or 1.0, f'activation of {name}')}"

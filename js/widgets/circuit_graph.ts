@@ -18,6 +18,7 @@ import { metricChange } from "../lib/outcome";
 import { connectSelection } from "../lib/selection";
 import { control, createShell } from "../lib/shell";
 import { decodeInt32 } from "../lib/buffers";
+import { clerpSpan } from "./features/views";
 import { decodeFloats } from "./features/wire";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -52,6 +53,7 @@ interface Traits {
 
 interface Ablated {
   label: string;
+  clerp: string;
   ablation: string;
   metric_before: number;
   metric_after: number;
@@ -60,6 +62,7 @@ interface Ablated {
 
 interface Opened {
   label: string;
+  clerp: string;
   hook: string;
   feature: number;
   code?: string;
@@ -68,6 +71,8 @@ interface Opened {
 interface Nodes {
   ids: string[];
   labels: string[];
+  /** Feature labels made by iw.sae.label_features ("" where none). */
+  clerps: string[];
   kinds: string[];
   places: string[];
   names: string[];
@@ -98,7 +103,7 @@ async function decodeNodes(raw: Record<string, unknown>): Promise<Nodes> {
     return array;
   };
   return {
-    ids, labels: strings("labels"), kinds: strings("kinds"), places: strings("places"), names: strings("features"),
+    ids, labels: strings("labels"), clerps: strings("clerps"), kinds: strings("kinds"), places: strings("places"), names: strings("features"),
     layer: ints("layer"), position: ints("position"), feature: ints("feature"),
     effect: await decodeFloats(raw.effect, n), activation: await decodeFloats(raw.activation, n),
   };
@@ -330,7 +335,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
   }
 
   function describeNode(i: number): string[] {
-    const lines = [nodes.labels[i], `id ${nodes.ids[i]}`,
+    const lines = [nodes.labels[i], ...(nodes.clerps[i] ? [`label: ${nodes.clerps[i]}`] : []), `id ${nodes.ids[i]}`,
       `${isMetric(i) ? "total effect of the patch" : "effect"}: ${formatNumber(nodes.effect[i])}`];
     if (!isMetric(i) && nodes.effect[i] !== 0) lines.push(support(nodes.effect[i]) > 0 ? colours.supports : colours.opposes);
     if (!Number.isNaN(nodes.activation[i])) lines.push(`activation: ${formatNumber(nodes.activation[i])}`);
@@ -358,7 +363,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
       const result = await requester.fetch<Ablated>("ablate", { node: nodes.ids[i] }, { key: "act" });
       if (!result) return;
       setChildren(outcome,
-        h("div", { className: "iw-outcome-title" }, `${result.ablation}-ablated ${result.label}`),
+        h("div", { className: "iw-outcome-title" }, `${result.ablation}-ablated ${result.label} `, clerpSpan(result.clerp)),
         metricChange("metric", Number(result.metric_before), Number(result.metric_after)),
         h("div", { className: "iw-hint" }, `the node's attributed effect: ${formatNumber(nodes.effect[i])}`),
         codeBox(result.code));
@@ -366,7 +371,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
       const result = await requester.fetch<Opened>("open", { node: nodes.ids[i] }, { key: "act" });
       if (!result) return;
       setChildren(outcome,
-        h("div", { className: "iw-outcome-title" }, `opened ${result.label}`),
+        h("div", { className: "iw-outcome-title" }, `opened ${result.label} `, clerpSpan(result.clerp)),
         h("div", { className: "iw-opened" }, `${result.hook} \u00b7 feature ${result.feature}`),
         codeBox(result.code));
     }

@@ -18,7 +18,7 @@ import { connectSelection } from "../lib/selection";
 import { control, createShell } from "../lib/shell";
 import { tokenFromEvent, tokenSpan } from "../lib/tokens";
 import { decodeInt32 } from "../lib/buffers";
-import { type Firing, barList, colourSpan, denseBadge, integerInput, onFeatureInput } from "./features/views";
+import { type Firing, barList, clerpSpan, colourSpan, denseBadge, integerInput, onFeatureInput } from "./features/views";
 import { type DictionaryTraits, type Ranked, decodeFloats, decodeRanked } from "./features/wire";
 
 const HIST_W = 280;
@@ -33,6 +33,7 @@ interface Traits extends DictionaryTraits {
 interface Summary {
   hook: string;
   feature: number;
+  label: string | null;
   density: number;
   firing: Firing;
   nTokens: number;
@@ -56,7 +57,8 @@ async function decodeSummary(result: Record<string, unknown>): Promise<Summary> 
   const raw = result.logits as Record<string, unknown> | null;
   const logits = raw ? { top: await decodeRanked(raw.top, "values"), bottom: await decodeRanked(raw.bottom, "values") } : null;
   return {
-    hook: String(result.hook), feature: Number(result.feature), density: Number(result.density), firing: result.firing as Firing,
+    hook: String(result.hook), feature: Number(result.feature), label: typeof result.label === "string" ? result.label : null,
+    density: Number(result.density), firing: result.firing as Firing,
     nTokens: Number(result.n_tokens), max: Number(result.max), examples: { tokens, values, width, peaks },
     histogram: await decodeFloats(result.histogram), logits, code: String(result.code ?? ""),
   };
@@ -116,7 +118,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
     const data = summary;
     const scale = sequentialScale(shell.theme(), data.max, `activation of ${nameOf()}`);
     setChildren(header,
-      h("span", { className: "iw-dash-title" }, `Feature ${feature}`), ` \u00b7 ${labels[hooks.indexOf(hook)]} \u00b7 `,
+      h("span", { className: "iw-dash-title" }, `Feature ${feature}`), ` \u00b7 ${labels[hooks.indexOf(hook)]} `, clerpSpan(data.label), " \u00b7 ",
       h("span", { className: "iw-density" }, `density ${formatNumber(data.density * 100)}%`),
       ` of ${data.nTokens} tokens \u00b7 max `, h("span", { className: "iw-max" }, formatNumber(data.max)), denseBadge(data.firing) ?? "");
     drawExamples(data, scale);

@@ -17,7 +17,7 @@ import { type PromptSlot, type PromptTraits, withPrompt } from "../lib/prompt";
 import { connectSelection } from "../lib/selection";
 import { control, createShell } from "../lib/shell";
 import { tokenFromEvent, tokenSpan } from "../lib/tokens";
-import { type Firing, denseBadge, firingText, integerInput } from "./features/views";
+import { type Firing, clerpSpan, denseBadge, firingText, integerInput, withClerp } from "./features/views";
 
 const DEBOUNCE_MS = 250;
 const SLIDER_STEPS = 200;
@@ -29,6 +29,8 @@ interface Row {
   feature: number | null;
   source: string | null;
   layer: number | null;
+  /** The feature's label (null for a user's direction or an unlabelled feature). */
+  clerp: string | null;
   /** How often the feature fires (null for a user's direction). */
   firing: Firing | null;
 }
@@ -154,12 +156,12 @@ async function render({ model, el, signal, host }: RenderProps<Traits>, prompt: 
       });
       remove.addEventListener("click", () => void requester.fetch("remove", { index }, { key: "rows" }));
       const label = h("span", { className: "iw-row-label",
-        title: `added at ${row.hook}${row.firing ? `; the feature ${firingText(row.firing)}` : ""}` }, row.label);
+        title: withClerp(`added at ${row.hook}${row.firing ? `; the feature ${firingText(row.firing)}` : ""}`, row.clerp) }, row.label);
       if (row.feature !== null) {
         label.classList.add("iw-linkable");
         label.addEventListener("click", () => selection.set({ feature: row.feature, layer: row.layer }));
       }
-      return h("div", { className: "iw-slider-row" }, h("span", { className: "iw-row-name" }, label, denseBadge(row.firing) ?? ""),
+      return h("div", { className: "iw-slider-row" }, h("span", { className: "iw-row-name" }, label, clerpSpan(row.clerp), denseBadge(row.firing) ?? ""),
         slider, value, reset, remove);
     }));
   }

@@ -19,7 +19,9 @@ import { type PromptSlot, type PromptTraits, ownKeys, withPrompt } from "../lib/
 import { connectSelection } from "../lib/selection";
 import { control, createShell } from "../lib/shell";
 import { tokenFromEvent, tokenSpan } from "../lib/tokens";
-import { type Firing, barList, colourSpan, denseBadge, firingText, integerInput, onFeatureInput } from "./features/views";
+import {
+  type Firing, barList, clerpSpan, colourSpan, denseBadge, firingText, integerInput, onFeatureInput, withClerp,
+} from "./features/views";
 import { type DictionaryTraits, type Ranked, decodeFloats, decodeRanked } from "./features/wire";
 
 interface Traits extends DictionaryTraits, PromptTraits {
@@ -37,6 +39,7 @@ interface TopFeatures {
   k: number;
   indices: Int32Array; // [n, k]
   values: Float32Array; // [n, k]
+  labels: Record<string, string>; // feature index -> its label, for those that have one
 }
 
 interface Activations {
@@ -44,6 +47,7 @@ interface Activations {
   values: Float32Array; // [n]
   max: number;
   firing: Firing;
+  label: string | null;
 }
 
 interface TokenList {
@@ -53,6 +57,7 @@ interface TokenList {
   values: Float32Array;
   promptMax: Float32Array;
   firings: Firing[];
+  labels: string[]; // "" where a feature has no label
   code: string;
 }
 
@@ -135,9 +140,9 @@ async function render({ model, el, signal, host }: RenderProps<Traits>, prompt: 
     const scale = sequentialScale(shell.theme(), activations.max, `activation of ${nameOf()}`);
     spans.forEach((span, index) => colourSpan(span, scale, activations!.values[index]));
     const firing = activations.firing;
-    setChildren(caption, activations.max > 0
-      ? `feature ${nameOf()} \u00b7 max ${formatNumber(activations.max)} on this prompt`
-      : `feature ${nameOf()} is not active on this prompt`,
+    setChildren(caption, `feature ${nameOf()} `, clerpSpan(activations.label), activations.max > 0
+      ? ` \u00b7 max ${formatNumber(activations.max)} on this prompt`
+      : " is not active on this prompt",
     h("span", { className: "iw-firing iw-hint" }, ` \u00b7 ${firingText(firing)}`), denseBadge(firing) ?? "");
     setChildren(shell.footer, legend(scale), h("span", { className: "iw-hint" }, "hover: values \u00b7 click a token: its features"));
   }
@@ -147,9 +152,9 @@ async function render({ model, el, signal, host }: RenderProps<Traits>, prompt: 
     colour();
     const reply = await requester.fetch("activations", {}, {
       key: "activations",
-      decode: async (result: { hook: string; feature: number; values: unknown; max: number; firing: Firing }): Promise<Activations> => ({
+      decode: async (result: { hook: string; feature: number; values: unknown; max: number; firing: Firing; label: unknown }): Promise<Activations> => ({
         key: `${result.hook}#${result.feature}`, values: await decodeFloats(result.values, n), max: Number(result.max),
-        firing: result.firing,
+        firing: result.firing, label: typeof result.label === "string" ? result.label : null,
       }),
     });
     if (!reply || reply.key !== keyOf()) return;
@@ -161,10 +166,11 @@ async function render({ model, el, signal, host }: RenderProps<Traits>, prompt: 
     if (topCache.has(hook)) return;
     const reply = await requester.fetch("features", {}, {
       key: "features",
-      decode: async (result: { hook: string; indices: unknown; values: unknown }): Promise<TopFeatures> => {
+      decode: async (result: { hook: string; indices: unknown; values: unknown; labels: Record<string, string> }): Promise<TopFeatures> => {
         const indices = decodeInt32(result.indices);
         if (indices.shape.length !== 2 || indices.shape[0] !== n) throw new RangeError(`top features of shape [${indices.shape}]`);
-        return { hook: result.hook, k: indices.shape[1], indices: indices.data, values: await decodeFloats(result.values, indices.data.length) };
+        return { hook: result.hook, k: indices.shape[1], indices: indices.data, values: await decodeFloats(result.values, indices.data.length),
+                 labels: result.labels ?? {} };
       },
     });
     if (reply) topCache.set(reply.hook, reply);
@@ -175,11 +181,12 @@ async function render({ model, el, signal, host }: RenderProps<Traits>, prompt: 
     const reply = await requester.fetch("token", { position }, {
       key: "token",
       decode: async (result: { hook: string; position: number; indices: unknown; values: unknown; prompt_max: unknown;
-                               firings: Firing[]; code: string }): Promise<TokenList> => {
+                               firings: Firing[]; labels: string[]; code: string }): Promise<TokenList> => {
         const indices = decodeInt32(result.indices).data;
         if (!Array.isArray(result.firings) || result.firings.length !== indices.length) throw new RangeError("one density per feature expected");
+        if (!Array.isArray(result.labels) || result.labels.length !== indices.length) throw new RangeError("one label per feature expected");
         return {
-          hook: result.hook, position: result.position, indices, code: result.code, firings: result.firings,
+          hook: result.hook, position: result.position, indices, code: result.code, firings: result.firings, labels: result.labels,
           values: await decodeFloats(result.values, indices.length), promptMax: await decodeFloats(result.prompt_max, indices.length),
         };
       },
@@ -187,13 +194,15 @@ async function render({ model, el, signal, host }: RenderProps<Traits>, prompt: 
     if (reply && pinned === reply.position && hook === reply.hook) showTokenFeatures(reply);
   }
 
-  function showTokenFeatures({ position, indices, values, promptMax, firings, code }: TokenList): void {
+  function showTokenFeatures({ position, indices, values, promptMax, firings, labels: clerps, code }: TokenList): void {
     const chips = Array.from(indices, (index, i) => {
       const chip = h("button", {
         className: `iw-feature-chip${index === feature ? " iw-selected" : ""}${firings[i].dense ? " iw-dense-feature" : ""}`,
         attrs: { "data-feature": String(index), "aria-pressed": String(index === feature) },
-        title: `feature ${index}: ${formatNumber(values[i])} here, max ${formatNumber(promptMax[i])} on the prompt; ${firingText(firings[i])}`,
-      }, `#${index} `, h("span", { className: "iw-chip-value" }, formatNumber(values[i])), denseBadge(firings[i], true) ?? "");
+        title: `${withClerp(`feature ${index}`, clerps[i])}: ${formatNumber(values[i])} here, max ${formatNumber(promptMax[i])} on the prompt; `
+          + firingText(firings[i]),
+      }, `#${index} `, clerpSpan(clerps[i]), h("span", { className: "iw-chip-value" }, formatNumber(values[i])),
+      denseBadge(firings[i], true) ?? "");
       chip.addEventListener("click", () => setFeature(index, true));
       return chip;
     });
@@ -272,7 +281,8 @@ async function render({ model, el, signal, host }: RenderProps<Traits>, prompt: 
       lines.push("strongest features here:");
       for (let j = 0; j < top.k; j++) {
         const value = top.values[hit.index * top.k + j];
-        if (value > 0) lines.push(`  #${top.indices[hit.index * top.k + j]}  ${formatNumber(value)}`);
+        const index = top.indices[hit.index * top.k + j];
+        if (value > 0) lines.push(withClerp(`  #${index}  ${formatNumber(value)}`, top.labels[String(index)]));
       }
     }
     shell.tooltip.show(event as MouseEvent, lines);

@@ -11,7 +11,7 @@ import torch
 import interpwidgets as iw
 from interpwidgets.circuits import Circuit, Edge, Node
 from interpwidgets.circuits.faithfulness import ablate_nodes
-from interpwidgets.sae import SAEConfig, SAESet, build_sae
+from interpwidgets.sae import FeatureLabels, SAEConfig, SAESet, build_sae
 from interpwidgets.widgets.circuit_graph import MAX_NODES, CircuitGraph
 from interpwidgets.widgets.feature_dashboard import FeatureDashboard
 from interpwidgets.widgets.testing import ask, decode_array, decode_int32
@@ -87,7 +87,7 @@ def test_the_ablate_request_reads_the_ablation_trait_and_answers_with_the_engine
     assert ok, result
     expected = ablate_nodes(random_model, saes, task, [circuit.node("resid_post2/7@4")], ablation=ablation)
     assert result.pop("code") == graph.history[-1].snippet  # copy as code: tests/unit/test_widgets_history.py
-    assert result == {"node": "resid_post2/7@4", "label": "resid_post2 #7 @4", "ablation": ablation,
+    assert result == {"node": "resid_post2/7@4", "label": "resid_post2 #7 @4", "clerp": "", "ablation": ablation,
                       "metric_before": pytest.approx(expected.metric_clean), "metric_after": pytest.approx(expected.metric_ablated)}
 
 
@@ -123,7 +123,7 @@ def test_open_shows_the_feature_in_the_dashboard_and_callbacks(random_model, sae
     assert graph.actions == {"open": "open in the dashboard"}
     ok, result = ask(graph, "open", node="resid_post2/7@4")
     assert ok and result.pop("code") == graph.history[-1].snippet
-    assert result == {"node": "resid_post2/7@4", "label": "resid_post2 #7 @4", "hook": "blocks.2.hook_resid_post",
+    assert result == {"node": "resid_post2/7@4", "label": "resid_post2 #7 @4", "clerp": "", "hook": "blocks.2.hook_resid_post",
                              "feature": 7}
     assert (dashboard.hook, dashboard.feature) == ("blocks.2.hook_resid_post", 7)
     assert [node.id for node in opened] == ["resid_post2/7@4"]
@@ -245,3 +245,20 @@ def test_column_tokens_come_from_the_circuits_metadata_without_a_task(circuit):
     named = Circuit(circuit.nodes, circuit.edges, {**circuit.metadata, "prompt_tokens": ["a", " b", " c", " d", " e"]},
                     method="atp", kinds=("resid_post",))
     assert CircuitGraph(named).tokens == ["'a'", "' b'", "' c'", "' d'", "' e'"]
+
+
+def test_feature_nodes_carry_their_dictionarys_labels(random_model, task, circuit):
+    """Node labels ("clerps") are those the test gives each dictionary, for the feature nodes only; the ablate and
+    open replies and the static preview carry them too."""
+    labelled = SAESet.of([build_sae(SAEConfig(d_in=128, d_sae=32, architecture="topk", k=4, hook_name=resid(layer)),
+                                    seed=layer) for layer in range(4)])
+    for layer, sae in enumerate(labelled.values()):
+        sae.labels = FeatureLabels(32, {5: f"five of layer {layer}", 7: f"seven of layer {layer}"})
+    graph = CircuitGraph(circuit, model=random_model, saes=labelled, task=task)
+    assert graph.nodes["clerps"] == ["", "", "five of layer 1", "seven of layer 2", "", ""]  # #1 of layer 3 has none
+    ok, result = ask(graph, "ablate", node="resid_post2/7@4")
+    assert ok and result["clerp"] == "seven of layer 2"
+    assert "resid_post1 #5 @3 five of layer 1" in graph._static_html()
+    dashboard = FeatureDashboard(random_model, labelled, corpus=torch.zeros(2, 4, dtype=torch.long))
+    ok, result = ask(CircuitGraph(circuit, dashboard=dashboard), "open", node="resid_post1/5@3")
+    assert ok and result["clerp"] == "five of layer 1"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from interpwidgets.sae import SAEConfig, SAESet, build_sae, feature_stats, top_activating
+from interpwidgets.sae import FeatureLabels, SAEConfig, SAESet, build_sae, feature_stats, top_activating
 from interpwidgets.sae.activations import CORPUS_SEED
 from interpwidgets.data.mixture import training_batch
 from interpwidgets.widgets.feature_dashboard import FeatureDashboard
@@ -207,3 +207,16 @@ def test_the_reply_marks_a_feature_dense_above_ten_percent_of_the_corpus(random_
     assert "<b>dense</b>" not in widget._repr_mimebundle_()[0]["text/html"]
     widget.feature = dense
     assert "<b>dense</b>" in widget._repr_mimebundle_()[0]["text/html"]
+
+
+def test_the_feature_reply_and_preview_carry_the_features_label(random_model, tokens):
+    """The label the test gives feature 5 comes back with it (and in the preview title); an unlabelled one has None."""
+    sae = build_sae(SAEConfig(d_in=128, d_sae=48, architecture="topk", k=4, hook_name=RESID2), seed=1)
+    sae.labels = FeatureLabels(48, {5: '" Mary"/" John" -> " to"'})
+    widget = FeatureDashboard(random_model, sae, feature=5, corpus=tokens)
+    ok, result = ask(widget, "feature")
+    assert ok and result["label"] == '" Mary"/" John" -> " to"'
+    assert "Feature 5 \u00b7 resid_post2 \u00b7 &quot; Mary&quot;/&quot; John&quot; -&gt; &quot; to&quot;" in widget._static_html()
+    widget.show(6)
+    ok, result = ask(widget, "feature")
+    assert ok and result["label"] is None

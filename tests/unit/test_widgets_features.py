@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from interpwidgets.sae import SAEConfig, SAESet, build_sae, feature_activations
+from interpwidgets.sae import FeatureLabels, SAEConfig, SAESet, build_sae, feature_activations
 from interpwidgets.widgets.testing import ask, decode_array, decode_int32
 from interpwidgets.widgets.token_features import TokenFeatures
 
@@ -260,3 +260,24 @@ def test_with_corpus_statistics_density_is_the_corpus_density(random_model, saes
     widget.hook = RESID0  # no statistics for this one: back to the prompt
     ok, result = ask(widget, "activations")
     assert result["firing"]["over"] == "prompt"
+
+
+def test_the_replies_carry_the_labels_of_the_features_they_show(random_model, acts):
+    """The labels are those the test gives the even features: the chosen feature's (None when unlabelled), one per
+    listed feature of a token ("" when unlabelled), and those of the per-token top features sent for hover."""
+    sae = topk_sae(RESID1, 64, 1)
+    sae.labels = FeatureLabels(64, {i: f"label of {i}" for i in range(0, 64, 2)})
+    widget = TokenFeatures(random_model, sae, PROMPT, hook=RESID1, feature=4)
+    ok, result = ask(widget, "activations")
+    assert ok and result["label"] == "label of 4"
+    assert "label of 4" in widget._static_html()
+    widget.feature = 5
+    ok, result = ask(widget, "activations")
+    assert ok and result["label"] is None
+    ok, result = ask(widget, "token", position=3)
+    listed = decode_int32(result["indices"]).tolist()
+    assert ok and listed == acts[RESID1][3].topk(12).indices[:len(listed)].tolist()
+    assert result["labels"] == [f"label of {i}" if i % 2 == 0 else "" for i in listed]
+    ok, result = ask(widget, "features")
+    shown = set(decode_int32(result["indices"]).flatten().tolist())
+    assert ok and result["labels"] == {str(i): f"label of {i}" for i in sorted(shown) if i % 2 == 0}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from interpwidgets.sae import SAEConfig, SAESet, build_sae
+from interpwidgets.sae import FeatureLabels, SAEConfig, SAESet, build_sae
 from interpwidgets.widgets.static_html import esc
 from interpwidgets.widgets.steering import MAX_ROWS, Steering
 from interpwidgets.widgets.testing import ask
@@ -218,3 +218,12 @@ def test_feature_rows_say_how_often_the_feature_fires_on_the_prompt_or_the_corpu
     assert (firing["over"], firing["n_tokens"]) == ("corpus", rows.numel())
     assert firing["fraction"] == pytest.approx(float((acts[:, 3] > 0).float().mean()))
     assert firing["dense"] == (firing["fraction"] > 0.1)
+
+
+def test_feature_rows_carry_the_features_label(random_model):
+    """The label the test gives feature 3 goes with its row (and into the preview); feature 9 has none."""
+    sae = build_sae(SAEConfig(d_in=128, d_sae=64, architecture="relu", hook_name=RESID1), seed=0)
+    sae.labels = FeatureLabels(64, {3: "after \" to\""})
+    widget = Steering(random_model, sae, PROMPT, features=[3, 9], max_new_tokens=2)
+    assert [row["clerp"] for row in widget.rows] == ['after " to"', None]
+    assert esc(f'{RESID1} #3 after " to"') in widget._static_html()

@@ -32,6 +32,16 @@ export function barList(title: string, ranked: Ranked, max: number, className: s
       h("span", { className: "iw-bar-value" }, formatNumber(ranked.values[i])))));
 }
 
+/** A feature's label ("clerp", made by iw.sae.label_features) as a muted span, or "" when it has none. */
+export function clerpSpan(label: string | null | undefined): HTMLElement | string {
+  return label ? h("span", { className: "iw-clerp", title: `label: ${label}` }, label) : "";
+}
+
+/** `text` followed by the feature's label when it has one (for tooltips and titles, which take plain text). */
+export function withClerp(text: string, label: string | null | undefined): string {
+  return label ? `${text} ${label}` : text;
+}
+
 /** An <input type="number"> for integers in [min, max]. */
 export function integerInput(value: number, min: number, max: number, label: string): HTMLInputElement {
   const input = h("input", { className: "iw-number", attrs: { type: "number", min: String(min), max: String(max), step: "1", "aria-label": label } });
