@@ -8,6 +8,7 @@
     h = iw.circuits.hierarchical_attribution(g, target, depth=3)          # a Circuit
     ag = iw.circuits.attribution_graph(model, saes, prompt)               # every active transcoder feature
     p = ag.prune(0.8, 0.98); ag.scores(); ag.faithfulness(p)              # circuit-tracer pruning, real ablation
+    ag.to_neuronpedia("g.json"); iw.circuits.from_neuronpedia("g.json")   # circuit-tracer / Neuronpedia graph JSON
     with iw.sae.ablate_features(model, saes, h): ...                      # its features ablated (SHIFT)
 
 Node ids and site names are places in the short-name grammar ("resid_post2/153@7", "attn1/error@3"), which
@@ -34,6 +35,7 @@ from interpwidgets.circuits.heads import attention_feature_heads
 from interpwidgets.circuits.hierarchical import hierarchical_attribution
 from interpwidgets.circuits.influence import GraphScores
 from interpwidgets.circuits.linear_graph import Attribution, FeatureTarget, LinearGraph, LogitTarget, linear_graph
+from interpwidgets.circuits.neuronpedia import from_neuronpedia, to_neuronpedia
 from interpwidgets.circuits.probes import LinearProbe, probe_activations
 from interpwidgets.circuits.qk import QKAttribution, qk_attribution
 from interpwidgets.circuits.spurious import SpuriousCueDataset, spurious_cue_dataset
@@ -42,6 +44,6 @@ __all__ = [
     "Attribution", "AttributionGraph", "Circuit", "Edge", "Faithfulness", "FaithfulnessCurve", "FeatureTarget",
     "GraphDiff", "GraphFaithfulness", "GraphIntervention", "GraphScores", "LinearGraph", "LinearProbe", "LogitTarget", "Node",
     "NodeAblation", "NodeEffects", "Pruning", "QKAttribution", "SpuriousCueDataset", "ablate_nodes", "attribution_graph", "attention_feature_heads", "edge_effects", "faithfulness", "faithfulness_curve",
-    "feature_circuit", "graph_diff", "hierarchical_attribution", "linear_graph", "node_effects", "node_id", "probe_activations",
-    "qk_attribution", "size_at_faithfulness", "spurious_cue_dataset",
+    "feature_circuit", "from_neuronpedia", "graph_diff", "hierarchical_attribution", "linear_graph", "node_effects", "node_id", "probe_activations",
+    "qk_attribution", "size_at_faithfulness", "spurious_cue_dataset", "to_neuronpedia",
 ]
