@@ -253,7 +253,7 @@ class AttributionGraph:
         if data.get("format") != FORMAT or data.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"Not an attribution graph of this version (format {data.get('format')!r} version "
                              f"{data.get('format_version')!r}; this version reads {FORMAT!r} {FORMAT_VERSION}). A "
-                             "circuit-tracer or Neuronpedia graph file is read by iw.circuits.from_neuronpedia_json.")
+                             "circuit-tracer or Neuronpedia graph file is read by iw.circuits.from_neuronpedia.")
         try:
             edges = data["edges"]
             return cls(
