@@ -8,7 +8,7 @@
     h = iw.circuits.hierarchical_attribution(g, target, depth=3)          # a Circuit
     ag = iw.circuits.attribution_graph(model, saes, prompt)               # every active transcoder feature
     p = ag.prune(0.8, 0.98); ag.scores(); ag.faithfulness(p)              # circuit-tracer pruning, real ablation
-    ag.to_neuronpedia("g.json"); iw.circuits.from_neuronpedia("g.json")   # circuit-tracer / Neuronpedia graph JSON
+    iw.circuits.to_neuronpedia(ag, "g.json"); iw.circuits.from_neuronpedia("g.json")   # circuit-tracer JSON
     with iw.sae.ablate_features(model, saes, h): ...                      # its features ablated (SHIFT)
 
 Node ids and site names are places in the short-name grammar ("resid_post2/153@7", "attn1/error@3"), which

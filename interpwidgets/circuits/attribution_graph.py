@@ -289,17 +289,6 @@ class AttributionGraph:
             raise ValueError(f"{where} is not valid attribution graph JSON ({err}): it is truncated or corrupt.") from None
         return cls.from_dict(data)
 
-    def to_neuronpedia(self, path: str | Path | None = None, **kwargs) -> dict[str, Any]:
-        """The graph as a circuit-tracer / Neuronpedia graph file: `circuits.neuronpedia.to_neuronpedia(self, ...)`."""
-        from interpwidgets.circuits.neuronpedia import to_neuronpedia
-        return to_neuronpedia(self, path, **kwargs)
-
-    @classmethod
-    def from_neuronpedia(cls, source: str | Path | Mapping[str, Any]) -> "AttributionGraph":
-        """A graph from a circuit-tracer / Neuronpedia graph file: `circuits.neuronpedia.from_neuronpedia(source)`."""
-        from interpwidgets.circuits.neuronpedia import from_neuronpedia
-        return from_neuronpedia(source)
-
     def __repr__(self) -> str:
         counts = {t: int((self.node_type == i).sum()) for i, t in enumerate(inf.NODE_TYPES)}
         parts = ", ".join(f"{v} {k}" for k, v in counts.items() if v)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import ast
 import json
+from importlib import metadata
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -52,6 +53,7 @@ from interpwidgets.circuits import influence as inf
 from interpwidgets.circuits.attribution_graph import FORMAT, AttributionGraph, Pruning
 from interpwidgets.circuits.graph import Node, node_id
 from interpwidgets.models.files import write_text_atomic
+from interpwidgets.sae.labels import feature_label
 
 FEATURE_TYPES = {"cross layer transcoder": inf.FEATURE, "mlp reconstruction error": inf.ERROR,
                  "embedding": inf.TOKEN, "logit": inf.LOGIT}
@@ -279,7 +281,6 @@ def _clerp(node: Node, saes, labels) -> str | None:
         text = labels.get(node.id) if isinstance(labels, Mapping) else labels(node)
         return None if text is None else str(text)
     if saes is not None and node.dictionary is not None and node.dictionary in saes:
-        from interpwidgets.sae.labels import feature_label
         return feature_label(saes[node.dictionary], int(node.feature)) or ""
     return None
 
@@ -305,12 +306,18 @@ def _decoder(graph: AttributionGraph, tokenizer: Any) -> Callable[[Node], str]:
     return from_label
 
 
+def _version() -> str:
+    try:
+        return metadata.version("interpwidgets")
+    except metadata.PackageNotFoundError:  # running from a checkout that was never installed
+        return "unknown"
+
+
 def _metadata(graph, record, slug, scan, node_threshold, edge_threshold, notes) -> dict[str, Any]:
     md = graph.metadata
     if record is not None:
         out = dict(record.get("metadata", {}))
     else:
-        from interpwidgets import __version__
         out = {"slug": "", "scan": "", "transcoder_list": [], "prompt_tokens": list(md.get("prompt_tokens", [])),
                "prompt": md.get("prompt", ""), "node_threshold": node_threshold, "schema_version": 1}
         n_bias = int((graph.node_type == inf.BIAS).sum())
@@ -319,7 +326,7 @@ def _metadata(graph, record, slug, scan, node_threshold, edge_threshold, notes) 
             (["position embeddings are folded into each position's embedding node (parallel link weights summed)"]
              if folded else []) + notes
         out["info"] = {"description": "Exported from interpwidgets" + (": " + "; ".join(notes) + "." if notes else "."),
-                       "generator": {"name": "interpwidgets", "version": __version__}}
+                       "generator": {"name": "interpwidgets", "version": _version()}}
         if md.get("max_feature_nodes") is not None:
             out["generation_settings"] = {"max_feature_nodes": md["max_feature_nodes"]}
         out["pruning_settings"] = {"node_threshold": node_threshold, "edge_threshold": edge_threshold}

@@ -95,11 +95,11 @@ def test_pinned_ids_and_supernodes_of_a_file_map_to_our_node_ids(ct_file):
 def test_import_then_export_gives_circuit_tracers_file_back(ct_file, tmp_path):
     """Every node, field, link and the metadata and qParams come back as circuit-tracer wrote them, through a
     file written by `to_neuronpedia(path=...)` and read back too."""
-    g = AttributionGraph.from_neuronpedia(json.dumps(ct_file))
-    out = g.to_neuronpedia(tmp_path / "again.json")
+    g = from_neuronpedia(json.dumps(ct_file))
+    out = to_neuronpedia(g, tmp_path / "again.json")
     assert out == ct_file
     assert json.loads((tmp_path / "again.json").read_text()) == ct_file
-    assert from_neuronpedia(tmp_path / "again.json").to_neuronpedia() == ct_file
+    assert to_neuronpedia(from_neuronpedia(tmp_path / "again.json")) == ct_file
 
 
 # ---- (c) our export of the same graph is circuit-tracer's file ------------------------------------
@@ -134,7 +134,7 @@ def test_our_export_of_the_teaching_graph_is_circuit_tracers_file(teaching_graph
     assert {k: ours["metadata"][k] for k in ct_file["metadata"]} == ct_file["metadata"]
     assert ours["qParams"] == ct_file["qParams"]
     assert "bias nodes" in ours["metadata"]["info"]["description"]
-    assert from_neuronpedia(ours).to_neuronpedia() == ours  # and our own file reads back to itself
+    assert to_neuronpedia(from_neuronpedia(ours)) == ours  # and our own file reads back to itself
 
 
 def test_export_with_saes_writes_each_features_bundled_label_as_its_clerp(teaching_graph, teaching_model):
@@ -149,7 +149,7 @@ def test_export_with_saes_writes_each_features_bundled_label_as_its_clerp(teachi
             if layer not in files:
                 files[layer] = json.loads((bundled / f"blocks_{layer}_ln2_hook_normalized" / "labels.json").read_text())
             assert node["clerp"] == files[layer]["labels"][str(feature)], node["node_id"]
-    assert files and from_neuronpedia(data).to_neuronpedia(saes=saes) == data
+    assert files and to_neuronpedia(from_neuronpedia(data), saes=saes) == data
 
 
 def test_export_of_a_given_pruning_keeps_its_nodes_and_sums_its_folded_edges(teaching_graph):
@@ -259,8 +259,8 @@ def test_our_json_round_trip_keeps_supernodes_and_the_imported_record(ct_file):
     g.group("Mary", ["embed@2", "mlp0/104@0"])
     back = AttributionGraph.from_json(g.to_json())
     assert back.to_dict() == g.to_dict() and back.supernodes == {"Mary": ["embed@2", "mlp0/104@0"]}
-    assert back.to_neuronpedia() == g.to_neuronpedia()
-    assert back.to_neuronpedia()["qParams"]["supernodes"] == [["Mary", "E_84_2", "0_104_0"]]
+    assert to_neuronpedia(back) == to_neuronpedia(g)
+    assert to_neuronpedia(back)["qParams"]["supernodes"] == [["Mary", "E_84_2", "0_104_0"]]
 
 
 def test_supernodes_of_a_built_graph_export_with_folded_and_dropped_members():
