@@ -243,6 +243,19 @@ def _circuit(nb: Notebook, args: argparse.Namespace) -> Any:
     return CircuitGraph(circuit, model=nb.model, saes=nb.saes, task=task)
 
 
+def _graph(nb: Notebook, args: argparse.Namespace) -> Any:
+    from interpwidgets.circuits import attribution_graph
+    from interpwidgets.widgets.attribution_graph import AttributionGraphView
+
+    for name in ("node_threshold", "edge_threshold"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise UsageError(f"--{name.replace('_', '-')} is a fraction of the influence in [0, 1], got {getattr(args, name):g}.")
+    if args.max_features < 0:
+        raise UsageError(f"--max-features must be >= 0, got {args.max_features}.")
+    graph = attribution_graph(nb.model, nb.saes, args.prompt, max_feature_nodes=args.max_features)
+    return AttributionGraphView(graph, saes=nb.saes, node_threshold=args.node_threshold, edge_threshold=args.edge_threshold)
+
+
 VIEWS_OF_PROMPTS = ("attention", "lens", "features")
 
 
@@ -311,6 +324,12 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
             "A sparse feature circuit for a task over the notebook's SAEs, drawn as a graph you can ablate.", _circuit,
             [(("task",), {}), (("--method",), {"choices": ("atp", "ig"), "default": "atp"}),
              (("--node-threshold",), {"type": float, "default": 0.1, "dest": "node_threshold"}), *N_OPTIONS]),
+    Command("graph", "PROMPT [--node-threshold T] [--edge-threshold T] [--max-features N]",
+            "The attribution graph of PROMPT over the notebook's transcoders: prune it live, hover for labels, click to "
+            "ablate or steer a feature.", _graph,
+            [(("prompt",), {}), (("--node-threshold",), {"type": float, "default": 0.8, "dest": "node_threshold"}),
+             (("--edge-threshold",), {"type": float, "default": 0.98, "dest": "edge_threshold"}),
+             (("--max-features",), {"type": int, "default": 7500, "dest": "max_features"})]),
     Command("traceback", "", "The traceback of the last command that failed with an unexpected error.", _traceback),
     Command("prompts", "[--view attention|lens|features] [--sae HOOK]   (one prompt per line in the cell)",
             "The views of several prompts side by side.", _prompts,

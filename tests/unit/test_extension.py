@@ -139,6 +139,7 @@ GOOD = [
     ("patch ioi --site z --method atp --n 4", "PatchHeatmap"),
     (f'steer "{PROMPT}" --feature blocks.2.hook_resid_post:5 --scale 1.5 --tokens 3', "Steering"),
     ("circuit ioi --n 2 --node-threshold 0.5", "CircuitGraph"),
+    ('graph "When Mary and John went to the store, John gave a drink to" --max-features 50', "AttributionGraphView"),
     ("model", "Card"),
     ("sae", "Card"),
 ]
@@ -178,6 +179,7 @@ BAD = [
     ("steer Mary", "the following arguments are required: --feature"),
     ("steer Mary --feature blocks.2.hook_resid_post:5 --scale 1e9", "outside the slider's range"),
     ("circuit ioi --method xyz", "invalid choice: 'xyz'"),
+    ("graph 'a prompt' --node-threshold 1.5", "--node-threshold is a fraction of the influence in [0, 1]"),
     ("model /no/such/folder", "/no/such/folder"),
     ("sae /no/such/folder", "/no/such/folder"),
     ("help nothing", "unknown command 'nothing'"),
