@@ -160,3 +160,17 @@ def faithfulness_figure(curve: Any) -> Figure:
     size = curve.size_at(0.8)
     reached = f"faithfulness 0.8 at {size} nodes" if size is not None else "faithfulness never reaches 0.8"
     return Figure(lambda ax: curve.plot(ax, title=f"faithfulness curve ({reached})"), f"FaithfulnessCurve: {reached}")
+
+
+def graph_diff_figure(diff: Any, k: int = 12) -> Figure:
+    """The nodes and edges that changed most between two attribution graphs, as two panels of signed bars."""
+    a, b = diff.names
+    n = min(k, max(len(diff.node_changes), len(diff.edge_changes), 1))
+
+    def draw(ax: Any) -> None:
+        figure = ax.figure
+        ax.remove()
+        diff.plot(k=n, axes=figure.subplots(1, 2))
+        figure.set_size_inches(11, 0.32 * n + 1.2)
+
+    return Figure(draw, f"GraphDiff {a} -> {b}: {len(diff.node_changes)} nodes, {len(diff.edge_changes)} edges compared")

@@ -74,6 +74,7 @@ VIEWS: dict[str, View] = {
     "interpwidgets.circuits.attribution_graph.AttributionGraph": _attribution_graph,
     "interpwidgets.circuits.linear_graph.Attribution": _card("attribution_card"),
     "interpwidgets.circuits.faithfulness.FaithfulnessCurve": _card("faithfulness_figure"),
+    "interpwidgets.circuits.graph_diff.GraphDiff": _card("graph_diff_figure"),
     "interpwidgets.sae.base.SAE": _card("sae_card"),
     "interpwidgets.sae.sets.SAESet": _card("sae_set_card"),
     "interpwidgets.sae.evaluation.SAEEvaluation": _card("evaluation_card"),

@@ -360,3 +360,11 @@ def test_a_diff_of_clean_and_corrupt_prunings_on_the_teaching_model(teaching, gr
     assert {"influence_clean", "influence_corrupt", "change"} <= set(frame.columns)
     kept = set(graph.prune().node_ids) | set(corrupt.prune().node_ids)
     assert set(frame["id"]) == kept
+
+
+def test_a_diff_shows_itself_as_a_two_panel_figure():
+    """iw.show / the extension display a GraphDiff as a PNG of its two bar panels, titled with the graphs' names."""
+    d = iw.circuits.graph_diff(hand_graph(**HAND), hand_graph(**HAND), names=("clean", "corrupt"))
+    view = iw.view(d)
+    bundle = view._repr_mimebundle_()
+    assert bundle["text/plain"].startswith("GraphDiff clean -> corrupt") and len(bundle["image/png"]) > 1000
