@@ -80,6 +80,7 @@ function slider(label: string, min: number, max: number, value: number): [HTMLIn
   input.max = String(max);
   input.step = String(SLIDER_STEP);
   input.value = String(value);
+  ownKeys(input, () => {}); // arrow keys move the slider, not JupyterLab's cell selection
   const shown = h("span", { className: "iw-ag-slider-value" }, value.toFixed(2));
   return [input, shown, control(label, h("span", { className: "iw-ag-slider-box" }, input, shown))];
 }
@@ -533,6 +534,13 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
   clearButton.addEventListener("click", () => { selected.clear(); showSelection(); drawOverlay(); });
   searchInput.addEventListener("input", search);
   model.on("change:supernodes", () => { readSupernodes(); schedule(true); });
+  // scripting hook: CustomEvent("iw-where", {detail: {id}}) on the root writes where the node (or supernode) of that
+  // id is drawn, "x,y" in the overlay's CSS pixels, to root.dataset.where ("" when it is not shown)
+  root.addEventListener("iw-where", (event) => {
+    const id = String((event as CustomEvent).detail?.id ?? "");
+    const k = layout ? layout.items.findIndex((item) => (item.node >= 0 ? g.ids[item.node] : item.name) === id) : -1;
+    root.dataset.where = k >= 0 ? `${layout!.items[k].x},${layout!.items[k].y}` : "";
+  }, { signal });
   const resize = new ResizeObserver(() => schedule(true));
   resize.observe(shell.body);
   signal.addEventListener("abort", () => {
