@@ -118,7 +118,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
     "faithfulness ", faithValue, " ", faithDetail);
   shell.toolbar.append(nodeControl, edgeControl, counts);
   const faithRow = h("div", { className: "iw-ag-row" }, limits.runs ? faith
-    : h("span", { className: "iw-hint" }, "faithfulness needs the model: this graph was read from a file"));
+    : h("span", { className: "iw-hint" }, "faithfulness needs the model the graph was built with, and this graph holds none (read from a file)"));
   if (limits.runs && ablations.length > 1) faithRow.append(control("measured by", ablationSelect));
 
   // ---- click tools, selection, supernodes, search
@@ -181,6 +181,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
   let faithTimer: ReturnType<typeof setTimeout> | undefined;
   let frame = 0;
   let pendingLayout = false;
+  let merged = 0;
 
   const keyOf = (k: number) => (layout!.items[k].node >= 0 ? `n:${layout!.items[k].node}` : `s:${layout!.items[k].name}`);
   const itemIndex = (key: string) => layout ? layout.items.findIndex((_, k) => keyOf(k) === key) : -1;
@@ -209,7 +210,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
 
   function relayout(): void {
     const width = Math.max(480, Math.floor(box.clientWidth || shell.body.clientWidth || 900) - 2);
-    layout = layOut(g, rows, masks.nodeMask, supernodes, model.get("tokens"), width);
+    layout = timed(root, "iwLayoutMs", () => layOut(g, rows, masks.nodeMask, supernodes, model.get("tokens"), width));
     const lay = layout;
     stage.style.width = `${lay.width}px`;
     stage.style.height = `${lay.height}px`;
@@ -229,7 +230,7 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
     const font = `11px ${getComputedStyle(root).fontFamily}`;
     timed(root, "iwDrawMs", () => {
       const ctx = sizeCanvas(picture, lay.width, lay.height);
-      drawPicture(ctx, g, lay, shownEdges, palette!, font);
+      merged = drawPicture(ctx, g, lay, shownEdges, palette!, font);
     });
     sizeCanvas(overlay, lay.width, lay.height);
     drawOverlay();
@@ -282,7 +283,9 @@ async function render({ model, el, signal, host }: RenderProps<Traits>): Promise
         swatch("iw-ag-line", cssColour(p.positive), "raises its target"),
         swatch("iw-ag-line", cssColour(p.negative), "lowers its target"),
         h("span", { className: "iw-hint" }, "edge width and opacity \u221d |direct effect| (largest shown ",
-          h("span", { className: "iw-ag-edge-max" }, formatNumber(max)), "); node size \u221d influence on the logit targets")));
+          h("span", { className: "iw-ag-edge-max" }, formatNumber(max)), "); node size \u221d influence on the logit targets"),
+        merged ? h("span", { className: "iw-hint iw-ag-merged" }, `the ${merged.toLocaleString("en")} weakest edges are drawn merged, one line `
+          + "per pair of cells (hover a node for its own; a lower edge threshold shows fewer, one by one)") : null));
   }
 
   // ---- faithfulness: debounced, the latest pruning wins

@@ -45,6 +45,10 @@ export interface Layout {
   items: Item[];
   /** [n] the item each shown node is drawn as (-1: not shown) */
   itemOf: Int32Array;
+  /** [n] the (row, column) cell of each shown node, and the cell's centre, for edges drawn merged per cell pair */
+  cellOf: Int32Array;
+  cellX: Float64Array;
+  cellY: Float64Array;
   width: number;
   height: number;
   rows: Row[];
@@ -149,6 +153,9 @@ export function layOut(g: GraphData, rows: Rows, shown: Uint8Array, supernodes: 
   }
   const xs = new Float64Array(n);
   const ys = new Float64Array(n);
+  const cellOf = new Int32Array(n).fill(-1);
+  const cellX = new Float64Array(n);
+  const cellY = new Float64Array(n);
   for (const [key, members] of cells) {
     const r = Math.floor(key / nCols);
     const c = key % nCols;
@@ -158,6 +165,7 @@ export function layOut(g: GraphData, rows: Rows, shown: Uint8Array, supernodes: 
     const spacing = Math.min(colWidth[c] / Math.min(per, members.length), 2 * gap + 4);
     const centreY = rowTop[r] + heights[r] / 2;
     members.forEach((i, k) => {
+      [cellOf[i], cellX[i], cellY[i]] = [key, colStart[c] + colWidth[c] / 2, centreY];
       const line = Math.floor(k / per);
       const inLine = Math.min(per, members.length - line * per);
       xs[i] = colStart[c] + colWidth[c] / 2 + ((k % per) - (inLine - 1) / 2) * spacing;
@@ -184,7 +192,7 @@ export function layOut(g: GraphData, rows: Rows, shown: Uint8Array, supernodes: 
   const layoutWidth = x + RIGHT;
   const labelOf = (p: number) => (p < 0 ? "bias" : `@${p}`);
   return {
-    items, itemOf, width: layoutWidth, height,
+    items, itemOf, cellOf, cellX, cellY, width: layoutWidth, height,
     rows: rows.keys.map((key, r) => ({ label: rows.labels.get(key)!, y: rowTop[r] + heights[r] / 2, top: rowTop[r], height: heights[r] })),
     cols: columns.map((p, c) => ({ label: labelOf(p), token: p >= 0 && p < tokens.length ? tokens[p] : "", x: colStart[c] + colWidth[c] / 2,
       width: colWidth[c] })),
