@@ -56,9 +56,10 @@ def main() -> None:
     induction = iw.tasks.induction(model, n=1, seed=0).clean_tokens[:1]
     rows = []
     for name, tokens in (("ioi", ioi), ("induction", induction)):
-        forward_backward(model, tokens)  # warm-up
-        attribution_graph(model, saes, tokens, max_feature_nodes=10, progress=False)
-        reference, _ = timed(lambda: forward_backward(model, tokens), max(5, args.repeats))
+        attribution_graph(model, saes, tokens, max_feature_nodes=10, progress=False)  # warm-up
+        for _ in range(5):
+            forward_backward(model, tokens)
+        reference, _ = timed(lambda: forward_backward(model, tokens), 21)
         build, graph = timed(lambda: attribution_graph(model, saes, tokens, progress=False), args.repeats)
         budget, small = timed(lambda: attribution_graph(model, saes, tokens, max_feature_nodes=500, progress=False),
                               args.repeats)
