@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from harness import (
     RUN_TIMEOUT_MS,
+    SHUT_DOWN_KERNEL,
     JupyterServer,
     NotebookPage,
     lab_url,
@@ -53,9 +54,12 @@ def browser() -> Iterator:
             chromium.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def notebook_page(jupyter_server: JupyterServer, browser) -> Iterator[Callable[..., NotebookPage]]:
-    """notebook_page(name, cells, ui="lab" | "notebook") -> NotebookPage with the notebook open, all cells started."""
+    """notebook_page(name, cells, ui="lab" | "notebook") -> NotebookPage with the notebook open, all cells started.
+
+    Module-scoped: at the end of the module each notebook's kernel is shut down and its page closed, so that open
+    JupyterLab pages and idle kernels do not slow down the rest of the suite on a 2-core machine."""
     contexts = []
 
     def open_notebook(name: str, cells: list[str], ui: str = "lab") -> NotebookPage:
@@ -73,6 +77,11 @@ def notebook_page(jupyter_server: JupyterServer, browser) -> Iterator[Callable[.
 
     yield open_notebook
     for context in contexts:
+        for page in context.pages:
+            try:
+                page.evaluate(SHUT_DOWN_KERNEL)
+            except Exception:  # noqa: BLE001 - a page that already closed or crashed has nothing to shut down
+                pass
         context.close()
 
 
@@ -85,7 +94,7 @@ class WidgetPage:
     root: object
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def widget_page(notebook_page) -> Callable[..., WidgetPage]:
     """widget_page(name, cells, selector, *, marker="IW-EXPECTED", ready=None) -> WidgetPage, opened once per name.
 

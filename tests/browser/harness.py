@@ -62,6 +62,10 @@ class JupyterServer:
     process: subprocess.Popen
 
 
+SHUT_DOWN_KERNEL = "() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown().catch(() => undefined)"
+"""Shuts down the kernel of the notebook open in the page (JupyterLab or Notebook 7)."""
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

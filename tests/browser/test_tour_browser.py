@@ -11,7 +11,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from harness import KERNEL_NAME, NOTEBOOK_OPEN, RUN_ALL, lab_url
+from harness import KERNEL_NAME, NOTEBOOK_OPEN, RUN_ALL, SHUT_DOWN_KERNEL, lab_url
 
 pytestmark = [pytest.mark.browser, pytest.mark.notebooks]
 
@@ -62,7 +62,7 @@ def baseline_errors(browser, jupyter_server) -> dict[str, set[str]]:
     found = {}
     for ui in ("lab", "notebook"):
         page, errors = _open(browser, jupyter_server, None, f"baseline-{ui}.ipynb", ui)
-        page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown().catch(() => undefined)")
+        page.evaluate(SHUT_DOWN_KERNEL)
         page.context.close()
         found[ui] = set(errors)
     return found
@@ -79,5 +79,5 @@ def test_the_tutorial_runs_in_the_browser_without_an_error_of_ours(browser, jupy
         assert not ours, f"page errors in {path.name} ({ui}): {ours}"
         assert page.locator(".iw-root .iw-error:visible").count() == 0, "a widget shows an error"
     finally:
-        page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown().catch(() => undefined)")  # free its kernel
+        page.evaluate(SHUT_DOWN_KERNEL)  # free its kernel
         page.context.close()

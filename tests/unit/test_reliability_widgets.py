@@ -35,6 +35,7 @@ from interpwidgets.interventions.hooks import count_hooks
 from interpwidgets.sae import SAEConfig, SAESet, build_sae
 from interpwidgets.widgets import (
     AttentionPatterns,
+    AttributionGraphView,
     CircuitGraph,
     DirectLogitAttribution,
     FeatureDashboard,
@@ -123,6 +124,20 @@ def build(name: str, model) -> Built:
         widget = DirectLogitAttribution(model, task)
         return Built(widget, [("ablate", {"component": "L1H0"}), ("ablate", {"component": "mlp2"})],
                      components=sorted(widget._clickable))
+    if name == "AttributionGraphView":
+        transcoders = SAESet.of([build_sae(SAEConfig(d_in=128, d_sae=32, architecture="topk", k=4,
+                                                     hook_name=f"blocks.{layer}.ln2.hook_normalized",
+                                                     hook_name_out=f"blocks.{layer}.hook_mlp_out"), seed=layer)
+                                 for layer in range(model.cfg.n_layers)])
+        graph = iw.circuits.attribution_graph(model, transcoders, PROMPT, max_feature_nodes=40, max_n_logits=2,
+                                              progress=False)
+        widget = AttributionGraphView(graph)
+        sent = sorted(widget._sent)
+        feature = next(graph.nodes[i].id for i in sent if int(graph.node_type[i]) == 0)
+        return Built(widget, [("faithfulness", {"nodes": sent[:5], "ablation": "zero"}),
+                              ("intervene", {"node": feature, "mode": "steer", "factor": 2.0, "freeze_attention": True,
+                                             "constrained": False})],
+                     sent=sent, node_ids=[n.id for n in graph.nodes], feature=feature)
     raise AssertionError(f"no fuzz builder for {name}: add one (and its SCHEMAS and TRAITS entries)")
 
 
@@ -138,6 +153,11 @@ SCHEMAS: dict[str, dict[str, dict[str, str]]] = {
     "CircuitGraph": {"ablate": {"node": "node"}, "open": {"node": "node"}},
     "LogitLens": {"follow": {"token": "token"}, "prompt": {"text": "prompt"}},
     "DirectLogitAttribution": {"ablate": {"component": "component"}},
+    "AttributionGraphView": {"faithfulness": {"nodes": "node_indices", "ablation": "ablation"},
+                             "intervene": {"node": "graph_node", "mode": "mode", "factor": "factor",
+                                           "freeze_attention": "flag", "constrained": "flag"},
+                             "open": {"node": "graph_node"}, "group": {"name": "name", "nodes": "node_indices"},
+                             "ungroup": {"name": "supernode"}},
 }
 
 
@@ -184,6 +204,9 @@ def trait_rules(name: str, built: Built) -> dict[str, Callable[[Any], bool]]:
         return {"ablation": _one_of(*w.ablations)}
     if name == "LogitLens":
         return {}
+    if name == "AttributionGraphView":
+        return {"node_threshold": lambda v: _traitlets_float(v, 0.0, w.max_node_threshold),
+                "edge_threshold": lambda v: _traitlets_float(v, 0.0, 1.0)}
     raise AssertionError(f"no trait rules for {name}")
 
 
@@ -228,6 +251,28 @@ def bad_value(kind: str, facts: dict[str, Any]) -> st.SearchStrategy:
         return st.one_of(st.none(), st.booleans(), st.floats(), st.lists(st.integers(), max_size=3), st.just({}),
                          st.integers(max_value=-1), st.integers(min_value=d_vocab), st.just(""), st.just("xyzzy"), words,
                          st.just(2**70), st.just(math.nan))
+    if kind == "node_indices":
+        sent = facts["sent"]
+        return st.one_of(garbage, st.lists(st.integers(-3, max(sent) + 3), min_size=0, max_size=6),
+                         st.just([sent[0], sent[0]]), st.just([True]), st.just([float(sent[0])])).filter(
+            lambda v: not (isinstance(v, list) and 0 < len(v) <= len(sent) and len(set(map(repr, v))) == len(v)
+                           and all(type(i) is int and i in sent for i in v)))
+    if kind == "graph_node":
+        ids = facts["node_ids"]
+        return st.one_of(garbage, st.sampled_from(ids).map(lambda i: i + " ")).filter(
+            lambda v: not (isinstance(v, str) and v in ids))
+    if kind in ("ablation", "mode"):
+        choices = ("zero",) if kind == "ablation" else ("ablate", "steer")
+        return st.one_of(garbage, st.sampled_from(["mean", "Zero", "resample", "", "steer "])).filter(
+            lambda v: not (isinstance(v, str) and v in choices))
+    if kind == "factor":
+        return st.one_of(garbage, st.sampled_from([math.nan, math.inf, 20.5, -1e9, True])).filter(
+            lambda v: isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and abs(v) <= 20))
+    if kind == "flag":
+        return garbage.filter(lambda v: not isinstance(v, bool))
+    if kind in ("name", "supernode"):  # no supernode exists, so every name is unknown to ungroup
+        return st.one_of(st.none(), numbers, st.just(""), st.just("   "), st.just(TEN_MB), st.lists(st.text(), max_size=2)) \
+            if kind == "name" else st.one_of(garbage, st.text(max_size=12))
     if kind == "prompt":  # empty, too long for the box, or not text
         return st.one_of(st.just(""), st.just("   \n\t"), st.just(TEN_MB), st.just(BIG_WORDS), st.just(" Mary" * 300),
                          st.none(), st.integers(), st.lists(st.integers(0, 9), max_size=4), st.floats())
@@ -310,6 +355,20 @@ def _valid_value(kind: str, built: Built) -> st.SearchStrategy:
         return st.sampled_from([" Mary", 7])
     if kind == "prompt":
         return st.just("When John went")
+    if kind == "node_indices":
+        return st.lists(st.sampled_from(facts["sent"]), min_size=1, max_size=4, unique=True)
+    if kind == "graph_node":
+        return st.just(facts["feature"])
+    if kind == "ablation":
+        return st.just("zero")
+    if kind == "mode":
+        return st.just("steer")
+    if kind == "factor":
+        return st.floats(-4, 4)
+    if kind == "flag":
+        return st.booleans()
+    if kind in ("name", "supernode"):
+        return st.just("a group")
     raise AssertionError(kind)
 
 
@@ -346,9 +405,14 @@ def _short(value: Any) -> str:
     return text if len(text) < 300 else text[:300] + "..."
 
 
+VOLATILE = ("ms",)  # reply fields that measure the request itself (the kernel's time), not its answer
+
+
 def answer(widget: InterpWidget, method: str, params: dict, request_id: str = "valid") -> tuple[dict, list[bytes]]:
     reply, buffers = widget.handle_message({"kind": "iw:request", "id": request_id, "method": method, "params": params})
     assert reply["ok"], reply
+    if isinstance(reply.get("result"), dict):
+        reply = {**reply, "result": {k: v for k, v in reply["result"].items() if k not in VOLATILE}}
     return {k: v for k, v in reply.items() if k != "id"}, buffers
 
 
