@@ -142,6 +142,11 @@ OPERATIONS = {
     "faithfulness_curve": ("metric", 4, None),  # needs the effects fixture: see the test
     "linear_graph": ("hook", 2, lambda m, t, s, metric: linear_graph(m, transcoders(m), t.clean_tokens[0])),
     "hierarchical_attribution": ("none", 0, _hierarchical),
+    # the 4th forward is the second bias-only pass (every other bias zeroed for it), the 12th the logit rows' pass
+    "attribution_graph_bias_pass": ("hook", 4, lambda m, t, s, metric: iw.circuits.attribution_graph(
+        m, transcoders(m), t.clean_tokens[0], progress=False)),
+    "attribution_graph_rows": ("hook", 12, lambda m, t, s, metric: iw.circuits.attribution_graph(
+        m, transcoders(m), t.clean_tokens[0], progress=False)),
     "generate_steered": ("hook", 4, _steered_generation),
     "spliced": ("hook", 2, _spliced_forward),
     "sae_evaluate": ("hook", 3, lambda m, t, s, metric: iw.sae.evaluate(m, s[HOOK], t.clean_tokens, batch_size=1)),
