@@ -45,7 +45,7 @@ from interpwidgets.circuits.linear_graph import (
     _leaf_identity,
 )
 from interpwidgets.config import progress_enabled
-from interpwidgets.models.files import write_text_atomic
+from interpwidgets.models.files import read_json, write_text_atomic
 from interpwidgets.models.tokens import token_text
 
 FORMAT = "interpwidgets.attribution_graph"
@@ -280,13 +280,7 @@ class AttributionGraph:
     @classmethod
     def from_json(cls, source: str | Path) -> "AttributionGraph":
         """A graph from `to_json` text or the path of such a file."""
-        text, where = str(source), "the JSON text"
-        if not text.lstrip().startswith("{"):
-            text, where = Path(source).read_text(), str(source)
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{where} is not valid attribution graph JSON ({err}): it is truncated or corrupt.") from None
+        data = read_json(source, "attribution graph")
         return cls.from_dict(data)
 
     def __repr__(self) -> str:

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from interpwidgets.models.files import write_text_atomic
+from interpwidgets.models.files import read_json, write_text_atomic
 
 FORMAT_VERSION = 2
 
@@ -262,14 +262,7 @@ class Circuit:
     @classmethod
     def from_json(cls, source: str | Path) -> "Circuit":
         """A circuit from JSON text or from the path of a JSON file."""
-        text, where = str(source), "the JSON text"
-        if not text.lstrip().startswith("{"):
-            text, where = Path(source).read_text(), str(source)
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{where} is not valid circuit JSON ({err}): it is truncated or corrupt. "
-                             "Write it again with circuit.to_json(path).") from None
+        data = read_json(source, "circuit", "Write it again with circuit.to_json(path).")
         return cls.from_dict(data)
 
     def to_networkx(self):

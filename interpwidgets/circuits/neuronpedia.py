@@ -52,7 +52,7 @@ import torch
 from interpwidgets.circuits import influence as inf
 from interpwidgets.circuits.attribution_graph import FORMAT, AttributionGraph, Pruning
 from interpwidgets.circuits.graph import Node, node_id
-from interpwidgets.models.files import write_text_atomic
+from interpwidgets.models.files import read_json, write_text_atomic
 from interpwidgets.sae.labels import feature_label
 
 FEATURE_TYPES = {"cross layer transcoder": inf.FEATURE, "mlp reconstruction error": inf.ERROR,
@@ -429,18 +429,9 @@ def from_neuronpedia(source: str | Path | Mapping[str, Any]) -> AttributionGraph
 def _load(source: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(source, Mapping):
         return dict(source)
-    text, where = str(source), "the JSON text"
-    if not text.lstrip().startswith(("{", "[")):
-        path = Path(source)
-        if not path.is_file():
-            raise ValueError(f"No graph file at {str(path)!r} (pass a path, JSON text or a dict).")
-        text, where = path.read_text(encoding="utf-8"), str(path)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{where} is not valid graph JSON ({err}): it is truncated or corrupt.") from None
+    data = read_json(source, "graph")
     if not isinstance(data, dict):
-        raise ValueError(f"{where} holds a JSON {type(data).__name__}, not a graph object.")
+        raise ValueError(f"{str(source)[:80]!r} holds a JSON {type(data).__name__}, not a graph object.")
     return data
 
 

@@ -9,11 +9,13 @@ next write of the same file removes. Folders of several files (an SAE) build on 
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 STALE_AFTER_S = 600.0  # a temporary file this old is a leftover of a killed writer, not one still writing
 
@@ -38,6 +40,21 @@ def write_atomic(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """`write_atomic` of a UTF-8 text file."""
     return write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def read_json(source: str | os.PathLike, what: str, fix: str = "") -> Any:
+    """The JSON value in `source`: JSON text (starting with "{" or "[") or the path of a JSON file. A missing file or
+    invalid JSON (a truncated or corrupt file) is a ValueError naming `what` and, when given, `fix`."""
+    text, where = str(source), "the JSON text"
+    if not text.lstrip().startswith(("{", "[")):
+        path = Path(source)
+        if not path.is_file():
+            raise ValueError(f"No {what} file at {str(path)!r} (pass a path or JSON text).")
+        text, where = path.read_text(encoding="utf-8"), str(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{where} is not valid {what} JSON ({err}): it is truncated or corrupt.{' ' + fix if fix else ''}") from None
 
 
 def _fsync(path: str | os.PathLike) -> None:
