@@ -37,12 +37,11 @@ from interpwidgets.circuits import graph_runs
 from interpwidgets.circuits import influence as inf
 from interpwidgets.circuits.graph import Circuit, Edge, Node, node_id
 from interpwidgets.circuits.linear_graph import (
-    ATTN_SAE_HOOK,
-    TRANSCODER_HOOK,
     FeatureTarget,
     LinearGraph,
     LogitTarget,
     _leaf_identity,
+    dictionary_site,
 )
 from interpwidgets.config import progress_enabled
 from interpwidgets.models.files import read_json, write_text_atomic
@@ -397,8 +396,8 @@ class _Run:
     def pre(self, key: str, b: int, position: int) -> torch.Tensor:
         if self.pre_all is not None:
             return self.pre_all[key][b, position]
-        kind, layer = ("mlp", int(key[3:])) if key.startswith("mlp") else ("attn", int(key[4:]))
-        sae = self.lg.transcoders[layer] if kind == "mlp" else self.lg.attn_saes[layer]
+        layer = dictionary_site(key)[0]
+        sae = self.lg.transcoders[layer] if key.startswith("mlp") else self.lg.attn_saes[layer]
         return sae.encode_pre(self.inputs[key][b, position])
 
 
@@ -413,7 +412,7 @@ def _feature_readout(t: FeatureTarget) -> Readout:
 
 def _stop_hook(t: FeatureTarget) -> str:
     """The hook where a feature's pre-activation is known: the pass need not go further."""
-    return (TRANSCODER_HOOK if t.kind == "mlp" else ATTN_SAE_HOOK).format(layer=t.layer)
+    return dictionary_site(f"{t.kind}{t.layer}")[1]
 
 
 def _rows(lg: LinearGraph, columns: "_Columns", readouts: list[Readout], bias_runs: list[_Run], bar,

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from interpwidgets.circuits import influence as inf
-from interpwidgets.circuits.linear_graph import ATTN_SAE_HOOK, PRE_CAP_LOGITS_HOOK, TRANSCODER_HOOK
+from interpwidgets.circuits.linear_graph import PRE_CAP_LOGITS_HOOK, dictionary_site
 from interpwidgets.interventions.hooks import hooked
 from interpwidgets.models.tokens import top_tokens
 
@@ -89,9 +89,7 @@ class _Splice:
         if freeze:
             hooks += [(name, lambda x, hook, v=v: v.expand(self.batch, *v.shape[1:])) for name, v in lg.frozen.items()]
         for key, sae in self.dictionaries.items():
-            layer = int(key.lstrip("mlpatn"))
-            read_at = TRANSCODER_HOOK.format(layer=layer) if key.startswith("mlp") else ATTN_SAE_HOOK.format(layer=layer)
-            write_at = f"blocks.{layer}.hook_mlp_out" if key.startswith("mlp") else read_at
+            _, read_at, write_at = dictionary_site(key)
             hooks.append((read_at, _keep(inputs, key)))
             hooks.append((write_at, self._writer(key, sae, inputs)))
         if record_pre_cap is not None and lg.logit_soft_cap is not None:
@@ -219,9 +217,7 @@ def _fill_means(splice: _Splice, reference: torch.Tensor | None) -> None:
     store: dict[str, torch.Tensor] = {}
     hooks = []
     for key in splice.dictionaries:
-        layer = int(key.lstrip("mlpatn"))
-        read_at = TRANSCODER_HOOK.format(layer=layer) if key.startswith("mlp") else ATTN_SAE_HOOK.format(layer=layer)
-        write_at = f"blocks.{layer}.hook_mlp_out" if key.startswith("mlp") else read_at
+        _, read_at, write_at = dictionary_site(key)
         hooks += [(read_at, _keep(store, key + "/in")), (write_at, _keep(store, key + "/out"))]
     with torch.no_grad(), hooked(lg.model, hooks):
         lg.model(reference.to(lg.tokens.device))
@@ -246,7 +242,7 @@ def intervene(graph, values: Mapping[str, float], *, relative: bool = False, fre
         bad = sorted(layer for layer in layers if not 0 <= layer < lg.n_layers)
         if bad:
             raise ValueError(f"constrained_layers {bad} lie outside the model's {lg.n_layers} layers.")
-        splice.constrained = {key for key in splice.dictionaries if int(key.lstrip("mlpatn")) in layers}
+        splice.constrained = {key for key in splice.dictionaries if dictionary_site(key)[0] in layers}
     applied: dict[str, float] = {}
     for name, value in values.items():
         members = graph.members(name)

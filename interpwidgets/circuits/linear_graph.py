@@ -420,6 +420,16 @@ def _transcoders(model, saes) -> list:
     return out
 
 
+def dictionary_site(key: str) -> tuple[int, str, str]:
+    """(layer, hook it reads, hook it writes) of a graph's dictionary key: "mlp2" is layer 2's transcoder (reads
+    ln2.hook_normalized, writes hook_mlp_out), "attn1" layer 1's attention-output SAE (reads and writes hook_attn_out)."""
+    kind = "mlp" if key.startswith("mlp") else "attn"
+    layer = int(key[len(kind):])
+    if kind == "mlp":
+        return layer, TRANSCODER_HOOK.format(layer=layer), f"blocks.{layer}.hook_mlp_out"
+    return layer, ATTN_SAE_HOOK.format(layer=layer), ATTN_SAE_HOOK.format(layer=layer)
+
+
 class _Stopped(Exception):
     """Ends a frozen pass early (`LinearGraph.run(stop_at=...)`)."""
 
