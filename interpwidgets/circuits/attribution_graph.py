@@ -295,6 +295,7 @@ class _Target:
     weight: float
     value: torch.Tensor  # scalar of the linear pass
     read: "Readout"
+    direction: list[float] | None = None  # a direction target's weights over the vocabulary, kept in the metadata
 
 
 def attribution_graph(
@@ -533,9 +534,9 @@ def _targets(lg: LinearGraph, targets: Any, max_n_logits: int, desired_logit_pro
             raise ValueError(f"A direction over the logits must have shape [d_vocab] = [{row.shape[-1]}], got "
                              f"{tuple(targets.shape)}.")
         node = Node(node_id("logit", None, "direction", pos), n_layers, "logit", "direction", pos, "logits . direction")
-        lg.target_direction = targets.detach().cpu().tolist()
         direction = targets.to(row)
-        return [_Target(node, 1.0, row @ direction, lambda run, b: run.logits[b, pos] @ direction)]
+        return [_Target(node, 1.0, row @ direction, lambda run, b: run.logits[b, pos] @ direction,
+                        targets.detach().cpu().tolist())]
     items = [targets] if isinstance(targets, (int, str, LogitTarget)) else list(targets)
     if not items:
         raise ValueError("targets is empty; pass None for the most likely next tokens.")
@@ -620,8 +621,9 @@ def _assemble(lg, goals, features, selected, columns, logit_rows, feature_rows, 
         "targets": [g.node.id for g in goals],
         "pre_cap": lg.logit_soft_cap is not None,
     }
-    if getattr(lg, "target_direction", None) is not None:
-        metadata["direction"] = lg.target_direction
+    for g in goals:
+        if g.direction is not None:
+            metadata["direction"] = g.direction
     return AttributionGraph(nodes, torch.tensor(types, dtype=torch.int8), order_src, order_dst, order_w, values,
                             remainder, logit_weights, metadata, linear=lg)
 
