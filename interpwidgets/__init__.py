@@ -21,7 +21,7 @@ from interpwidgets.models import load_model
 
 __version__ = "0.1.0"
 
-SUBPACKAGES = ("data", "models", "tasks", "interventions", "patching", "lens", "sae", "circuits", "widgets")
+SUBPACKAGES = ("data", "models", "tasks", "interventions", "patching", "lens", "sae", "circuits", "widgets", "teach")
 
 
 def show(obj) -> None:
