@@ -186,6 +186,7 @@ class Trainer:
         return {
             "l0": l0, "mse": mse.item() / self.scale_out**2, "explained_variance": 1 - mse.item() / max(variance, 1e-12),
             "dead_fraction": dead.float().mean().item(), "lr": lr,
+            "loss": loss.item(),  # the optimised objective, on activations scaled to unit mean squared norm
         }
 
     def _auxk_loss(self, pre: torch.Tensor, residual: torch.Tensor, dead: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,11 @@ the training state is written atomically every `checkpoint_every` steps and at t
 again with the same folder resumes from it (deterministic sources — the corpus, a token tensor, an
 activation tensor — continue from where the checkpoint was taken, less the rows that sat in the
 buffer). Ctrl-C or bad activations (NaN/inf) stop training and leave the last checkpoint intact.
+
+`callback=` (e.g. `iw.widgets.TrainingMonitor().track("topk")`) is called with a dict after every step
+(`event="step"`: step, steps, tokens, loss, l0, mse, explained_variance, dead_fraction, lr) and once at
+the end (`event="end"`: status "finished", "interrupted", "non_finite" or "source_exhausted", the step
+reached and the checkpoint path kept, or None). A Ctrl-C still propagates after the callback is told.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from interpwidgets.sae.inputs import as_dictionary_input, check_hook
 from interpwidgets.sae.trainer import CHECKPOINT_FILE, NonFiniteActivationsError, TrainConfig, Trainer
 
 ChunkSource = Callable[[int], Iterator[torch.Tensor]]  # start chunk -> chunks [n, d_in] (SAE) or [n, d_in + d_out]
+Callback = Callable[[dict], object]  # called with each step's metrics and once with how training ended
 
 
 def _config(config: TrainConfig | None, overrides: dict) -> TrainConfig:
@@ -44,8 +50,16 @@ def _config(config: TrainConfig | None, overrides: dict) -> TrainConfig:
     return config
 
 
-def _fit(trainer: Trainer, source: ChunkSource, d_in: int, checkpoint_dir: Path | None, progress: bool, desc: str) -> SAE:
-    """Run `trainer` to its last step on batches mixed from `source`; checkpoint along the way."""
+def _check_callback(callback) -> Callback | None:
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be a function taking one dict (or None), not {type(callback).__name__}; "
+                        "e.g. callback=iw.widgets.TrainingMonitor().track('topk').")
+    return callback
+
+
+def _fit(trainer: Trainer, source: ChunkSource, d_in: int, checkpoint_dir: Path | None, progress: bool, desc: str,
+         callback: Callback | None = None) -> SAE:
+    """Run `trainer` to its last step on batches mixed from `source`; checkpoint along the way; tell `callback`."""
     cfg = trainer.cfg
 
     def counted() -> Iterator[torch.Tensor]:
@@ -53,11 +67,20 @@ def _fit(trainer: Trainer, source: ChunkSource, d_in: int, checkpoint_dir: Path 
             trainer.source_position += 1
             yield chunk
 
+    def position() -> dict:
+        return {"step": trainer.step_count, "steps": cfg.steps, "tokens": trainer.step_count * cfg.batch_size}
+
+    def end(status: str) -> None:
+        if callback is not None:
+            kept = str(checkpoint) if checkpoint and checkpoint.exists() else None
+            callback({"event": "end", "status": status, **position(), "checkpoint": kept})
+
     batches = shuffled_batches(counted(), cfg.batch_size, max(cfg.buffer_tokens, 2 * cfg.batch_size), trainer.generator)
     bar = tqdm(total=cfg.steps, initial=trainer.step_count, desc=desc, disable=not progress, dynamic_ncols=True)
     checkpoint = checkpoint_dir / CHECKPOINT_FILE if checkpoint_dir else None
     if trainer.done:
         bar.close()
+        end("finished")
         return trainer.result()
     try:
         for batch in batches:
@@ -71,17 +94,26 @@ def _fit(trainer: Trainer, source: ChunkSource, d_in: int, checkpoint_dir: Path 
                                 EV=f"{metrics['explained_variance']:.3f}", dead=f"{metrics['dead_fraction']:.2f}")
             if checkpoint and (trainer.step_count % cfg.checkpoint_every == 0 or trainer.done):
                 trainer.save_checkpoint(checkpoint_dir)
+            if callback is not None:
+                callback({"event": "step", **position(), **metrics})
+    except KeyboardInterrupt:
+        end("interrupted")
+        raise
     except NonFiniteActivationsError as err:
+        end("non_finite")
         kept = f"the last good checkpoint ({checkpoint}) is kept" if checkpoint and checkpoint.exists() else "no checkpoint was written"
         raise NonFiniteActivationsError(f"{err} Training stopped; {kept}. Check the model/hook or the activation source.") from None
     finally:
         bar.close()
     if not trainer.done:
+        end("source_exhausted")
         warnings.warn(
             f"The activation source ran out after {trainer.step_count} of {cfg.steps} steps; the dictionary is "
             "returned as trained so far (its learning rate never decayed). Give more activations or lower total_tokens.",
             stacklevel=3,
         )
+    else:
+        end("finished")
     return trainer.result()
 
 
@@ -147,6 +179,7 @@ def train_on_activations(
     resume: bool = True,
     progress: bool = True,
     device: str | torch.device | None = None,
+    callback: Callback | None = None,
     **options,
 ) -> SAE:
     """Train a dictionary on activations you already have.
@@ -154,10 +187,12 @@ def train_on_activations(
     activations: a tensor `[n, d_in]` (or `[..., d_in]`), or an iterable of such tensors or of
         `(x [b, d_in], y [b, d_out])` pairs (a transcoder's inputs and targets).
     targets: for a tensor input, the aligned transcoder targets `[n, d_out]` (None for an SAE).
+    callback: called with each step's metrics and with how training ended (module docstring).
     options: any `TrainConfig` field (architecture, d_sae, k, total_tokens, lr, ...).
     Returns the trained dictionary in eval mode; it acts on raw activations.
     """
     cfg = _config(config, options)
+    callback = _check_callback(callback)
     if isinstance(activations, torch.Tensor):
         x = activations.reshape(-1, activations.shape[-1])
         y = None if targets is None else targets.reshape(-1, targets.shape[-1])
@@ -177,7 +212,7 @@ def train_on_activations(
     sae_cfg = SAEConfig(d_in=d_in, d_sae=cfg.d_sae, architecture=cfg.architecture, hook_name=hook_name,
                         hook_name_out=hook_name_out, d_out=d_out, k=cfg.k, model_name=model_name)
     trainer, folder = _start(sae_cfg, cfg, checkpoint_dir, resume, device)
-    return _fit(trainer, source, d_in, folder, progress, desc=f"{cfg.architecture} {hook_name or 'SAE'}")
+    return _fit(trainer, source, d_in, folder, progress, desc=f"{cfg.architecture} {hook_name or 'SAE'}", callback=callback)
 
 
 # ---- training from a model ------------------------------------------------------------------------
@@ -194,6 +229,7 @@ def train(
     checkpoint_dir: str | os.PathLike | None = None,
     resume: bool = True,
     progress: bool = True,
+    callback: Callback | None = None,
     **options,
 ) -> SAE:
     """Train an SAE on `model`'s activations at `hook_name` (a transcoder with `hook_name_out`).
@@ -203,11 +239,13 @@ def train(
         rows of `context_size`, each document after a BOS).
     context_size: row length for the corpus and strings; None gives 128, or the model's `n_ctx` if
         shorter (with a warning). A longer explicit value is refused.
+    callback: called with each step's metrics and with how training ended (module docstring).
     options: any `TrainConfig` field (architecture, d_sae, k, total_tokens, lr, ...).
     The dictionary is trained and returned in float32 on the model's device, whatever the model's dtype
     (every interpwidgets function casts activations to the dictionary's dtype and results back).
     """
     cfg = _config(config, options)
+    callback = _check_callback(callback)
     check_hook(model, hook_name)
     out_hook = hook_name_out or hook_name
     if hook_name_out is not None:
@@ -228,4 +266,4 @@ def train(
     sae_cfg = SAEConfig(d_in=d_in, d_sae=cfg.d_sae, architecture=cfg.architecture, hook_name=hook_name,
                         hook_name_out=hook_name_out, d_out=d_out, k=cfg.k, model_name=model.cfg.model_name)
     trainer, folder = _start(sae_cfg, cfg, checkpoint_dir, resume, model.cfg.device)
-    return _fit(trainer, source, d_in, folder, progress, desc=f"{cfg.architecture} {hook_name}")
+    return _fit(trainer, source, d_in, folder, progress, desc=f"{cfg.architecture} {hook_name}", callback=callback)
