@@ -10,3 +10,11 @@ patterns read by hand, hooks written out, the weights), so a right answer agrees
 from interpwidgets.teach.feedback import Feedback
 
 __all__ = ["Feedback"]
+
+from interpwidgets.teach.steering import cue_features, steering_effect, strongest_feature  # noqa: E402
+
+__all__ += ["strongest_feature", "steering_effect", "cue_features"]
+
+from interpwidgets.teach.ioi import duplicate_token_heads, induction_heads, name_movers, s_inhibition  # noqa: E402
+
+__all__ += ["name_movers", "s_inhibition", "induction_heads", "duplicate_token_heads"]
