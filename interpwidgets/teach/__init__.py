@@ -18,3 +18,7 @@ __all__ += ["strongest_feature", "steering_effect", "cue_features"]
 from interpwidgets.teach.ioi import duplicate_token_heads, induction_heads, name_movers, s_inhibition  # noqa: E402
 
 __all__ += ["name_movers", "s_inhibition", "induction_heads", "duplicate_token_heads"]
+
+from interpwidgets.teach.ioi import duplicate_token_heads, induction_heads, name_movers, s_inhibition  # noqa: E402
+
+__all__ += ["name_movers", "s_inhibition", "induction_heads", "duplicate_token_heads"]
