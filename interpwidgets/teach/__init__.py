@@ -22,3 +22,7 @@ __all__ += ["name_movers", "s_inhibition", "induction_heads", "duplicate_token_h
 from interpwidgets.teach.ioi import duplicate_token_heads, induction_heads, name_movers, s_inhibition  # noqa: E402
 
 __all__ += ["name_movers", "s_inhibition", "induction_heads", "duplicate_token_heads"]
+
+from interpwidgets.teach.sae import dead_fraction, explained_variance, mean_l0  # noqa: E402
+
+__all__ += ["explained_variance", "mean_l0", "dead_fraction"]
