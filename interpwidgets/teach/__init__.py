@@ -19,9 +19,9 @@ from interpwidgets.teach.ioi import duplicate_token_heads, induction_heads, name
 
 __all__ += ["name_movers", "s_inhibition", "induction_heads", "duplicate_token_heads"]
 
-from interpwidgets.teach.ioi import duplicate_token_heads, induction_heads, name_movers, s_inhibition  # noqa: E402
+from interpwidgets.teach.features import promoted_token  # noqa: E402
 
-__all__ += ["name_movers", "s_inhibition", "induction_heads", "duplicate_token_heads"]
+__all__ += ["promoted_token"]
 
 from interpwidgets.teach.sae import dead_fraction, explained_variance, mean_l0  # noqa: E402
 
