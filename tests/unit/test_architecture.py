@@ -25,6 +25,8 @@ ALLOWED = {
     "sae": {"config", "data", "models", "tasks", "interventions", "patching"},
     "circuits": {"config", "data", "models", "tasks", "interventions", "patching", "sae"},
     "widgets": {"config", "data", "models", "tasks", "interventions", "patching", "lens", "sae", "circuits"},
+    # exercise checks: beside the widgets at the top, computing their answers from the engine, never from a view
+    "teach": {"config", "data", "models", "tasks", "interventions", "patching", "lens", "sae", "circuits"},
 }
 ENGINE = set(ALLOWED) - {"widgets"}
 
