@@ -58,12 +58,14 @@ def not_answered(exercise: str, hint: str) -> Feedback:
     return wrong(exercise, "no answer yet: replace the `...` in the exercise cell with yours and run it again.", hint)
 
 
-def compare_sets(exercise: str, given: Iterable, expected: Iterable, what: str, hint: str) -> Feedback:
-    """Right when `given` holds exactly `expected`; otherwise says how many are missing or extra (not which)."""
+def compare_sets(exercise: str, given: Iterable, expected: Iterable, what: str, hint: str,
+                 allowed: Iterable = ()) -> Feedback:
+    """Right when `given` holds every one of `expected` and nothing outside `expected` and `allowed` (borderline
+    members that may be given or left out); otherwise says how many are missing or extra (not which)."""
     given_set, expected_set = set(given), set(expected)
-    if given_set == expected_set:
-        return right(exercise, f"these are the {len(expected_set)} {what}.")
-    missing, extra = len(expected_set - given_set), len(given_set - expected_set)
+    missing, extra = len(expected_set - given_set), len(given_set - expected_set - set(allowed))
+    if not missing and not extra:
+        return right(exercise, f"these are the {len(given_set)} {what}.")
     parts = [f"{missing} missing" if missing else "", f"{extra} that are not {what}" if extra else ""]
     return wrong(exercise, f"{len(given_set)} given: " + ", ".join(p for p in parts if p) + ".", hint)
 

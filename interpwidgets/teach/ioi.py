@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from interpwidgets.teach.feedback import Feedback, not_answered, right, unanswered, wrong
+from interpwidgets.teach.feedback import Feedback, compare_sets, not_answered, unanswered, wrong
 
 Head = tuple[int, int]
 MUST, MAY = 0.5, 0.25  # a head must be in the answer above MUST x the strongest score, may be above MAY x it
@@ -44,7 +44,7 @@ def heads_above(scores: torch.Tensor, fraction: float) -> set[Head]:
     top = float(scores.max())
     if top <= 0:
         return set()
-    return {(int(l), int(h)) for l, h in (scores >= fraction * top).nonzero().tolist()}
+    return {(int(layer), int(head)) for layer, head in (scores >= fraction * top).nonzero().tolist()}
 
 
 def _compare(exercise: str, answer: Any, model, scores: torch.Tensor, what: str, hint: str) -> Feedback:
@@ -55,14 +55,10 @@ def _compare(exercise: str, answer: Any, model, scores: torch.Tensor, what: str,
         given = parse_heads(model, answer)
     except (TypeError, ValueError) as error:
         return wrong(exercise, f"could not read the answer as heads: {error}", hint)
-    must, may = heads_above(scores, MUST), heads_above(scores, MAY)
+    must = heads_above(scores, MUST)
     if not must:
         return wrong(exercise, f"no head of this model scores above zero as one of the {what}.", hint)
-    missing, extra = len(must - given), len(given - may)
-    if not missing and not extra:
-        return right(exercise, f"these {len(given)} heads are the {what}.")
-    parts = [f"{missing} missing" if missing else "", f"{extra} that are not {what}" if extra else ""]
-    return wrong(exercise, f"{len(given)} given: " + ", ".join(p for p in parts if p) + ".", hint)
+    return compare_sets(exercise, given, must, what, hint, allowed=heads_above(scores, MAY))
 
 
 def _norm_params(module) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,13 +11,9 @@ from typing import Any
 
 import torch
 
+from interpwidgets.models.tokens import prompt_tokens
+from interpwidgets.tasks.base import single_token_id
 from interpwidgets.teach.feedback import Feedback, compare_number, compare_sets, not_answered, right, unanswered, wrong
-
-
-def _prompt_tokens(model, prompt: str | torch.Tensor) -> torch.Tensor:
-    """`[1, seq]` token ids of `prompt` (text, or ids [seq] / [1, seq])."""
-    tokens = model.to_tokens(prompt) if isinstance(prompt, str) else torch.as_tensor(prompt).long().reshape(1, -1)
-    return tokens.to(model.cfg.device)
 
 
 def _encoded(model, sae, tokens: torch.Tensor) -> torch.Tensor:
@@ -43,7 +39,7 @@ def strongest_feature(model, sae, prompt: str | torch.Tensor, answer: Any, posit
         given = int(answer)
     except (TypeError, ValueError):
         return wrong(exercise, f"the answer should be one feature index (an int), got {type(answer).__name__}.", hint)
-    row = _encoded(model, sae, _prompt_tokens(model, prompt))[0, position]  # [d_sae]
+    row = _encoded(model, sae, prompt_tokens(model, prompt))[0, position]  # [d_sae]
     best = int(row.argmax())
     if given == best:
         return right(exercise, f"feature {best} fires most there ({float(row[best]):.3g}).")
@@ -65,17 +61,12 @@ def steered_logit_diff(model, prompt: str | torch.Tensor, good: str | int, bad: 
                              "steer with a residual, attention-output or MLP-output SAE.")
         return act + vector.to(act.device, act.dtype)
 
-    logits = model.run_with_hooks(_prompt_tokens(model, prompt), fwd_hooks=[(sae.cfg.output_hook, add)])[0, -1]
+    logits = model.run_with_hooks(prompt_tokens(model, prompt), fwd_hooks=[(sae.cfg.output_hook, add)])[0, -1]
     return float(logits[_token_id(model, good)] - logits[_token_id(model, bad)])
 
 
 def _token_id(model, token: str | int) -> int:
-    if isinstance(token, int):
-        return token
-    ids = model.to_tokens(token, prepend_bos=False)[0]
-    if len(ids) != 1:
-        raise ValueError(f"{token!r} is {len(ids)} tokens; pick a single-token answer (check model.to_str_tokens).")
-    return int(ids[0])
+    return token if isinstance(token, int) else single_token_id(model.tokenizer, token)
 
 
 def steering_effect(model, prompt: str | torch.Tensor, good: str | int, bad: str | int, sae, feature: int,
