@@ -30,9 +30,10 @@ from interpwidgets.widgets.patch_heatmap import PatchHeatmap
 from interpwidgets.widgets.selection import Selection, link
 from interpwidgets.widgets.steering import Steering
 from interpwidgets.widgets.token_features import TokenFeatures
+from interpwidgets.widgets.training_monitor import TrainingMonitor
 
 __all__ = [
     "AttentionPatterns", "AttributionGraphView", "CircuitGraph", "DirectLogitAttribution", "Explorer", "FeatureDashboard",
     "InterpWidget", "LogitLens", "PatchHeatmap", "RequestError",
-    "Selection", "Steering", "TokenFeatures", "handles", "link", "link_views", "register_view", "show", "view",
+    "Selection", "Steering", "TokenFeatures", "TrainingMonitor", "handles", "link", "link_views", "register_view", "show", "view",
 ]
