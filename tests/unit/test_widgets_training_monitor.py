@@ -127,3 +127,22 @@ def test_callback_is_accepted_by_training_and_named_for_the_user():
     """iw.sae.train's callback check accepts what track() returns; its name says which run it feeds."""
     callback = TrainingMonitor().track("topk")
     assert callable(callback) and callback.__name__ == "track('topk')"
+
+
+def test_the_browser_can_neither_ask_nor_change_anything():
+    """No request is answered but with an error, no trait update is taken (the fuzz test's contract, for a view with
+    no input): the runs shown stay exactly what training reported."""
+    monitor = TrainingMonitor(every=0)
+    callback = monitor.track("relu")
+    callback({"event": "step", "step": 1, "steps": 2, "tokens": 64, "loss": 0.5, "l0": 3.0, "explained_variance": 0.9,
+              "dead_fraction": 0.0})
+    before = monitor.trait_values()
+    sent = []
+    monitor.send = lambda content, buffers=None: sent.append(content)
+    for message in ({"id": "1", "method": "runs", "params": {}}, {"id": "2"}, "garbage", None, {"method": "x" * 10_000}):
+        reply, buffers = monitor.handle_message(message)
+        assert reply.get("error") and buffers == [] and "Traceback" not in reply["error"]
+    for update in ({"runs": []}, {"metrics": []}, {"title": "hacked"}, {"every": 0.0}):
+        monitor.set_state(update)
+    assert monitor.trait_values() == before
+    assert len(sent) >= 4 and all("rejected update" in m.get("error", "") for m in sent[:4])
