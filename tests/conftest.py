@@ -40,6 +40,25 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def ctrl_c_at_step(monkeypatch):
+    """ctrl_c_at_step(n): from then on, SAE training raises KeyboardInterrupt when it starts step n + 1, as a Ctrl-C
+    in the middle of training would."""
+    from interpwidgets.sae.trainer import Trainer
+
+    real_step = Trainer.step
+
+    def arm(n: int) -> None:
+        def interrupted(self, *args):
+            if self.step_count == n:
+                raise KeyboardInterrupt
+            return real_step(self, *args)
+
+        monkeypatch.setattr(Trainer, "step", interrupted)
+
+    return arm
+
+
 # ---- the family matrix: the teaching model and a tiny random model of each Hugging Face family ----------
 from interpwidgets.models.families import FAMILIES, save_random_family  # noqa: E402
 

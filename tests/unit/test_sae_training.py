@@ -41,7 +41,7 @@ def test_trainer_restored_from_checkpoint_continues_exactly(tmp_path):
     assert c.step_count == 20 and torch.equal(a.since_fired, c.since_fired)
 
 
-def test_ctrl_c_keeps_last_checkpoint_and_resume_finishes(tmp_path, monkeypatch):
+def test_ctrl_c_keeps_last_checkpoint_and_resume_finishes(tmp_path, monkeypatch, ctrl_c_at_step):
     """Interrupted at step 12: the checkpoint on disk is the state at step 10 of an uninterrupted run; resuming finishes."""
     x = data()
     real_save, real_step = Trainer.save_checkpoint, Trainer.step
@@ -56,12 +56,7 @@ def test_ctrl_c_keeps_last_checkpoint_and_resume_finishes(tmp_path, monkeypatch)
     train_on_activations(x, architecture="relu", total_tokens=64 * 20, checkpoint_dir=tmp_path / "ref", **SMALL)
     monkeypatch.setattr(Trainer, "save_checkpoint", real_save)
 
-    def interrupt_at_12(self, *args):
-        if self.step_count == 12:
-            raise KeyboardInterrupt
-        return real_step(self, *args)
-
-    monkeypatch.setattr(Trainer, "step", interrupt_at_12)
+    ctrl_c_at_step(12)
     with pytest.raises(KeyboardInterrupt):
         train_on_activations(x, architecture="relu", total_tokens=64 * 20, checkpoint_dir=tmp_path / "run", **SMALL)
     saved = Trainer.from_checkpoint(tmp_path / "run")

@@ -43,17 +43,10 @@ def test_callback_gets_every_step_with_the_trainers_metrics_then_finished(tmp_pa
     assert last["checkpoint"] == str(tmp_path / CHECKPOINT_FILE) and (tmp_path / CHECKPOINT_FILE).exists()
 
 
-def test_ctrl_c_tells_the_callback_then_propagates_and_the_checkpoint_is_the_last_complete_one(tmp_path, monkeypatch):
+def test_ctrl_c_tells_the_callback_then_propagates_and_the_checkpoint_is_the_last_complete_one(tmp_path, ctrl_c_at_step):
     """A KeyboardInterrupt in step 13: the callback saw steps 1-12 and "interrupted" at step 12 with the checkpoint;
     the interrupt still reaches the caller, and the checkpoint on disk holds step 10 (checkpoint_every=5)."""
-    real_step = Trainer.step
-
-    def interrupt_at_12(self, *args):
-        if self.step_count == 12:
-            raise KeyboardInterrupt
-        return real_step(self, *args)
-
-    monkeypatch.setattr(Trainer, "step", interrupt_at_12)
+    ctrl_c_at_step(12)
     events = []
     with pytest.raises(KeyboardInterrupt):
         train_on_activations(data(), total_tokens=64 * 20, checkpoint_dir=tmp_path, callback=events.append, **SMALL)

@@ -60,17 +60,10 @@ def test_updates_to_the_view_are_throttled_but_the_last_step_and_the_end_always_
     assert len(monitor.curves("relu")["step"]) == 40
 
 
-def test_interrupted_run_shows_the_step_reached_and_the_checkpoint_training_kept(tmp_path, monkeypatch):
+def test_interrupted_run_shows_the_step_reached_and_the_checkpoint_training_kept(tmp_path, ctrl_c_at_step):
     """Ctrl-C in step 13 (checkpoint every 5 steps): the run reads 'interrupted at step 12; checkpoint kept: <path>', and
     that file holds step 10; the interrupt still reaches the caller."""
-    real_step = Trainer.step
-
-    def interrupt_at_12(self, *args):
-        if self.step_count == 12:
-            raise KeyboardInterrupt
-        return real_step(self, *args)
-
-    monkeypatch.setattr(Trainer, "step", interrupt_at_12)
+    ctrl_c_at_step(12)
     monitor = TrainingMonitor(every=0)
     with pytest.raises(KeyboardInterrupt):
         train_on_activations(data(), total_tokens=64 * 20, checkpoint_dir=tmp_path, callback=monitor.track("relu"), **SMALL)
