@@ -72,7 +72,7 @@ def test_interrupted_run_shows_the_step_reached_and_the_checkpoint_training_kept
     assert run["status"] == "interrupted" and run["checkpoint"] == kept
     assert run["text"] == f"interrupted at step 12; checkpoint kept: {kept}"
     assert Trainer.from_checkpoint(tmp_path).step_count == 10
-    assert f"interrupted at step 12" in monitor._repr_mimebundle_()[0]["text/html"]
+    assert "interrupted at step 12" in monitor._repr_mimebundle_()[0]["text/html"]
 
 
 def test_two_runs_are_two_lines_and_tracking_a_name_again_starts_it_over():
