@@ -13,7 +13,7 @@ pytestmark = pytest.mark.browser
 
 STEPS = 120
 CELLS = [
-    dedent(f"""\
+    dedent("""\
         import json, time
         import torch
         import interpwidgets as iw
@@ -22,7 +22,7 @@ CELLS = [
         small = dict(d_sae=64, batch_size=128, buffer_tokens=1024, progress=False)
         monitor = iw.widgets.TrainingMonitor(title="test runs", every=0.2)
         display(monitor)
-        events = {{"relu": [], "topk": []}}
+        events = {"relu": [], "topk": []}
 
         def slowed(name):  # the trainer's own events, kept here too; 20 ms a step so the run lasts a few seconds
             show = monitor.track(name)
