@@ -1,8 +1,9 @@
 """Generated training corpus of the teaching model: IOI, induction, brackets and filler text.
 
-Each generator takes a `random.Random` and returns one document as text. `documents` mixes them in
-fixed proportions. `split="train"` draws IOI names and templates from the training sets only;
-`split="held_out"` from the held-out sets (used by evaluation, never by training).
+Each text generator takes a `random.Random` and returns one document as text; `token_induction_ids` returns
+token ids (random tokens of the whole vocabulary, repeated: text would not round-trip to the same tokens).
+`MIX` gives the proportions of the kinds. `split="train"` draws IOI names and templates from the training sets
+only; `split="held_out"` from the held-out sets (used by evaluation, never by training).
 """
 
 from __future__ import annotations
@@ -36,9 +37,14 @@ def ioi_templates(split: Split) -> tuple[str, ...]:
     return vocab.TRAIN_TEMPLATES if split == "train" else vocab.HELD_OUT_TEMPLATES
 
 
-def ioi_sentence(rng: random.Random, split: Split = "train", template: str | None = None) -> IOISentence:
-    """An IOI prompt in ABBA or BABA order ("When Mary and John ..., John gave a drink to" -> " Mary")."""
-    io, s = rng.sample(ioi_names(split), 2)
+def ioi_sentence(rng: random.Random, split: Split = "train", template: str | None = None,
+                 stand_ins: float = 0.0) -> IOISentence:
+    """An IOI prompt in ABBA or BABA order ("When Mary and John ..., John gave a drink to" -> " Mary").
+
+    With probability `stand_ins` the two "names" are other words ("When lamp and fox ..., fox gave a drink to"
+    -> " lamp"): training on those teaches a copy of whichever token was the indirect object, not of the
+    training names, which is what carries the circuit over to held-out names."""
+    io, s = rng.sample(STAND_IN_WORDS if rng.random() < stand_ins else ioi_names(split), 2)
     template = template or rng.choice(ioi_templates(split))
     a, b = (io, s) if rng.random() < 0.5 else (s, io)
     fields = dict(A=a, B=b, S=s, PLACE=rng.choice(vocab.PLACES), OBJECT=rng.choice(vocab.OBJECTS))
@@ -46,7 +52,7 @@ def ioi_sentence(rng: random.Random, split: Split = "train", template: str | Non
 
 
 def ioi_document(rng: random.Random, split: Split = "train") -> str:
-    sentence = ioi_sentence(rng, split)
+    sentence = ioi_sentence(rng, split, stand_ins=STAND_IN_RATE if split == "train" else 0.0)
     return f"{sentence.text} {sentence.io}."
 
 
@@ -59,6 +65,12 @@ def induction_sequence(rng: random.Random, length: int, words: tuple[str, ...] |
 
 def induction_document(rng: random.Random) -> str:
     return " " + " ".join(induction_sequence(rng, rng.randint(4, 24)))
+
+
+def token_induction_ids(rng: random.Random, n_vocab: int) -> list[int]:
+    """Random token ids from the whole vocabulary but BOS (id 0), repeated once: every token form must be copied."""
+    half = [rng.randrange(1, n_vocab) for _ in range(rng.randint(4, 24))]
+    return half + half
 
 
 def bracket_sequence(rng: random.Random, n_pairs: int, max_depth: int = 6) -> list[str]:
@@ -86,6 +98,8 @@ def filler_sentence(rng: random.Random) -> str:
     """A sentence from a small grammar; names come from all names, held-out ones included."""
 
     def subject() -> str:
+        if rng.random() < MADE_UP_RATE:
+            return made_up_word(rng)
         if rng.random() < 0.5:
             return rng.choice(vocab.NAMES)
         return f"the {rng.choice(vocab.ADJECTIVES)} {rng.choice(vocab.ANIMALS)}"
@@ -101,6 +115,11 @@ def filler_sentence(rng: random.Random) -> str:
     return sentence + rng.choice("..!?")
 
 
+def made_up_word(rng: random.Random) -> str:
+    """A capitalised string of 3-9 random letters: outside the vocabulary, so spelled with byte tokens."""
+    return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 9))).capitalize()
+
+
 def filler_document(rng: random.Random) -> str:
     return " ".join(filler_sentence(rng) for _ in range(rng.randint(1, 4)))
 
@@ -109,7 +128,12 @@ INDUCTION_WORDS: tuple[str, ...] = tuple(
     w for w in vocab.all_words() if w not in vocab.PUNCTUATION and w not in sum(map(list, vocab.BRACKET_PAIRS), [])
 )
 
-MIX: dict[str, float] = {"ioi": 0.35, "induction": 0.30, "brackets": 0.12, "filler": 0.23}
+STAND_IN_WORDS: tuple[str, ...] = tuple(w for w in INDUCTION_WORDS if w not in vocab.NAMES)
+STAND_IN_RATE = 0.25  # share of IOI training sentences whose names are other words
+MADE_UP_RATE = 0.08  # share of filler subjects that are made-up words
+
+MIX: dict[str, float] = {"ioi": 0.36, "induction": 0.12, "token_induction": 0.20, "brackets": 0.10, "filler": 0.22}
+TOKEN_KINDS = ("token_induction",)  # kinds generated as token ids (`token_induction_ids`), not text
 _GENERATORS = {
     "ioi": ioi_document,
     "induction": induction_document,
@@ -118,14 +142,25 @@ _GENERATORS = {
 }
 
 
-def random_document(rng: random.Random, mix: dict[str, float] | None = None) -> str:
-    """One training document whose kind is drawn from `mix` (kind -> probability)."""
+def random_kind(rng: random.Random, mix: dict[str, float] | None = None) -> str:
+    """A document kind drawn from `mix` (kind -> probability; default `MIX`)."""
     mix = mix or MIX
-    return _GENERATORS[rng.choices(list(mix), list(mix.values()))[0]](rng)
+    return rng.choices(list(mix), list(mix.values()))[0]
+
+
+def text_document(rng: random.Random, kind: str) -> str:
+    """One document of a text kind (every kind of `MIX` but `TOKEN_KINDS`)."""
+    return _GENERATORS[kind](rng)
+
+
+def random_document(rng: random.Random, mix: dict[str, float] | None = None) -> str:
+    """One text document whose kind is drawn from `mix` (default: `MIX` without its token kinds)."""
+    mix = mix or {kind: p for kind, p in MIX.items() if kind not in TOKEN_KINDS}
+    return text_document(rng, random_kind(rng, mix))
 
 
 def documents(seed: int, mix: dict[str, float] | None = None) -> Iterator[str]:
-    """An endless, seeded stream of training documents."""
+    """An endless, seeded stream of text documents."""
     rng = random.Random(seed)
     while True:
         yield random_document(rng, mix)

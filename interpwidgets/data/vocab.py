@@ -76,7 +76,6 @@ TRAIN_NAMES = NAMES[:-N_HELD_OUT_NAMES]
 HELD_OUT_NAMES = NAMES[-N_HELD_OUT_NAMES:]
 
 PUNCTUATION = tuple(". , ? ! : ;".split())
-SPECIAL_TOKENS = ("<|endoftext|>", "<unk>")
 
 
 def all_words() -> list[str]:

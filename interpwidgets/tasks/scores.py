@@ -1,7 +1,8 @@
 """Held-out scores of a model on the three tasks (the teaching model's model-card metrics).
 
 IOI: mean logit difference (IO - S) and IO-beats-S accuracy on held-out names and templates.
-Induction: top-1 accuracy over the predictable positions of the repeated half.
+Induction: top-1 accuracy over the predictable positions of the repeated half, on random tokens of the whole
+vocabulary (`induction_accuracy`) and on leading-space words (`induction_word_accuracy`).
 Brackets: at every position whose next token is a closer, the argmax over the three closers is right.
 """
 
@@ -35,8 +36,8 @@ def ioi_scores(model, *, n: int, seed: int) -> dict[str, float]:
 
 
 @torch.no_grad()
-def induction_accuracy(model, *, n: int, seed: int, length: int = 12) -> float:
-    task = induction(model, n=n, seed=seed, length=length)
+def induction_accuracy(model, *, n: int, seed: int, length: int = 12, tokens: str = "vocabulary") -> float:
+    task = induction(model, n=n, seed=seed, length=length, tokens=tokens)
     tokens = task.clean_tokens.to(model.cfg.device)
     logits = model(tokens)
     # positions L+1 .. 2L-1 (0 = BOS) predict the repeated tokens r2 .. rL-1 (rL is the task's answer, at -1)
@@ -61,9 +62,11 @@ def brackets_accuracy(model, *, n: int, seed: int, n_pairs: int = 10) -> float:
 
 
 def evaluate(model, *, n: int = 512, seed: int = 1234) -> dict[str, float]:
-    """All held-out scores: `ioi_logit_diff`, `ioi_accuracy`, `induction_accuracy`, `brackets_accuracy`
-    (held-out names and templates; the default `seed` differs from any training seed)."""
+    """All held-out scores: `ioi_logit_diff`, `ioi_accuracy`, `induction_accuracy` (whole vocabulary),
+    `induction_word_accuracy`, `brackets_accuracy` (held-out names and templates; the default `seed` differs from
+    any training seed)."""
     scores = ioi_scores(model, n=n, seed=seed)
     scores["induction_accuracy"] = induction_accuracy(model, n=n, seed=seed)
+    scores["induction_word_accuracy"] = induction_accuracy(model, n=n, seed=seed, tokens="words")
     scores["brackets_accuracy"] = brackets_accuracy(model, n=n, seed=seed)
     return scores
