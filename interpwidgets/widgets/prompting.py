@@ -1,9 +1,11 @@
 """The prompt box: type a prompt inside a view, press Enter, and the kernel retokenises it and the view redraws.
 
 One validation for every prompt a view takes, from Python or from its box (`check_prompt`): an empty prompt, one
-longer than the model's context, or one that is mostly outside the model's vocabulary is refused with a message;
-a few unknown tokens are accepted with a warning line the view shows ("2 of 9 tokens are outside the model's
-vocabulary (<unk>): 'xyzzy', 'Quantum'").
+longer than the model's context, or one that is mostly unknown tokens (`<unk>`, a tokenizer that has one) is refused
+with a message; a few unknown tokens are accepted with a warning line the view shows. The teaching tokenizer has no
+unknown token: it spells words outside its vocabulary byte by byte, which the model has seen only in a few
+contexts, so those prompts get a warning too ("12 of 19 tokens spell words outside the model's vocabulary, byte by
+byte: 'xyzzy', 'Quantum'"), which says when most of the prompt is outside the training distribution.
 
 A widget that takes a prompt mixes in `PromptBox` and writes `_swap_prompt`, which hands the new tokens to its engine
 function (the widget runs no model code), swaps its result and returns the call as code:
@@ -34,6 +36,7 @@ from typing import Any
 import torch
 from traitlets import Bool, HasTraits, Int, Unicode
 
+from interpwidgets.data.tokenizer import fallback_ids
 from interpwidgets.models.tokens import has_tokenizer, prompt_tokens, token_text
 from interpwidgets.widgets.base import handles
 from interpwidgets.widgets.history import Snippet, Step
@@ -63,11 +66,11 @@ def check_prompt(model: Any, prompt: str | torch.Tensor | Sequence[int]) -> Chec
         if len(prompt) > MAX_PROMPT_CHARS:
             raise ValueError(f"the prompt has {len(prompt):,} characters; this view takes at most {MAX_PROMPT_CHARS:,}.")
     tokens = prompt_tokens(model, prompt)
-    unknown, total, words = _unknown(model, prompt, tokens[0].tolist())
-    if unknown * 2 > total:
-        raise ValueError(f"most of the prompt is outside the model's vocabulary: {unknown} of {total} tokens are "
-                         f"unknown (<unk>){_named(words)}. Use words the model knows.")
-    return CheckedPrompt(tokens, _warning(unknown, total, words))
+    outside = _outside(model, prompt, tokens[0].tolist())
+    if outside.kind == "unknown" and outside.count * 2 > outside.total:
+        raise ValueError(f"most of the prompt is outside the model's vocabulary: {outside.count} of {outside.total} "
+                         f"tokens are unknown (<unk>){_named(outside.words)}. Use words the model knows.")
+    return CheckedPrompt(tokens, outside.warning())
 
 
 def unknown_warning(model: Any, prompt: str | torch.Tensor | Sequence[int]) -> str:
@@ -75,33 +78,64 @@ def unknown_warning(model: Any, prompt: str | torch.Tensor | Sequence[int]) -> s
     if not has_tokenizer(model):
         return ""
     ids = model.to_tokens(prompt, truncate=False)[0].tolist() if isinstance(prompt, str) else torch.as_tensor(prompt).reshape(-1).tolist()
-    return _warning(*_unknown(model, prompt, ids))
+    return _outside(model, prompt, ids).warning()
 
 
-def _warning(unknown: int, total: int, words: list[str]) -> str:
-    return f"{unknown} of {total} tokens are outside the model's vocabulary (<unk>){_named(words)}" if unknown else ""
+@dataclass(frozen=True)
+class _Outside:
+    """The prompt's tokens outside the model's vocabulary: `kind` "unknown" (<unk>) or "spelled" (byte fallback)."""
+
+    kind: str
+    count: int
+    total: int
+    words: list[str]
+
+    def warning(self) -> str:
+        if not self.count:
+            return ""
+        if self.kind == "unknown":
+            return f"{self.count} of {self.total} tokens are outside the model's vocabulary (<unk>){_named(self.words)}"
+        most = ("most of the prompt is outside the model's training distribution: " if self.count * 2 > self.total else "")
+        return f"{most}{self.count} of {self.total} tokens spell words outside the model's vocabulary, byte by byte{_named(self.words)}"
 
 
-def _unknown(model: Any, prompt: Any, ids: list[int]) -> tuple[int, int, list[str]]:
-    """(unknown tokens, tokens of the prompt itself (without a BOS the model prepended), the unknown words)."""
+def _outside(model: Any, prompt: Any, ids: list[int]) -> _Outside:
+    """Counts over the prompt's own tokens (without a BOS the model prepended), and the words they come from."""
     tokenizer = getattr(model, "tokenizer", None)
-    unk = getattr(tokenizer, "unk_token_id", None)
     bos = getattr(tokenizer, "bos_token_id", None)
-    if unk is None or unk in (bos, getattr(tokenizer, "eos_token_id", None)):
-        return 0, len(ids), []  # no unknown token of its own (byte-level BPE): every text is in the vocabulary
     own = ids[1:] if len(ids) > 1 and ids[0] == bos else ids
-    count = sum(i == unk for i in own)
-    return count, len(own), _unknown_words(tokenizer, prompt, unk) if count and isinstance(prompt, str) else []
+    spelled = fallback_ids(tokenizer) if tokenizer is not None else frozenset()
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if spelled:
+        kind, outside = "spelled", spelled
+    elif unk is not None and unk not in (bos, getattr(tokenizer, "eos_token_id", None)):
+        kind, outside = "unknown", frozenset({unk})
+    else:  # byte-level BPE with no unknown token of its own: every text is in the vocabulary
+        return _Outside("unknown", 0, len(own), [])
+    count = sum(i in outside for i in own)
+    words = _outside_words(tokenizer, prompt, outside) if count and isinstance(prompt, str) else []
+    return _Outside(kind, count, len(own), words)
 
 
-def _unknown_words(tokenizer: Any, text: str, unk: int) -> list[str]:
-    """The distinct pieces of `text` that tokenise to the unknown token, in order."""
+def _outside_words(tokenizer: Any, text: str, outside: frozenset[int]) -> list[str]:
+    """The distinct whitespace-separated words of `text` that hold a token in `outside`, in order."""
     try:
         encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        spans = [text[a:b].strip() for i, (a, b) in zip(encoded["input_ids"], encoded["offset_mapping"]) if i == unk]
+        starts = [a for i, (a, b) in zip(encoded["input_ids"], encoded["offset_mapping"]) if i in outside and b > a]
     except (TypeError, KeyError, NotImplementedError, ValueError):  # a slow tokenizer: word by word
-        spans = [word for word in text.split() if unk in tokenizer.encode(" " + word, add_special_tokens=False)]
-    return list(dict.fromkeys(span for span in spans if span))
+        return [word for word in text.split() if outside & set(tokenizer.encode(" " + word, add_special_tokens=False))]
+    words = []
+    for a in starts:
+        if text[a].isspace():
+            continue  # a space spelled on its own belongs to the next word
+        left = a
+        while left > 0 and not text[left - 1].isspace():
+            left -= 1
+        right = a
+        while right < len(text) and not text[right].isspace():
+            right += 1
+        words.append(text[left:right])
+    return list(dict.fromkeys(words))
 
 
 def _named(words: list[str]) -> str:
