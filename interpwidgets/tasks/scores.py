@@ -2,7 +2,8 @@
 
 IOI: mean logit difference (IO - S) and IO-beats-S accuracy on held-out names and templates.
 Induction: top-1 accuracy over the predictable positions of the repeated half, on random tokens of the whole
-vocabulary (`induction_accuracy`) and on leading-space words (`induction_word_accuracy`).
+vocabulary (`induction_accuracy`), on leading-space words (`induction_word_accuracy`), and on whole-vocabulary
+sequences as long as the context (`induction_long_accuracy`: positions up to n_ctx - 1).
 Brackets: at every position whose next token is a closer, the argmax over the three closers is right.
 """
 
@@ -63,10 +64,13 @@ def brackets_accuracy(model, *, n: int, seed: int, n_pairs: int = 10) -> float:
 
 def evaluate(model, *, n: int = 512, seed: int = 1234) -> dict[str, float]:
     """All held-out scores: `ioi_logit_diff`, `ioi_accuracy`, `induction_accuracy` (whole vocabulary),
-    `induction_word_accuracy`, `brackets_accuracy` (held-out names and templates; the default `seed` differs from
+    `induction_word_accuracy`, `induction_long_accuracy` (whole vocabulary, sequences filling the context, so
+    the late positions count), `brackets_accuracy` (held-out names and templates; the default `seed` differs from
     any training seed)."""
     scores = ioi_scores(model, n=n, seed=seed)
     scores["induction_accuracy"] = induction_accuracy(model, n=n, seed=seed)
     scores["induction_word_accuracy"] = induction_accuracy(model, n=n, seed=seed, tokens="words")
+    scores["induction_long_accuracy"] = induction_accuracy(model, n=max(8, n // 8), seed=seed,
+                                                           length=(model.cfg.n_ctx - 1) // 2)
     scores["brackets_accuracy"] = brackets_accuracy(model, n=n, seed=seed)
     return scores

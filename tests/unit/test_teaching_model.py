@@ -4,23 +4,28 @@ from __future__ import annotations
 
 import interpwidgets as iw
 
-# Floors at the model-card targets the bundled model meets. The targets themselves belong to the release
-# script that writes the model card (scripts/release/evaluate_model.py); tests do not import release scripts.
-TARGET_FLOORS = {"ioi_logit_diff": 3.0, "induction_accuracy": 0.90, "brackets_accuracy": 0.95}
-# A regression floor at the measured value, not the target: held-out IOI accuracy measured 0.939 (n=512,
-# the README's model card), short of its 0.95 target. The test guards the shipped weights against regressions;
-# it does not claim the target is met.
-REGRESSION_FLOORS = {"ioi_accuracy": 0.93}
+# Floors at the model-card targets, all of which the bundled model meets (README model card: IOI accuracy 0.996,
+# logit difference 10.9, induction 0.999 on the whole vocabulary, 1.000 on words, brackets 0.998, n=512). The targets
+# themselves belong to the release script that writes the model card (scripts/release/evaluate_model.py); tests do
+# not import release scripts.
+TARGET_FLOORS = {"ioi_logit_diff": 3.0, "ioi_accuracy": 0.95, "induction_accuracy": 0.90,
+                 "induction_word_accuracy": 0.90, "brackets_accuracy": 0.95}
+REPORTED = {"induction_long_accuracy"}  # no target: repeats as far apart as the context are not in the training mix
 
 
 def test_teaching_model_keeps_its_model_card_scores_on_a_held_out_sample(teaching_model):
-    """On a held-out sample: IOI logit diff >= 3, induction >= 90%, brackets >= 95% (their model-card targets),
-    and IOI accuracy >= 93%, a regression floor at the measured 93.9% (its 95% target is not met)."""
+    """On a held-out sample (seed 7, none of the model card's): IOI accuracy >= 95% and logit diff >= 3, induction
+    >= 90% on random tokens of the whole vocabulary and on words, brackets >= 95%: the model-card targets."""
     scores = iw.tasks.evaluate(teaching_model, n=256, seed=7)
-    required = {**TARGET_FLOORS, **REGRESSION_FLOORS}
-    misses = {k: round(scores[k], 3) for k, floor in required.items() if scores[k] < floor}
-    assert not misses, f"below the model card: {misses} (required {required})"
-    assert set(scores) == set(required)
+    misses = {k: round(scores[k], 3) for k, floor in TARGET_FLOORS.items() if scores[k] < floor}
+    assert not misses, f"below the model card: {misses} (required {TARGET_FLOORS})"
+    assert set(scores) == set(TARGET_FLOORS) | REPORTED
+
+
+def test_no_text_becomes_unk_in_the_teaching_model(teaching_model):
+    """The issue's example: every character of a sentence of unknown words survives as a token of its own."""
+    tokens = teaching_model.to_str_tokens("Quantum chromodynamics xyzzy")
+    assert "<unk>" not in tokens and "".join(tokens[1:]) == "Quantum chromodynamics xyzzy"
 
 
 def test_teaching_model_prefers_the_indirect_object_on_the_quickstart_prompt(teaching_model):
