@@ -29,6 +29,7 @@ the tokens, the warning and the code. A view built without a model (from a resul
 
 from __future__ import annotations
 
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -134,7 +135,7 @@ def _outside_words(tokenizer: Any, text: str, outside: frozenset[int]) -> list[s
         right = a
         while right < len(text) and not text[right].isspace():
             right += 1
-        words.append(text[left:right])
+        words.append(text[left:right].strip(string.punctuation) or text[left:right])  # "xyzzy," -> "xyzzy"
     return list(dict.fromkeys(words))
 
 

@@ -1,6 +1,6 @@
 """The prompt box and AttentionPatterns' text view in JupyterLab (issue 16): a prompt typed in a view and Enter draw
 the kernel's new tokens (AttentionPatterns, LogitLens, TokenFeatures and Steering), an empty prompt is answered with a message in the
-widget, keys typed in the box never reach the notebook's shortcuts, unknown tokens get a warning line; hovering
+widget, keys typed in the box never reach the notebook's shortcuts, words spelled byte by byte get a warning line; hovering
 the last token of a long prompt mid-screen leaves the page still (no DOM churn, no scrolling), a 241-token prompt
 wraps with nothing clipped, the tooltip never outlives the view it described, and tiny weights read as numbers."""
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.browser
 PROMPT = "When Mary and John went to the store, John gave a drink to"
 NEW = "When John and Mary went to the park, Mary gave a book to"
 LONG = "When Mary and John went to the store, John gave a drink to Mary. " * 15  # 241 tokens and the BOS
-UNKNOWN = "xyzzy Mary went to the Quantum store"
+UNKNOWN = "xyzzy Mary went to the Quantum store"  # two words outside the vocabulary, spelled byte by byte
 FILLER = "print('\\n'.join(f'line {i}' for i in range(40)))"  # room above and below, so a widget sits mid-screen
 
 CELLS = [
@@ -40,8 +40,7 @@ CELLS = [
         tiny"""),
     FILLER,
     dedent(f"""\
-        expected = {{"new": model.to_str_tokens({NEW!r}), "long": len(model.to_str_tokens({LONG!r})),
-                    "unknown": model.to_str_tokens({UNKNOWN!r}).count("<unk>")}}
+        expected = {{"new": model.to_str_tokens({NEW!r}), "long": len(model.to_str_tokens({LONG!r}))}}
         print("IW-EXPECTED", json.dumps(expected))"""),
 ]
 
@@ -122,14 +121,15 @@ def test_keys_typed_in_the_box_stay_out_of_the_notebook(page):
     box.fill(NEW)
 
 
-def test_unknown_tokens_get_a_warning_line(page, shown, screenshot):
+def test_words_outside_the_vocabulary_get_a_warning_line(page, shown, screenshot):
+    """'xyzzy' (5 letters) and ' Quantum' (a space and 7 letters) are spelled byte by byte: 13 of the 18 tokens after
+    the BOS (counted by hand), most of the prompt, which the line says."""
     root = view(page, 2)
-    warning = root.locator(".iw-prompt-warning", has_text="outside the model's vocabulary")
-    n = shown.expected["unknown"]
+    warning = root.locator(".iw-prompt-warning", has_text="outside the model's")
     # retried until it holds: the line is redrawn when the kernel's answer arrives, so a single read can see it empty
     expect(warning).to_have_text(
-        re.compile(rf"^{n} of \d+ tokens are outside the model's vocabulary \(<unk>\): 'xyzzy', 'Quantum'"),
-        use_inner_text=True)
+        "most of the prompt is outside the model's training distribution: 13 of 18 tokens spell words outside the "
+        "model's vocabulary, byte by byte: 'xyzzy', 'Quantum'", use_inner_text=True)
     screenshot(root, "prompt_box_unknown_warning")
 
 

@@ -60,10 +60,21 @@ def test_training_batches_are_a_function_of_seed_and_step():
     assert (a[:, 0] == tok.bos_token_id).all() and a.shape == (4, 64)
 
 
-def test_documents_never_contain_unknown_tokens():
+def test_any_text_tokenizes_without_unk_and_decodes_back_to_itself():
+    """Words outside the vocabulary, accents, other scripts, emoji and control characters: every string is spelled
+    with the tokenizer's 256 byte-level tokens where it has no word for it, and decodes to exactly the same string."""
+    tok = teaching_tokenizer()
+    assert tok.unk_token is None
+    texts = ["Quantum chromodynamics xyzzy", "naïve café, São Paulo", "Привет, мир", "日本語 😀", "tab\tand\nnewline",
+             " two  spaces ", "When Mary and John went to the store, John gave a drink to"]
+    for text in texts:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert tok.decode(ids) == text
+    assert tok.convert_ids_to_tokens(tok(" xyzzy", add_special_tokens=False)["input_ids"]) == ["\u0120", "x", "y", "z", "z", "y"]
+
+
+def test_training_documents_decode_back_to_themselves():
     tok = teaching_tokenizer()
     rng = random.Random(3)
     docs = [corpus.random_document(rng) for _ in range(3000)]
-    assert all(tok.unk_token_id not in ids for ids in tok(docs, add_special_tokens=False)["input_ids"])
-
-
+    assert all(tok.decode(ids) == doc for ids, doc in zip(tok(docs, add_special_tokens=False)["input_ids"], docs))

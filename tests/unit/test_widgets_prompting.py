@@ -1,5 +1,6 @@
-"""The prompt box: one validation for every prompt a view takes (empty, too long, mostly unknown: refused with a
-message; a few unknown tokens: accepted with a warning naming them), and the `prompt {text}` request of
+"""The prompt box: one validation for every prompt a view takes (empty or too long: refused with a message; words
+outside the vocabulary, spelled byte by byte: accepted with a warning naming them, which says when most of the prompt
+is outside the training distribution), and the `prompt {text}` request of
 AttentionPatterns, LogitLens, TokenFeatures and Steering, which shows the new prompt's result (checked against a
 cache, the model's own logits, the SAE's own encoding and a hand-written decoding loop), updates the traits, records
 code that reproduces it, and refuses a bad prompt leaving the view as it was; the Explorer's one box re-prompts its
@@ -18,13 +19,10 @@ from interpwidgets.widgets.testing import ask, decode_array, decode_int32
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"
 NEW = "When John and Mary went to the park, Mary gave a book to"
-TWO_UNKNOWN = "xyzzy Mary went to the Quantum store"  # 'xyzzy' and 'Quantum' are not in the teaching vocabulary
-
-
-def unk_count(model, text: str) -> tuple[int, int]:
-    """(unknown tokens, tokens of the text without the BOS), read from the model's own string tokens."""
-    strings = model.to_str_tokens(text)[1:]
-    return strings.count(model.tokenizer.unk_token), len(strings)
+ONE_NEW_WORD = "When Mary and John went to the xyzzy, John gave a drink to"
+# the teaching tokenizer spells a word outside its vocabulary byte by byte, a space of its own first:
+# " xyzzy" -> " ", "x", "y", "z", "z", "y": 6 of the 19 tokens after the BOS (counted by hand)
+ONE_NEW_WORD_WARNING = "6 of 19 tokens spell words outside the model's vocabulary, byte by byte: 'xyzzy'"
 
 
 # ---- the one validation
@@ -42,19 +40,24 @@ def test_a_prompt_longer_than_the_context_names_the_limit_and_its_length(teachin
         check_prompt(teaching_model, text)
 
 
-def test_a_mostly_unknown_prompt_is_refused_naming_the_words(teaching_model):
-    text = "xyzzy Quantum flibbertigibbet Mary"
-    unknown, total = unk_count(teaching_model, text)
-    assert (unknown, total) == (3, 4)
-    with pytest.raises(ValueError, match=r"3 of 4 tokens are unknown \(<unk>\): 'xyzzy', 'Quantum', 'flibbertigibbet'"):
-        check_prompt(teaching_model, text)
+def test_no_word_becomes_unk_the_prompt_is_spelled_byte_by_byte(teaching_model):
+    """Words outside the vocabulary keep their letters (the model sees x, y, z, z, y), so the prompt round-trips."""
+    strings = teaching_model.to_str_tokens(ONE_NEW_WORD)
+    assert strings[7:13] == [" ", "x", "y", "z", "z", "y"] and "<unk>" not in strings
+    assert "".join(strings[1:]) == ONE_NEW_WORD
 
 
-def test_a_few_unknown_tokens_are_accepted_with_a_warning_naming_them(teaching_model):
-    unknown, total = unk_count(teaching_model, TWO_UNKNOWN)
-    checked = check_prompt(teaching_model, TWO_UNKNOWN)
-    assert checked.warning == f"{unknown} of {total} tokens are outside the model's vocabulary (<unk>): 'xyzzy', 'Quantum'"
-    assert checked.tokens[0].tolist() == teaching_model.to_tokens(TWO_UNKNOWN)[0].tolist()
+def test_a_mostly_spelled_prompt_is_accepted_but_warned_as_outside_the_training_distribution(teaching_model):
+    """5 + 8 + 16 spelled tokens ("xyzzy", " Quantum", " flibbertigibbet") and " Mary": 29 of 30, counted by hand."""
+    checked = check_prompt(teaching_model, "xyzzy Quantum flibbertigibbet Mary")
+    assert checked.warning == ("most of the prompt is outside the model's training distribution: 29 of 30 tokens spell "
+                               "words outside the model's vocabulary, byte by byte: 'xyzzy', 'Quantum', 'flibbertigibbet'")
+
+
+def test_a_few_spelled_words_are_accepted_with_a_warning_naming_them(teaching_model):
+    checked = check_prompt(teaching_model, ONE_NEW_WORD)
+    assert checked.warning == ONE_NEW_WORD_WARNING
+    assert checked.tokens[0].tolist() == teaching_model.to_tokens(ONE_NEW_WORD)[0].tolist()
     assert check_prompt(teaching_model, PROMPT).warning == ""
 
 
@@ -67,8 +70,8 @@ def test_attention_patterns_refuses_an_empty_prompt_at_construction(teaching_mod
 
 
 def test_attention_patterns_shows_the_unknown_token_warning(teaching_model):
-    widget = AttentionPatterns(teaching_model, TWO_UNKNOWN)
-    assert widget.prompt_warning.startswith("2 of 7 tokens are outside the model's vocabulary (<unk>): 'xyzzy', 'Quantum'")
+    widget = AttentionPatterns(teaching_model, ONE_NEW_WORD)
+    assert widget.prompt_warning == ONE_NEW_WORD_WARNING
     assert AttentionPatterns(teaching_model, PROMPT).prompt_warning == ""
 
 
@@ -149,8 +152,8 @@ def test_the_lens_prompt_request_shows_the_new_grid_and_keeps_the_followed_token
 
 
 def test_a_lens_result_keeps_its_prompt_box_and_warns_of_unknown_tokens(teaching_model):
-    lens = LogitLens(iw.lens.logit_lens(teaching_model, TWO_UNKNOWN))
-    assert lens.prompt_box and lens.prompt_warning.startswith("2 of 7 tokens are outside the model's vocabulary")
+    lens = LogitLens(iw.lens.logit_lens(teaching_model, ONE_NEW_WORD))
+    assert lens.prompt_box and lens.prompt_warning == ONE_NEW_WORD_WARNING
     with pytest.raises(ValueError, match="the prompt is empty"):
         LogitLens(teaching_model, "")
 
@@ -210,8 +213,7 @@ def test_token_features_from_a_result_still_has_a_box(random_model, saes):
 
 
 def test_token_features_warns_of_unknown_tokens_and_refuses_an_empty_prompt(teaching_model, saes):
-    assert TokenFeatures(teaching_model, saes, TWO_UNKNOWN).prompt_warning.startswith(
-        "2 of 7 tokens are outside the model's vocabulary (<unk>): 'xyzzy', 'Quantum'")
+    assert TokenFeatures(teaching_model, saes, ONE_NEW_WORD).prompt_warning == ONE_NEW_WORD_WARNING
     with pytest.raises(ValueError, match="the prompt is empty: type some text"):
         TokenFeatures(teaching_model, saes, " ")
 
