@@ -18,7 +18,8 @@ from interpwidgets.models.assets import TEACHING_TRAIN_LOG_FILE
 PANELS = (
     ("ioi_logit_diff", "IOI logit difference (held out)"),
     ("ioi_accuracy", "IOI accuracy (held out)"),
-    ("induction_accuracy", "Induction top-1 (repeated half)"),
+    ("induction_accuracy", "Induction top-1, whole vocabulary"),
+    ("induction_word_accuracy", "Induction top-1, words"),
     ("brackets_accuracy", "Brackets: correct closer"),
 )
 
