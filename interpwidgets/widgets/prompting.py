@@ -59,7 +59,8 @@ def check_prompt(model: Any, prompt: str | torch.Tensor | Sequence[int]) -> Chec
     """Validates a prompt (text, or token ids [n] / [1, n]) for `model`; raises ValueError saying what is wrong.
 
     Refused: empty (or whitespace only) text, more tokens than the model's context, more than half of the text's
-    tokens being the tokenizer's unknown token. Accepted with a warning: fewer unknown tokens.
+    tokens being the tokenizer's unknown token (a tokenizer with <unk>). Accepted with a warning: fewer unknown
+    tokens, and any number of byte-spelled ones (the teaching tokenizer's fallback, which loses nothing).
     """
     if isinstance(prompt, str):
         if not prompt.strip():

@@ -3,11 +3,14 @@ TransformerLens's own accumulated residual stream."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import matplotlib
 import pytest
 import torch
 
 from interpwidgets.lens import LogitLensResult, logit_lens
+from interpwidgets.lens.logit_lens import token_id
 from interpwidgets.models import load_model
 from interpwidgets.models.families import save_random_family
 
@@ -100,16 +103,32 @@ def test_probs_ranks_and_top_agree_with_top_ids(lens):
     torch.testing.assert_close(total, torch.ones_like(total))
 
 
-def test_token_id_refuses_a_multi_token_or_unknown_string(lens):
-    """A string must be exactly one token: two tokens, an unknown word or a bad id raise errors saying so."""
+def test_token_id_refuses_a_multi_token_string_or_a_bad_id(lens):
+    """A string must be exactly one token: two words, a word the teaching tokenizer spells byte by byte (" Zzyzxq":
+    a space and 6 letters, counted by hand) or a bad id raise errors saying so."""
     with pytest.raises(ValueError, match="not one token.*2 tokens"):
         lens.token_id("Mary John")
-    with pytest.raises(ValueError, match="not in the tokenizer's vocabulary"):
+    with pytest.raises(ValueError, match=r"not one token.*7 tokens \[' ', 'Z', 'z', 'y', 'z', 'x', 'q'\]"):
         lens.probs(" Zzyzxq")
     with pytest.raises(ValueError, match="out of range"):
         lens.ranks(10**6)
     with pytest.raises(TypeError, match="int id or a one-token string"):
         lens.token_id(1.5)
+
+
+def test_token_id_refuses_a_word_a_tokenizer_with_an_unknown_token_cannot_read():
+    """A word-level tokenizer with <unk> (no byte fallback) encodes an unseen word as one token, <unk>: refused as
+    unknown, not taken as the id of <unk>."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.WordLevel({"<unk>": 0, "Mary": 1, "John": 2}, unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    model = SimpleNamespace(cfg=SimpleNamespace(d_vocab=3),
+                            tokenizer=PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="<unk>"))
+    assert token_id(model, "John") == 2 and token_id(model, "<unk>") == 0
+    with pytest.raises(ValueError, match="'Zzyzxq' is not in the tokenizer's vocabulary"):
+        token_id(model, "Zzyzxq")
 
 
 def test_the_result_never_holds_a_layer_by_position_by_vocab_tensor(teaching_model, lens):

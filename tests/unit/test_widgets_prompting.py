@@ -14,7 +14,7 @@ import torch
 
 import interpwidgets as iw
 from interpwidgets.widgets import AttentionPatterns, Explorer, LogitLens, Steering, TokenFeatures
-from interpwidgets.widgets.prompting import check_prompt
+from interpwidgets.widgets.prompting import MAX_PROMPT_CHARS, check_prompt
 from interpwidgets.widgets.testing import ask, decode_array, decode_int32
 
 PROMPT = "When Mary and John went to the store, John gave a drink to"
@@ -43,14 +43,15 @@ def test_a_prompt_longer_than_the_context_names_the_limit_and_its_length(teachin
 def test_no_word_becomes_unk_the_prompt_is_spelled_byte_by_byte(teaching_model):
     """Words outside the vocabulary keep their letters (the model sees x, y, z, z, y), so the prompt round-trips."""
     strings = teaching_model.to_str_tokens(ONE_NEW_WORD)
-    assert strings[7:13] == [" ", "x", "y", "z", "z", "y"] and "<unk>" not in strings
+    assert strings[8:14] == [" ", "x", "y", "z", "z", "y"] and "<unk>" not in strings
     assert "".join(strings[1:]) == ONE_NEW_WORD
 
 
 def test_a_mostly_spelled_prompt_is_accepted_but_warned_as_outside_the_training_distribution(teaching_model):
-    """5 + 8 + 16 spelled tokens ("xyzzy", " Quantum", " flibbertigibbet") and " Mary": 29 of 30, counted by hand."""
+    """5 + 8 + 16 spelled tokens ("xyzzy", " Quantum", " flibbertigibbet") and " Mary", counted by hand: 30 tokens, of
+    which 28 are bytes (the "a" of "Quantum" is the vocabulary's word "a", not a byte, and " Mary" is a word)."""
     checked = check_prompt(teaching_model, "xyzzy Quantum flibbertigibbet Mary")
-    assert checked.warning == ("most of the prompt is outside the model's training distribution: 29 of 30 tokens spell "
+    assert checked.warning == ("most of the prompt is outside the model's training distribution: 28 of 30 tokens spell "
                                "words outside the model's vocabulary, byte by byte: 'xyzzy', 'Quantum', 'flibbertigibbet'")
 
 
@@ -104,7 +105,7 @@ def test_the_prompt_code_reproduces_the_new_result(random_model):
 
 @pytest.mark.parametrize(("text", "message"), [
     ("", "the prompt is empty: type some text"),
-    ("xyzzy Quantum flibbertigibbet", "most of the prompt is outside the model's vocabulary"),
+    ("word " * MAX_PROMPT_CHARS, "this view takes at most"),
     (" Mary went" * 200, "the model reads 1 to 256"),
     (42, "text must be a string"),
 ])
@@ -261,7 +262,7 @@ def test_steering_prompt_code_reproduces_both_continuations(random_model, saes):
 @pytest.mark.parametrize("kind", ["TokenFeatures", "Steering"])
 @pytest.mark.parametrize(("text", "message"), [
     ("", "the prompt is empty: type some text"),
-    ("xyzzy Quantum flibbertigibbet", "most of the prompt is outside the model's vocabulary"),
+    ("word " * MAX_PROMPT_CHARS, "this view takes at most"),
     (" Mary went" * 200, "the model reads 1 to 256"),
 ])
 def test_a_refused_prompt_leaves_the_sae_views_as_they_were(teaching_model, saes, kind, text, message):
