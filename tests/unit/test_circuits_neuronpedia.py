@@ -79,15 +79,24 @@ def test_circuit_tracer_file_imports_its_nodes_links_and_metadata(ct_file, teach
     assert g.supernodes == {} and g.metadata["pinned"] == []
 
 
+def first_node(ct_file: dict, feature_type: str) -> dict:
+    return next(n for n in ct_file["nodes"] if n["feature_type"] == feature_type)
+
+
 def test_pinned_ids_and_supernodes_of_a_file_map_to_our_node_ids(ct_file):
-    """qParams.supernodes `[name, node_id, ...]` become graph supernodes and pinnedIds / clickedId our ids."""
+    """qParams.supernodes `[name, node_id, ...]` become graph supernodes and pinnedIds / clickedId our ids (the
+    file's first embedding, transcoder feature and logit node, renamed here by circuit-tracer's id scheme)."""
+    emb, feat, logit = (first_node(ct_file, t) for t in ("embedding", "cross layer transcoder", "logit"))
+    ours = {emb["node_id"]: f"embed@{emb['ctx_idx']}",
+            feat["node_id"]: f"mlp{feat['layer']}/{feat['node_id'].split('_')[1]}@{feat['ctx_idx']}",
+            logit["node_id"]: f"logit/{logit['feature']}@{logit['ctx_idx']}"}
     data = copy.deepcopy(ct_file)
-    data["qParams"].update(pinnedIds=["E_84_2", "5_84_14"], clickedId="0_104_0",
-                           supernodes=[["Mary", "E_84_2", "0_104_0"], ["logit", "5_84_14"]])
+    data["qParams"].update(pinnedIds=[emb["node_id"], logit["node_id"]], clickedId=feat["node_id"],
+                           supernodes=[["name", emb["node_id"], feat["node_id"]], ["logit", logit["node_id"]]])
     g = from_neuronpedia(data)
-    assert g.supernodes == {"Mary": ["embed@2", "mlp0/104@0"], "logit": ["logit/84@14"]}
-    assert g.metadata["pinned"] == ["embed@2", "logit/84@14"]
-    assert g.metadata["neuronpedia"]["qParams"]["clickedId"] == "mlp0/104@0"
+    assert g.supernodes == {"name": [ours[emb["node_id"]], ours[feat["node_id"]]], "logit": [ours[logit["node_id"]]]}
+    assert g.metadata["pinned"] == [ours[emb["node_id"]], ours[logit["node_id"]]]
+    assert g.metadata["neuronpedia"]["qParams"]["clickedId"] == ours[feat["node_id"]]
     assert to_neuronpedia(g)["qParams"] == data["qParams"]
 
 
@@ -255,12 +264,14 @@ def test_attention_sae_nodes_and_logit_differences_are_refused():
 def test_our_json_round_trip_keeps_supernodes_and_the_imported_record(ct_file):
     """`to_json` -> `from_json` of an imported graph grouped into supernodes gives the same dict, and both export
     the same file with the supernode as `[name, node_id, ...]`."""
+    emb, feat = first_node(ct_file, "embedding"), first_node(ct_file, "cross layer transcoder")
     g = from_neuronpedia(ct_file)
-    g.group("Mary", ["embed@2", "mlp0/104@0"])
+    members = [g.nodes[i].id for i, raw in enumerate(ct_file["nodes"]) if raw is emb or raw is feat]
+    g.group("name", members)
     back = AttributionGraph.from_json(g.to_json())
-    assert back.to_dict() == g.to_dict() and back.supernodes == {"Mary": ["embed@2", "mlp0/104@0"]}
+    assert back.to_dict() == g.to_dict() and back.supernodes == {"name": members}
     assert to_neuronpedia(back) == to_neuronpedia(g)
-    assert to_neuronpedia(back)["qParams"]["supernodes"] == [["Mary", "E_84_2", "0_104_0"]]
+    assert sorted(to_neuronpedia(back)["qParams"]["supernodes"][0][1:]) == sorted([emb["node_id"], feat["node_id"]])
 
 
 def test_supernodes_of_a_built_graph_export_with_folded_and_dropped_members():
