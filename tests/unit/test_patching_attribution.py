@@ -92,18 +92,19 @@ def test_bad_method_and_steps_are_rejected(random_model, task):
 
 
 def test_ig_with_one_step_is_the_gradient_at_the_midpoint_of_the_interpolation(random_model, task):
-    """steps=1 evaluates the gradient once, at alpha = 1/2 (the midpoint rule): (a_clean - a_corrupt) . dm/da
-    there, checked by a central difference of the corrupt run moved half way to clean at one cell."""
+    """steps=1 evaluates the gradient once, at alpha = 1/2 (the midpoint rule) of the whole layer's interpolation
+    (every head and position of the hook half way from corrupt to clean at once): (a_clean - a_corrupt) . dm/da at
+    one cell there, checked by a central difference that moves that cell alone about the midpoint."""
     name = "blocks.1.attn.hook_z"
     with torch.no_grad():
         clean = random_model.run_with_cache(task.clean_tokens, names_filter=[name])[1][name]
         corrupt = random_model.run_with_cache(task.corrupt_tokens, names_filter=[name])[1][name]
-    delta = (clean - corrupt)[:, 5, 2]
+    delta = clean - corrupt  # [batch, position, head, d_head]
 
     def metric_at(alpha: float) -> float:
         def move(act, hook):
-            act = act.clone()
-            act[:, 5, 2] += alpha * delta
+            act = act + 0.5 * delta
+            act[:, 5, 2] += (alpha - 0.5) * delta[:, 5, 2]
             return act
 
         with torch.no_grad():
