@@ -214,6 +214,23 @@ def open_and_run(page, url: str, path: str) -> None:
     page.evaluate(RUN_ALL)
 
 
+@contextmanager
+def jupyter_theme(page, dark: bool = True) -> Iterator[None]:
+    """The block runs in JupyterLab's dark (or light) theme, switched and waited for; the light theme is back
+    after it, also when the block fails, so the next test starts as every test does."""
+    try:
+        set_theme(page, dark)
+        yield
+    finally:
+        set_theme(page, dark=False)
+
+
+def set_theme(page, dark: bool) -> None:
+    page.evaluate("(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})",
+                  "JupyterLab Dark" if dark else "JupyterLab Light")
+    page.wait_for_function("(dark) => document.body.dataset.jpThemeLight === String(!dark)", arg=dark)
+
+
 # ---- reading what the page shows -------------------------------------------------------------------
 def printed(page, marker: str, timeout_ms: float | None = None) -> dict:
     """The JSON a notebook cell printed after `marker` (e.g. "IW-EXPECTED"), once its output appears."""

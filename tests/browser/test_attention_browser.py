@@ -7,7 +7,7 @@ import re
 from textwrap import dedent
 
 import pytest
-from harness import wait_idle
+from harness import jupyter_theme, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -170,14 +170,8 @@ LEGEND_START_IS_DARK = """(root) => {
 
 def test_dark_theme_recolours_the_widget(notebook, screenshot):
     page, root = notebook.page, widget(notebook)
-    change_theme = "(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})"
-    page.evaluate(change_theme, "JupyterLab Dark")
-    try:
-        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+    with jupyter_theme(page, dark=True):
         page.wait_for_function(LEGEND_START_IS_DARK, arg=root.element_handle())  # the scale starts at the background
         background = root.evaluate("el => getComputedStyle(el).backgroundColor")
         assert sum(int(c) for c in background[background.index("(") + 1 : -1].split(",")[:3]) < 150
         screenshot(root, "attention_dark")
-    finally:
-        page.evaluate(change_theme, "JupyterLab Light")
-        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'")

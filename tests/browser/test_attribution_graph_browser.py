@@ -11,7 +11,7 @@ import json
 from textwrap import dedent
 
 import pytest
-from harness import EXECUTE, number, wait_idle
+from harness import EXECUTE, jupyter_theme, number, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -141,12 +141,6 @@ def test_click_ablates_the_node_in_the_kernel(shown, screenshot):
 
 def test_dark_theme(shown, screenshot):
     page, root = shown.notebook.page, shown.root
-    change_theme = "(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})"
-    page.evaluate(change_theme, "JupyterLab Dark")
-    try:
-        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+    with jupyter_theme(page, dark=True):
         page.wait_for_timeout(500)
         screenshot(root, "attribution_graph_dark")
-    finally:
-        page.evaluate(change_theme, "JupyterLab Light")
-        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'")

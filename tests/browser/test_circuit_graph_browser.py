@@ -11,7 +11,7 @@ import re
 from textwrap import dedent
 
 import pytest
-from harness import number, printed, wait_idle
+from harness import jupyter_theme, number, printed, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -221,13 +221,7 @@ def test_no_two_labels_overlap(notebook, ioi_root, screenshot):
 
 def test_dark_theme(notebook, ioi_root, screenshot):
     page = notebook.page
-    change_theme = "(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})"
-    page.evaluate(change_theme, "JupyterLab Dark")
-    try:
-        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+    with jupyter_theme(page, dark=True):
         page.wait_for_timeout(500)
         ioi_root.scroll_into_view_if_needed()
         screenshot(ioi_root, "circuit_graph_ioi_dark")
-    finally:
-        page.evaluate(change_theme, "JupyterLab Light")
-        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'")

@@ -9,7 +9,7 @@ import re
 from textwrap import dedent
 
 import pytest
-from harness import texts, wait_idle
+from harness import jupyter_theme, texts, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -70,14 +70,9 @@ def test_every_view_shows_the_label_of_the_feature_it_shows(shown, screenshot):
     tooltip = graph.locator(".iw-tooltip")
     tooltip.wait_for(state="visible")
     assert f"label: {label}" in tooltip.inner_text()
-    change_theme = "(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})"
-    try:
-        for theme, suffix in (("JupyterLab Light", ""), ("JupyterLab Dark", "_dark")):
-            page.evaluate(change_theme, theme)
-            page.wait_for_function("(dark) => document.body.dataset.jpThemeLight === String(!dark)", arg=theme.endswith("Dark"))
+    for suffix in ("", "_dark"):
+        with jupyter_theme(page, dark=bool(suffix)):
             for name, view in (("token_features", root), ("feature_dashboard", dashboard), ("steering", steering),
                                ("circuit_graph", graph)):
                 view.scroll_into_view_if_needed()
                 screenshot(view, f"labels_{name}{suffix}")
-    finally:
-        page.evaluate(change_theme, "JupyterLab Light")

@@ -9,7 +9,7 @@ import re
 from textwrap import dedent
 
 import pytest
-from harness import number, wait_idle
+from harness import jupyter_theme, number, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -204,14 +204,8 @@ LEGEND_START_IS_DARK = """(root) => {
 
 
 def test_dark_theme_recolours_both_views(page, lens, dla, screenshot):
-    change_theme = "(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})"
-    page.evaluate(change_theme, "JupyterLab Dark")
-    try:
-        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+    with jupyter_theme(page, dark=True):
         page.wait_for_function(LEGEND_START_IS_DARK, arg=lens.element_handle())  # the sequential scale starts dark
         screenshot(lens, "logit_lens_dark")
         dla.scroll_into_view_if_needed()
         screenshot(dla, "dla_dark")
-    finally:
-        page.evaluate(change_theme, "JupyterLab Light")
-        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'")

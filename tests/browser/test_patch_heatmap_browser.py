@@ -9,7 +9,7 @@ import re
 from textwrap import dedent
 
 import pytest
-from harness import number, printed, wait_idle
+from harness import jupyter_theme, number, printed, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -176,13 +176,7 @@ def test_the_menu_shows_the_action_a_widget_was_made_with(notebook):
 
 def test_dark_theme(notebook, heatmap, screenshot):
     page = notebook.page
-    change_theme = "(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})"
-    page.evaluate(change_theme, "JupyterLab Dark")
-    try:
-        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+    with jupyter_theme(page, dark=True):
         page.wait_for_timeout(500)
         heatmap.scroll_into_view_if_needed()
         screenshot(heatmap, "patch_heatmap_dark")
-    finally:
-        page.evaluate(change_theme, "JupyterLab Light")
-        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'")

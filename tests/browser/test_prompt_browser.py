@@ -11,7 +11,7 @@ from textwrap import dedent
 
 import pytest
 from playwright.sync_api import expect
-from harness import wait_idle
+from harness import jupyter_theme, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -256,16 +256,10 @@ def test_tiny_weights_read_as_numbers_and_zero_keys_are_not_listed(page, screens
 
 def test_the_prompt_box_and_warning_read_in_the_dark_theme(page, screenshot):
     root = view(page, 2)
-    change_theme = "(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})"
-    page.evaluate(change_theme, "JupyterLab Dark")
-    try:
-        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+    with jupyter_theme(page, dark=True):
         colour = root.get_by_label("prompt", exact=True).evaluate("el => getComputedStyle(el).backgroundColor")
         assert sum(int(c) for c in re.findall(r"\d+", colour)[:3]) < 200  # the box follows the theme
         screenshot(root, "prompt_box_dark")
-    finally:
-        page.evaluate(change_theme, "JupyterLab Light")
-        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'")
 
 
 # ---- the SAE views: the bundled teaching model and its pretrained SAEs (what the docs' screenshots show)
@@ -316,15 +310,9 @@ def as_drawn(tokens: list[str]) -> list[str]:
 
 
 def in_dark_theme(page, root, screenshot, name: str) -> None:
-    change_theme = "(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})"
-    page.evaluate(change_theme, "JupyterLab Dark")
-    try:
-        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+    with jupyter_theme(page, dark=True):
         page.wait_for_timeout(500)
         screenshot(root, name)
-    finally:
-        page.evaluate(change_theme, "JupyterLab Light")
-        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'")
 
 
 def test_token_features_takes_a_typed_prompt(sae_shown, screenshot):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from textwrap import dedent
 
 import pytest
-from harness import wait_idle
+from harness import jupyter_theme, wait_idle
 
 pytestmark = pytest.mark.browser
 
@@ -168,17 +168,12 @@ def test_changed_tokens_meet_a_contrast_of_4_5_in_light_and_dark(shown, root, ex
     root.locator(".iw-description", has_text=f"\u00d7 {expected['limit']:g} \u00b7 greedy").wait_for()
     wait_idle(root)
     page = shown.notebook.page
-    change_theme = "(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})"
-    try:
-        for theme, name in (("JupyterLab Light", "steering"), ("JupyterLab Dark", "steering_dark")):
-            page.evaluate(change_theme, theme)
-            page.wait_for_function("(dark) => document.body.dataset.jpThemeLight === String(!dark)", arg=theme.endswith("Dark"))
+    for name in ("steering", "steering_dark"):
+        with jupyter_theme(page, dark=name.endswith("_dark")):
             page.wait_for_timeout(500)
             ratios = root.evaluate(CONTRAST)
-            assert ratios and min(ratios) >= 4.5, (theme, ratios)
+            assert ratios and min(ratios) >= 4.5, (name, ratios)
             screenshot(root, name)
-    finally:
-        page.evaluate(change_theme, "JupyterLab Light")
 
 
 def test_the_generate_button_asks_the_kernel_now(root, expected):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from textwrap import dedent
 
 import pytest
-from harness import number
+from harness import jupyter_theme, number
 
 pytestmark = pytest.mark.browser
 
@@ -98,12 +98,7 @@ def test_hovering_a_chart_reads_every_run_at_one_step(root):
 
 def test_light_and_dark_screenshots(notebook, root, screenshot):
     page = notebook.page
-    change_theme = "(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})"
-    try:
-        for theme, name in (("JupyterLab Light", "training_monitor"), ("JupyterLab Dark", "training_monitor_dark")):
-            page.evaluate(change_theme, theme)
-            page.wait_for_function("(dark) => document.body.dataset.jpThemeLight === String(!dark)", arg=theme.endswith("Dark"))
+    for name in ("training_monitor", "training_monitor_dark"):
+        with jupyter_theme(page, dark=name.endswith("_dark")):
             page.wait_for_timeout(500)
             screenshot(root, name)
-    finally:
-        page.evaluate(change_theme, "JupyterLab Light")
