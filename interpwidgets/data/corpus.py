@@ -8,6 +8,7 @@ only; `split="held_out"` from the held-out sets (used by evaluation, never by tr
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Literal
 from interpwidgets.data import vocab
 
 Split = Literal["train", "held_out"]
+LONGEST_REPEAT = 127  # longest repeated half of a token-induction document
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,16 @@ def induction_document(rng: random.Random) -> str:
     return " " + " ".join(induction_sequence(rng, rng.randint(4, 24)))
 
 
+def repeat_length(rng: random.Random, longest: int = LONGEST_REPEAT) -> int:
+    """Length of a repeated half, log-uniform over 4 .. `longest`: short repeats stay common, and the longest
+    put the copy as far back as the context reaches (2 * 127 tokens + BOS fill a 256-token row)."""
+    return round(math.exp(rng.uniform(math.log(4), math.log(longest))))
+
+
 def token_induction_ids(rng: random.Random, n_vocab: int) -> list[int]:
-    """Random token ids from the whole vocabulary but BOS (id 0), repeated once: every token form must be copied."""
-    half = [rng.randrange(1, n_vocab) for _ in range(rng.randint(4, 24))]
+    """Random token ids from the whole vocabulary but BOS (id 0), repeated once: every token form must be copied,
+    from any distance up to the context."""
+    half = [rng.randrange(1, n_vocab) for _ in range(repeat_length(rng))]
     return half + half
 
 
@@ -97,8 +106,8 @@ def bracket_document(rng: random.Random) -> str:
 def filler_sentence(rng: random.Random) -> str:
     """A sentence from a small grammar; names come from all names, held-out ones included."""
 
-    def subject() -> str:
-        if rng.random() < MADE_UP_RATE:
+    def subject(made_up: bool = True) -> str:
+        if made_up and rng.random() < MADE_UP_RATE:
             return made_up_word(rng)
         if rng.random() < 0.5:
             return rng.choice(vocab.NAMES)
@@ -110,7 +119,7 @@ def filler_sentence(rng: random.Random) -> str:
     elif kind < 0.7:
         sentence = f"{subject()} {rng.choice(vocab.INTRANSITIVE)} near the {rng.choice(vocab.PLACES)}"
     else:
-        sentence = f"{subject()} {rng.choice(vocab.GIVE_VERBS)} the {rng.choice(vocab.OBJECTS)} to {subject()}"
+        sentence = f"{subject()} {rng.choice(vocab.GIVE_VERBS)} the {rng.choice(vocab.OBJECTS)} to {subject(made_up=False)}"
     sentence = sentence[0].upper() + sentence[1:]
     return sentence + rng.choice("..!?")
 
@@ -130,9 +139,12 @@ INDUCTION_WORDS: tuple[str, ...] = tuple(
 
 STAND_IN_WORDS: tuple[str, ...] = tuple(w for w in INDUCTION_WORDS if w not in vocab.NAMES)
 STAND_IN_RATE = 0.25  # share of IOI training sentences whose names are other words
-MADE_UP_RATE = 0.08  # share of filler subjects that are made-up words
+MADE_UP_RATE = 0.08  # share of filler subjects that are made-up words (never the recipient after "to", the slot
+# IOI predicts: a model that expects a made-up word there puts its mass on a first byte instead of the name)
 
-MIX: dict[str, float] = {"ioi": 0.36, "induction": 0.12, "token_induction": 0.20, "brackets": 0.10, "filler": 0.22}
+# proportions of documents; token-induction documents are the longest (71 tokens on average), so 0.10 of the
+# documents is about 0.3 of the tokens
+MIX: dict[str, float] = {"ioi": 0.40, "induction": 0.12, "token_induction": 0.10, "brackets": 0.10, "filler": 0.28}
 TOKEN_KINDS = ("token_induction",)  # kinds generated as token ids (`token_induction_ids`), not text
 _GENERATORS = {
     "ioi": ioi_document,

@@ -20,6 +20,7 @@ PANELS = (
     ("ioi_accuracy", "IOI accuracy (held out)"),
     ("induction_accuracy", "Induction top-1, whole vocabulary"),
     ("induction_word_accuracy", "Induction top-1, words"),
+    ("induction_long_accuracy", "Induction top-1, 127-token repeats"),
     ("brackets_accuracy", "Brackets: correct closer"),
 )
 
@@ -41,8 +42,9 @@ def plot(records: list[dict], out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     steps = [r["step"] for r in records]
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.2), constrained_layout=True)
-    for ax, (key, title) in zip(axes, PANELS):
+    rows = -(-len(PANELS) // 3)
+    fig, axes = plt.subplots(rows, 3, figsize=(12, 3.2 * rows), constrained_layout=True, squeeze=False)
+    for ax, (key, title) in zip(axes.flat, PANELS):
         ax.plot(steps, [r[key] for r in records], color="tab:blue")
         ax.axhline(TARGETS[key], color="tab:red", linestyle="--", linewidth=1, label=f"target {TARGETS[key]}")
         ax.set_title(title, fontsize=10)

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import interpwidgets as iw
 
-# Floors at the model-card targets, all of which the bundled model meets (README model card: IOI accuracy 0.996,
-# logit difference 10.9, induction 0.999 on the whole vocabulary, 1.000 on words, brackets 0.998, n=512). The targets
-# themselves belong to the release script that writes the model card (scripts/release/evaluate_model.py); tests do
-# not import release scripts.
+# Floors at the model-card targets, all of which the bundled model meets (README model card, n=512, three seeds). The
+# targets themselves belong to the release script that writes the model card (scripts/release/evaluate_model.py);
+# tests do not import release scripts.
 TARGET_FLOORS = {"ioi_logit_diff": 3.0, "ioi_accuracy": 0.95, "induction_accuracy": 0.90,
-                 "induction_word_accuracy": 0.90, "brackets_accuracy": 0.95}
-REPORTED = {"induction_long_accuracy"}  # no target: repeats as far apart as the context are not in the training mix
+                 "induction_word_accuracy": 0.90, "induction_long_accuracy": 0.90, "brackets_accuracy": 0.95}
 
 
 def test_teaching_model_keeps_its_model_card_scores_on_a_held_out_sample(teaching_model):
     """On a held-out sample (seed 7, none of the model card's): IOI accuracy >= 95% and logit diff >= 3, induction
-    >= 90% on random tokens of the whole vocabulary and on words, brackets >= 95%: the model-card targets."""
+    >= 90% on random tokens of the whole vocabulary, on words and on sequences filling the context, brackets >= 95%:
+    the model-card targets."""
     scores = iw.tasks.evaluate(teaching_model, n=256, seed=7)
     misses = {k: round(scores[k], 3) for k, floor in TARGET_FLOORS.items() if scores[k] < floor}
     assert not misses, f"below the model card: {misses} (required {TARGET_FLOORS})"
-    assert set(scores) == set(TARGET_FLOORS) | REPORTED
+    assert set(scores) == set(TARGET_FLOORS)
 
 
 def test_no_text_becomes_unk_in_the_teaching_model(teaching_model):
