@@ -242,8 +242,10 @@ def test_attribution_patching_is_the_first_order_change_a_finite_difference_meas
 
 def test_integrated_gradients_track_exact_patching_on_every_family(family_model):
     """ig estimates of every head's patching effect correlate with the exact effects on IOI prompts (r > 0.8 on
-    these random models; 0.998 on the trained teaching model, tests/unit/test_patching_attribution.py)."""
-    task = ioi(family_model, n=4, seed=0)
+    these random models; 0.998 on the trained teaching model, tests/unit/test_patching_attribution.py). The Gemma
+    families are the least additive (r 0.92 and 0.89 on 8 prompts, 0.86 and 0.80 on 4, the same at 8 or 32 steps:
+    ig moves every head at once, patching one), so the mean is taken over 8 prompts."""
+    task = ioi(family_model, n=8, seed=0)
     exact = activation_patch(family_model, task, site="z", **RAW).values.flatten()
     estimate = attribution_patch(family_model, task, site="z", method="ig", steps=8, **RAW).values.flatten()
     r = float(torch.corrcoef(torch.stack([exact, estimate]))[0, 1])
@@ -265,7 +267,9 @@ def test_integrated_gradients_over_a_whole_layer_sum_to_patching_that_layer(fami
 @pytest.mark.parametrize("family", ["teaching", "llama"])
 def test_bfloat16_models_patch_in_their_dtype_and_agree_with_float32(family, tmp_path):
     """A bfloat16 model keeps its dtype; activation, attribution and path patching run in it, return float32
-    values, and agree with the float32 model's to bfloat16 precision (2% of the metric's scale)."""
+    values, and agree with the float32 model's to the precision of the bfloat16 forward pass itself: an effect is
+    a difference of two logit differences, four logits, so it can be off by 4x the largest logit error of the
+    bfloat16 model on the task's prompts (measured here against float32)."""
     import interpwidgets as iw
     from interpwidgets.models.families import save_random_family
 
@@ -273,9 +277,11 @@ def test_bfloat16_models_patch_in_their_dtype_and_agree_with_float32(family, tmp
     half = iw.load_model(source, device="cpu", dtype="bfloat16")
     full = iw.load_model(source, device="cpu")
     task = ioi(full, n=4, seed=0)
+    with torch.no_grad():
+        logit_error = max(float((half(t).float() - full(t)).abs().max()) for t in (task.clean_tokens, task.corrupt_tokens))
+    assert 0 < logit_error < 0.05 * float(full(task.clean_tokens).abs().max())  # bfloat16 really ran, and ran sanely
     for run in (lambda m: activation_patch(m, task, site="z", **RAW), lambda m: attribution_patch(m, task, site="resid_pre", **RAW),
                 lambda m: path_patch(m, task, senders="heads", **RAW)):
         expected, got = run(full).values, run(half).values
         assert got.dtype == torch.float32 and next(half.parameters()).dtype == torch.bfloat16
-        scale = float(expected.abs().max())
-        assert float((got - expected).abs().max()) <= 0.02 * scale + 1e-3
+        assert float((got - expected).abs().max()) <= 4 * logit_error + 1e-3
