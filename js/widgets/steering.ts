@@ -11,7 +11,7 @@ import "./steering.css";
 import type { RenderProps } from "../lib/anywidget";
 import { codeBox } from "../lib/code";
 import { h, select, setChildren } from "../lib/dom";
-import { formatNumber, quoteToken, snap } from "../lib/format";
+import { formatNumber, quoteToken } from "../lib/format";
 import { Requester } from "../lib/messaging";
 import { type PromptSlot, type PromptTraits, withPrompt } from "../lib/prompt";
 import { connectSelection } from "../lib/selection";
@@ -134,17 +134,20 @@ async function render({ model, el, signal, host }: RenderProps<Traits>, prompt: 
       return;
     }
     setChildren(slidersBox, ...rows.map((row, index) => {
+      // the slider moves over integer positions -SLIDER_STEPS..SLIDER_STEPS, so both ends are reached exactly: a
+      // decimal step from -limit (10.4 / 200 = 0.052000000000000005) stops one step short of +limit
       const step = row.limit / SLIDER_STEPS;
       const slider = h("input", { className: "iw-slider", attrs: {
-        type: "range", min: String(-row.limit), max: String(row.limit), step: String(step),
+        type: "range", min: String(-SLIDER_STEPS), max: String(SLIDER_STEPS), step: "1",
         "aria-label": `scale of ${row.label}`, "data-index": String(index),
       } });
-      slider.value = String(scales[index] ?? 0);
+      slider.value = String(Math.round((scales[index] ?? 0) / step));
       const value = h("span", { className: "iw-scale-value" }, formatNumber(scales[index] ?? 0, step));
       const reset = h("button", { className: "iw-button iw-reset", attrs: { "aria-label": `reset ${row.label}` } }, "0");
       const remove = h("button", { className: "iw-button iw-remove", attrs: { "aria-label": `remove ${row.label}` } }, "\u00d7");
       slider.addEventListener("input", () => {
-        scales[index] = snap(Number(slider.value), step); // the centre is 0, not min + k * step's float error
+        const scale = Number((Number(slider.value) * step).toPrecision(12)); // position 0 is 0, the ends are +-limit
+        scales[index] = Math.max(-row.limit, Math.min(row.limit, scale));
         value.textContent = formatNumber(scales[index], step);
         schedule();
       });
