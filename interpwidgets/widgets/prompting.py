@@ -80,7 +80,8 @@ def unknown_warning(model: Any, prompt: str | torch.Tensor | Sequence[int]) -> s
     if not has_tokenizer(model):
         return ""
     ids = model.to_tokens(prompt, truncate=False)[0].tolist() if isinstance(prompt, str) else torch.as_tensor(prompt).reshape(-1).tolist()
-    return _outside(model, prompt, ids).warning()
+    text = prompt if isinstance(prompt, str) else prompt_as_text(model, ids)  # token ids: the words named from their text
+    return _outside(model, text, ids).warning()
 
 
 @dataclass(frozen=True)
