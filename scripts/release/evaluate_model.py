@@ -29,20 +29,18 @@ TARGETS = {"ioi_logit_diff": 3.0, "ioi_accuracy": 0.95, "induction_accuracy": 0.
 def ioi_by_split(model, n: int, seed: int) -> dict[tuple[str, str], tuple[float, float]]:
     """(names split, templates split) -> (share of prompts whose top-1 token is IO, share where IO beats S)."""
     from interpwidgets.data import corpus
+    from interpwidgets.tasks.base import single_token_id
 
-    tok, out = model.tokenizer, {}
+    out = {}
     for names in ("train", "held_out"):
         for templates in ("train", "held_out"):
             rng, top1, beats = random.Random(seed), 0, 0
             for _ in range(n):
-                io, s = rng.sample(corpus.ioi_names(names), 2)
-                a, b = (io, s) if rng.random() < 0.5 else (s, io)
-                text = rng.choice(corpus.ioi_templates(templates)).format(
-                    A=a, B=b, S=s, PLACE=rng.choice(corpus.vocab.PLACES), OBJECT=rng.choice(corpus.vocab.OBJECTS))
-                logits = model(model.to_tokens(text))[0, -1]
-                io_id, s_id = (tok.encode(" " + name, add_special_tokens=False)[0] for name in (io, s))
-                top1 += int(logits.argmax()) == io_id
-                beats += bool(logits[io_id] > logits[s_id])
+                sentence = corpus.ioi_sentence(rng, names, template=rng.choice(corpus.ioi_templates(templates)))
+                logits = model(model.to_tokens(sentence.text))[0, -1]
+                io, s = (single_token_id(model.tokenizer, " " + name) for name in (sentence.io, sentence.s))
+                top1 += int(logits.argmax()) == io
+                beats += bool(logits[io] > logits[s])
             out[names, templates] = (top1 / n, beats / n)
     return out
 
