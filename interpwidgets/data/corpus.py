@@ -146,6 +146,7 @@ MADE_UP_RATE = 0.08  # share of filler subjects that are made-up words (never th
 # documents is about 0.3 of the tokens
 MIX: dict[str, float] = {"ioi": 0.40, "induction": 0.12, "token_induction": 0.10, "brackets": 0.10, "filler": 0.28}
 TOKEN_KINDS = ("token_induction",)  # kinds generated as token ids (`token_induction_ids`), not text
+TEXT_MIX: dict[str, float] = {kind: p for kind, p in MIX.items() if kind not in TOKEN_KINDS}
 _GENERATORS = {
     "ioi": ioi_document,
     "induction": induction_document,
@@ -166,9 +167,8 @@ def text_document(rng: random.Random, kind: str) -> str:
 
 
 def random_document(rng: random.Random, mix: dict[str, float] | None = None) -> str:
-    """One text document whose kind is drawn from `mix` (default: `MIX` without its token kinds)."""
-    mix = mix or {kind: p for kind, p in MIX.items() if kind not in TOKEN_KINDS}
-    return text_document(rng, random_kind(rng, mix))
+    """One text document whose kind is drawn from `mix` (default `TEXT_MIX`: `MIX` without its token kinds)."""
+    return text_document(rng, random_kind(rng, mix or TEXT_MIX))
 
 
 def documents(seed: int, mix: dict[str, float] | None = None) -> Iterator[str]:
